@@ -1,0 +1,80 @@
+"""The notebook's two figures, drawn with matplotlib's object API (no pyplot global state).
+
+    fig = plot_history(history)                       # loss and accuracy per epoch, 0.98 dotted
+    fig = plot_classification(images, labels, preds)  # 2x3 test digits, "label: L / prediction: P"
+    save_figure(fig, "figures/training.svg")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+
+import jax
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+
+from mnist_jax.model import Classifier, Params
+from mnist_jax.runs import write_atomic
+from mnist_jax.train import predict
+
+
+def plot_history(history: Mapping[str, Sequence[float]]) -> Figure:
+    """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`."""
+    epochs = range(len(history["train_loss"]))
+    fig = Figure(figsize=(8, 6))
+    axes = fig.subplots(2, 1)
+
+    axes[0].set_xlim(0, len(epochs))
+    axes[0].plot(epochs, history["train_loss"], label="Train Loss")
+    axes[0].plot(epochs, history["test_loss"], label="Test Loss")
+    axes[0].set_ylabel("Loss", fontsize=13)
+    axes[0].legend(fontsize=13)
+
+    axes[1].set_xlim(0, len(epochs))
+    axes[1].plot(epochs, history["train_accuracy"], label="Train Accuracy")
+    axes[1].plot(epochs, history["test_accuracy"], label="Test Accuracy")
+    axes[1].plot(epochs, [0.98] * len(epochs), "k:", label="Accuracy 0.98")
+    axes[1].set_ylabel("Accuracy", fontsize=13)
+    axes[1].set_xlabel("Epoch", fontsize=13)
+    axes[1].legend(fontsize=13)
+
+    fig.suptitle("Train result", fontsize=15)
+    fig.tight_layout()
+    return fig
+
+
+def plot_classification(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int],
+                        size: tuple[int, int] = (2, 3)) -> Figure:
+    """A grid of digits titled with their label and the model's prediction."""
+    rows, cols = size
+    fig = Figure(figsize=(cols * 3, rows * 3))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label, prediction in zip(axes.flat, images, labels, predictions):
+        ax.imshow(np.asarray(image).squeeze(-1) if np.ndim(image) == 3 else image, cmap="gray")
+        ax.set_title(f"label: {int(label)} / prediction: {int(prediction)}", y=-0.13)
+    fig.suptitle("Classification result", fontsize=15)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Save as the file suffix says (SVG, PNG, ...), atomically; SVGs are byte-stable across runs."""
+    buffer = io.BytesIO()
+    fmt = os.fspath(path).rsplit(".", 1)[-1].lower()
+    # A fixed hash salt and no date keep committed SVGs from changing when the data did not.
+    with matplotlib.rc_context({"svg.hashsalt": "mnist-jax"}):
+        fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+    write_atomic(path, buffer.getvalue())
+
+
+def classification_sample(params: Params, model: Classifier, images: np.ndarray, labels: np.ndarray,
+                          key: jax.Array, size: tuple[int, int] = (2, 3)) -> Figure:
+    """`plot_classification` of randomly chosen test digits, as the notebook's last cell."""
+    idx = np.asarray(jax.random.randint(key, (size[0] * size[1],), 0, len(labels)))
+    predictions = np.asarray(predict(params, images[idx], model))
+    return plot_classification(images[idx], labels[idx], predictions, size)

@@ -1,0 +1,65 @@
+"""Write tests/fixtures/torch_parity.npz: a seeded notebook PyTorch model, MNIST inputs, its logits.
+
+Needs torch (the package itself never imports it), run once:
+
+    pip install torch numpy && python scripts/make_torch_fixture.py
+
+The fixture holds the `state_dict` arrays under their PyTorch names, 16 test images (uint8, NCHW)
+and the PyTorch logits; tests/test_model.py checks `params_from_torch` reproduces them within 1e-5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Classifier(nn.Module):
+    """The notebook's model, verbatim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels=1, out_channels=32, kernel_size=3)
+        self.relu1 = nn.ReLU()
+        self.maxpool1 = nn.MaxPool2d(kernel_size=2)
+        self.conv2 = nn.Conv2d(in_channels=32, out_channels=64, kernel_size=3)
+        self.relu2 = nn.ReLU()
+        self.maxpool2 = nn.MaxPool2d(kernel_size=2)
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(in_features=1600, out_features=10)
+
+    def forward(self, x):
+        x = self.maxpool1(self.relu1(self.conv1(x)))
+        x = self.maxpool2(self.relu2(self.conv2(x)))
+        x = self.flatten(x)
+        x = self.linear(x)
+        return x
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "torch_parity.npz")
+    p.add_argument("--examples", type=int, default=16)
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    model = Classifier().eval()
+    raw = gzip.decompress((ROOT / "mnist_jax" / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())
+    images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 1, 28, 28)[: args.examples].copy()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).float() / 255.0).numpy()
+    state = {name: t.numpy() for name, t in model.state_dict().items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, images_nchw=images, logits=logits, **state)
+    print(f"wrote {args.out}: {len(images)} images, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()

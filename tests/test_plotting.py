@@ -1,0 +1,36 @@
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from mnist_jax.plotting import plot_classification, plot_history, save_figure
+
+HISTORY = {"train_loss": [1.8, 0.7, 0.4], "test_loss": [1.1, 0.5, 0.3],
+           "train_accuracy": [0.62, 0.83, 0.89], "test_accuracy": [0.79, 0.88, 0.99]}
+
+
+def test_history_figure_has_the_notebooks_panels():
+    fig = plot_history(HISTORY)
+    loss_ax, acc_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.get_lines()] == ["Train Loss", "Test Loss"]
+    labels = [line.get_label() for line in acc_ax.get_lines()]
+    assert labels == ["Train Accuracy", "Test Accuracy", "Accuracy 0.98"]
+    dotted = acc_ax.get_lines()[2]
+    assert dotted.get_linestyle() == ":" and set(dotted.get_ydata()) == {0.98}
+    np.testing.assert_allclose(acc_ax.get_lines()[1].get_ydata(), HISTORY["test_accuracy"])
+    assert acc_ax.get_xlabel() == "Epoch" and fig._suptitle.get_text() == "Train result"
+
+
+def test_classification_figure_titles_each_digit():
+    images = np.zeros((6, 28, 28, 1), np.uint8)
+    fig = plot_classification(images, [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 0])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "label: 1 / prediction: 1" and titles[5] == "label: 6 / prediction: 0"
+    assert len(fig.axes) == 6
+
+
+def test_save_figure_writes_valid_byte_stable_svg(tmp_path):
+    save_figure(plot_history(HISTORY), tmp_path / "a.svg")
+    save_figure(plot_history(HISTORY), tmp_path / "b.svg")
+    assert ET.parse(tmp_path / "a.svg").getroot().tag.endswith("svg")
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,110 @@
+"""The scripts end to end, as a user runs them, on a small setting."""
+
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d+\.\d{4} / accuracy: [01]\.\d{4} \| "
+                  r"Test loss: \d+\.\d{4} / accuracy: [01]\.\d{4}$")
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_svg(path: Path) -> ET.Element:
+    root = ET.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return root
+
+
+def svg_text(path: Path) -> str:
+    return path.read_text()
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    result = run("train.py", "--epochs", 2, "--train-examples", 1500, "--batch-size", 256, "--lr", 1e-3,
+                 "--data-dir", data_dir, "--run-dir", out / "run", "--figures-dir", out / "figures")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_prints_summary_then_the_notebooks_lines(finished_run):
+    _, result = finished_run
+    lines = result.stdout.splitlines()
+    assert "Model Structure" in lines and "Total parameters: 34,826" in lines
+    epochs = [line for line in lines if line.startswith("[epoch")]
+    assert len(epochs) == 2 and all(LINE.match(line) for line in epochs), epochs
+    assert lines.index("Model Structure") < lines.index(epochs[0])
+    assert "Traceback" not in result.stderr
+
+
+def test_train_writes_history_params_and_valid_figures(finished_run):
+    out, result = finished_run
+    run_dir = out / "run"
+    record = json.loads((run_dir / "history.json").read_text())
+    assert record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 256
+    assert len(record["history"]["test_accuracy"]) == 2
+    printed = [line for line in result.stdout.splitlines() if line.startswith("[epoch  1]")][0]
+    assert f"accuracy: {record['history']['test_accuracy'][1]:.4f}" in printed
+    assert (run_dir / "params.msgpack").stat().st_size > 34_826 * 4
+    for name in ("training.svg", "classification.svg"):
+        assert_svg(run_dir / name)
+        assert (out / "figures" / name).read_bytes() == (run_dir / name).read_bytes()
+    assert svg_text(run_dir / "classification.svg").count("label: ") == 6
+    assert "Accuracy 0.98" in svg_text(run_dir / "training.svg")
+    assert str(run_dir) in result.stdout
+
+
+def test_plot_scripts_redraw_from_the_run_directory(finished_run, data_dir, tmp_path):
+    out, _ = finished_run
+    result = run("plot_history.py", out / "run", "--out", tmp_path / "history.svg")
+    assert result.returncode == 0, result.stderr
+    assert_svg(tmp_path / "history.svg")
+    assert (tmp_path / "history.svg").read_bytes() == (out / "run" / "training.svg").read_bytes()
+    result = run("plot_classification.py", out / "run", "--data-dir", data_dir, "--out", tmp_path / "cls.svg",
+                 "--rows", 3, "--cols", 4)
+    assert result.returncode == 0, result.stderr
+    assert svg_text(tmp_path / "cls.svg").count("label: ") == 12
+
+
+def test_train_refuses_a_finished_run_directory(finished_run, data_dir):
+    out, _ = finished_run
+    before = (out / "run" / "history.json").read_bytes()
+    result = run("train.py", "--epochs", 1, "--data-dir", data_dir, "--run-dir", out / "run", "--no-refresh-figures")
+    assert result.returncode == 2
+    assert result.stderr.startswith("train.py: error: ") and result.stderr.count("\n") == 1
+    assert "--overwrite" in result.stderr
+    assert (out / "run" / "history.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--epochs", "two"], ["--lr", "-1"], ["--batch-size", "0"],
+                                   ["--lr", "nan"], ["--no-such-flag"]])
+def test_bad_flags_are_one_line_errors(flags, tmp_path):
+    result = run("train.py", *flags, "--run-dir", tmp_path / "run")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("train.py: error:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_run_directory_is_a_one_line_error(tmp_path):
+    result = run("plot_history.py", tmp_path / "nothing")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not found" in result.stderr
+
+
+def test_help_explains_the_flags():
+    result = run("train.py", "--help")
+    assert result.returncode == 0
+    for flag in ("--epochs", "--learning-rate", "--batch-size", "--test-batch-size", "--seed", "--data-dir",
+                 "--manual-dir", "--run-dir", "--figures-dir"):
+        assert flag in result.stdout
