@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 import flax.serialization
 import jax
 
@@ -42,12 +43,14 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save_run(run_dir: str | os.PathLike, config: TrainConfig, history: History, params: Params) -> None:
+def save_run(run_dir: str | os.PathLike, config: TrainConfig, history: History, params: Params,
+             system: dict[str, Any] | None = None) -> None:
+    """Write params, then history.json (config, history, and `system`: where and how fast it ran)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / PARAMS_FILE, flax.serialization.to_bytes(params))
     # The history goes last: its presence marks a finished run.
-    record = {"config": dataclasses.asdict(config), "history": history}
+    record = {"config": dataclasses.asdict(config), "history": history, "system": system or {}}
     write_atomic(run_dir / HISTORY_FILE, (json.dumps(record, indent=1) + "\n").encode())
 
 

@@ -90,13 +90,17 @@ def train_step(state: TrainState, batch: Batch, *, model: Classifier,
     return state, _metrics(loss * jnp.sum(batch.mask), logits, batch)
 
 
+def num_batches(num_examples: int, batch_size: int) -> int:
+    return -(-num_examples // batch_size)
+
+
 def _padded_batches(order: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
     """`order` cut into (num_batches, batch_size) indices; the last batch padded, with its mask."""
     n = order.shape[0]
-    num_batches = -(-n // batch_size)
-    padded = jnp.zeros(num_batches * batch_size, order.dtype).at[:n].set(order)
-    mask = jnp.arange(num_batches * batch_size) < n
-    return padded.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
+    total = num_batches(n, batch_size) * batch_size
+    padded = jnp.zeros(total, order.dtype).at[:n].set(order)
+    mask = jnp.arange(total) < n
+    return padded.reshape(-1, batch_size), mask.reshape(-1, batch_size)
 
 
 def _sum_metrics(metrics: Metrics) -> dict[str, jax.Array]:
@@ -105,21 +109,27 @@ def _sum_metrics(metrics: Metrics) -> dict[str, jax.Array]:
 
 
 def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, model: Classifier,
-                optimizer: optax.GradientTransformation, batch_size: int) -> tuple[TrainState, dict[str, jax.Array]]:
+                optimizer: optax.GradientTransformation, batch_size: int,
+                on_step: Callable[[jax.Array], Any] | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One pass over all examples in a fresh `jax.random` order, as one `lax.scan`.
 
     The last short batch is kept (PyTorch's `drop_last=False`): padded to `batch_size` and masked,
-    so its loss and gradient are the mean over its real examples.
+    so its loss and gradient are the mean over its real examples. `on_step(i)`, if given, is called
+    on the host after batch i (for a progress bar); without it the scan never leaves the device.
     """
     key, shuffle_key = jax.random.split(state.key)
     order = jax.random.permutation(shuffle_key, labels.shape[0])
     indices, mask = _padded_batches(order, batch_size)
 
-    def step(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
-        idx, m = xs
-        return train_step(state, Batch(images[idx], labels[idx], m), model=model, optimizer=optimizer)
+    def step(state: TrainState, xs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
+        i, idx, m = xs
+        state, metrics = train_step(state, Batch(images[idx], labels[idx], m), model=model, optimizer=optimizer)
+        if on_step is not None:
+            jax.debug.callback(on_step, i)
+        return state, metrics
 
-    state, metrics = jax.lax.scan(step, state.replace(key=key), (indices, mask))
+    xs = (jnp.arange(indices.shape[0]), indices, mask)
+    state, metrics = jax.lax.scan(step, state.replace(key=key), xs)
     return state, _sum_metrics(metrics)
 
 
@@ -150,17 +160,20 @@ HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "e
 
 def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray], test_data: tuple[np.ndarray, np.ndarray],
         on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
+        on_step: Callable[[jax.Array], Any] | None = None,
         state: TrainState | None = None) -> tuple[TrainState, History]:
-    """Train for `config.epochs` epochs; `on_epoch(epoch, record)` is called after each one.
+    """Train for `config.epochs` epochs; `on_epoch(epoch, record)` is called after each one and
+    `on_step(batch_index)` after each batch (see `train_epoch`).
 
     The datasets go to the device once. Same config and platform: the same history, bit for bit.
     """
     model = Classifier(conv=config.conv)
     optimizer = optax.adam(config.learning_rate)
     if state is None:
-        state = create_train_state(model, optimizer, jax.random.key(config.seed))
+        # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
+        state = jax.jit(create_train_state, static_argnums=(0, 1))(model, optimizer, jax.random.key(config.seed))
     run_epoch = jax.jit(functools.partial(train_epoch, model=model, optimizer=optimizer,
-                                          batch_size=config.batch_size), donate_argnums=0)
+                                          batch_size=config.batch_size, on_step=on_step), donate_argnums=0)
     run_eval = jax.jit(functools.partial(evaluate, model=model, batch_size=config.test_batch_size))
     train_images, train_labels = (jax.device_put(a) for a in train_data)
     test_images, test_labels = (jax.device_put(a) for a in test_data)

@@ -33,7 +33,8 @@ def svg_text(path: Path) -> str:
 def finished_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     result = run("train.py", "--epochs", 2, "--train-examples", 1500, "--batch-size", 256, "--lr", 1e-3,
-                 "--data-dir", data_dir, "--run-dir", out / "run", "--figures-dir", out / "figures")
+                 "--data-dir", data_dir, "--run-dir", out / "run", "--figures-dir", out / "figures",
+                 "--compile-cache", out / "cache")
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -46,6 +47,20 @@ def test_train_prints_summary_then_the_notebooks_lines(finished_run):
     assert len(epochs) == 2 and all(LINE.match(line) for line in epochs), epochs
     assert lines.index("Model Structure") < lines.index(epochs[0])
     assert "Traceback" not in result.stderr
+    assert "batch/s" not in result.stderr  # output is not a terminal: no progress bar
+
+
+def test_train_fills_the_compilation_cache(finished_run):
+    out, _ = finished_run
+    assert any(p.name.startswith("jit_train_epoch") for p in (out / "cache").iterdir())
+
+
+def test_progress_bar_on_request_leaves_the_lines_intact(data_dir, tmp_path):
+    result = run("train.py", "--epochs", 1, "--train-examples", 1024, "--data-dir", data_dir, "--run-dir",
+                 tmp_path / "run", "--no-refresh-figures", "--no-compile-cache", "--progress", "on")
+    assert result.returncode == 0, result.stderr
+    assert "epoch  0: 100%" in result.stderr and "2/2" in result.stderr
+    assert LINE.match([line for line in result.stdout.splitlines() if line.startswith("[epoch")][0])
 
 
 def test_train_writes_history_params_and_valid_figures(finished_run):
@@ -53,6 +68,7 @@ def test_train_writes_history_params_and_valid_figures(finished_run):
     run_dir = out / "run"
     record = json.loads((run_dir / "history.json").read_text())
     assert record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 256
+    assert record["system"]["backend"] == "cpu" and record["system"]["train_seconds"] > 0
     assert len(record["history"]["test_accuracy"]) == 2
     printed = [line for line in result.stdout.splitlines() if line.startswith("[epoch  1]")][0]
     assert f"accuracy: {record['history']['test_accuracy'][1]:.4f}" in printed
@@ -80,7 +96,8 @@ def test_plot_scripts_redraw_from_the_run_directory(finished_run, data_dir, tmp_
 def test_train_refuses_a_finished_run_directory(finished_run, data_dir):
     out, _ = finished_run
     before = (out / "run" / "history.json").read_bytes()
-    result = run("train.py", "--epochs", 1, "--data-dir", data_dir, "--run-dir", out / "run", "--no-refresh-figures")
+    result = run("train.py", "--epochs", 1, "--data-dir", data_dir, "--run-dir", out / "run", "--no-refresh-figures",
+                 "--no-compile-cache")
     assert result.returncode == 2
     assert result.stderr.startswith("train.py: error: ") and result.stderr.count("\n") == 1
     assert "--overwrite" in result.stderr
@@ -108,3 +125,16 @@ def test_help_explains_the_flags():
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--test-batch-size", "--seed", "--data-dir",
                  "--manual-dir", "--run-dir", "--figures-dir"):
         assert flag in result.stdout
+
+
+def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
+    result = run("benchmark.py", "--epochs", 2, "--train-examples", 1024, "--skip-torch", "--data-dir", data_dir,
+                 "--json", tmp_path / "bench.json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "bench.json").read_text())
+    jax_row = record["mnist_jax"]
+    assert len(jax_row["runs"]["cold"][0]["epoch_seconds"]) == 2
+    assert 0 < jax_row["median_epoch_seconds"] < jax_row["train_seconds"] < jax_row["wall_seconds"]
+    # The warm run found the compiled programs in the cache.
+    assert jax_row["warm_cache_compile_seconds"] < jax_row["compile_seconds"]
+    assert record["peak_host_bytes"] > 0 and "| mnist-jax |" in result.stdout
