@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
+EXIT_DIVERGED = 3  # the loss became NaN or infinite
 
 
 def positive(kind: type) -> Callable[[str], int | float]:

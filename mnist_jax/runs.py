@@ -1,6 +1,9 @@
-"""A run directory on disk: history, config and final params, written atomically.
+"""A run directory on disk, every file written atomically:
 
-    save_run(run_dir, config, history, params)
+    history.json     config, per-epoch history, finished flag, where it ran (rewritten each epoch)
+    checkpoints/     Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
+    params.msgpack   the final params, once the run finished
+
     config, history, params = load_run(run_dir)
 """
 
@@ -11,15 +14,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
 import flax.serialization
 import jax
+import optax
 
 from mnist_jax.model import Classifier, Params, init_params
 from mnist_jax.train import HISTORY_KEYS, History, TrainConfig
 
 HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
+CHECKPOINT_DIR = "checkpoints"
 
 
 class RunError(ValueError):
@@ -43,18 +49,30 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+class RunRecord(NamedTuple):
+    config: TrainConfig
+    history: History
+    finished: bool
+    system: dict[str, Any]
+
+
+def write_history(run_dir: str | os.PathLike, config: TrainConfig, history: History, *, finished: bool,
+                  system: dict[str, Any] | None = None) -> None:
+    """history.json: the config, the history so far, whether the run finished, and where it ran."""
+    record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
+    write_atomic(Path(run_dir) / HISTORY_FILE, (json.dumps(record, indent=1) + "\n").encode())
+
+
 def save_run(run_dir: str | os.PathLike, config: TrainConfig, history: History, params: Params,
              system: dict[str, Any] | None = None) -> None:
-    """Write params, then history.json (config, history, and `system`: where and how fast it ran)."""
+    """Write the final params, then history.json marked finished."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / PARAMS_FILE, flax.serialization.to_bytes(params))
-    # The history goes last: its presence marks a finished run.
-    record = {"config": dataclasses.asdict(config), "history": history, "system": system or {}}
-    write_atomic(run_dir / HISTORY_FILE, (json.dumps(record, indent=1) + "\n").encode())
+    write_history(run_dir, config, history, finished=True, system=system)
 
 
-def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, History]:
+def load_record(run_dir: str | os.PathLike) -> RunRecord:
     path = Path(run_dir) / HISTORY_FILE
     try:
         record = json.loads(path.read_text())
@@ -63,10 +81,15 @@ def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, History]:
         if not all(isinstance(history[k], list) for k in HISTORY_KEYS):
             raise TypeError
     except FileNotFoundError:
-        raise RunError(f"{path}: not found (is {run_dir} a finished run directory?)") from None
+        raise RunError(f"{path}: not found (is {run_dir} a run directory of scripts/train.py?)") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunError(f"{path}: not a valid run history ({type(e).__name__})") from None
-    return config, history
+    return RunRecord(config, history, bool(record.get("finished", True)), record.get("system", {}))
+
+
+def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, History]:
+    record = load_record(run_dir)
+    return record.config, record.history
 
 
 def load_params(run_dir: str | os.PathLike, config: TrainConfig) -> Params:
@@ -81,5 +104,24 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig) -> Params:
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, History, Params]:
-    config, history = load_history(run_dir)
-    return config, history, load_params(run_dir, config)
+    """Config, history and params of a run: the final params, or for an unfinished run the latest checkpoint's.
+
+    A history.json without the `finished` flag (older runs) counts as finished.
+    """
+    from mnist_jax.checkpoints import CheckpointError, Checkpointer
+    from mnist_jax.train import create_train_state
+
+    config, history, finished, _ = load_record(run_dir)
+    if finished:
+        return config, history, load_params(run_dir, config)
+    model = Classifier(conv=config.conv)
+    template = jax.jit(create_train_state, static_argnums=(0, 1))(model, optax.adam(config.learning_rate),
+                                                                  jax.random.key(0))
+    checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
+    try:
+        state, history = checkpointer.restore_latest(template)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    finally:
+        checkpointer.close()
+    return config, history, state.params

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -33,6 +33,7 @@ class TrainConfig:
     test_batch_size: int = 1024
     seed: int = 0
     conv: ConvImpl = "auto"
+    train_examples: int | None = None  # train on the first N examples only (quick runs)
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -158,28 +159,35 @@ History = dict[str, list[float]]
 HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds")
 
 
-def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray], test_data: tuple[np.ndarray, np.ndarray],
-        on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
-        on_step: Callable[[jax.Array], Any] | None = None,
-        state: TrainState | None = None) -> tuple[TrainState, History]:
-    """Train for `config.epochs` epochs; `on_epoch(epoch, record)` is called after each one and
-    `on_step(batch_index)` after each batch (see `train_epoch`).
+class NonFiniteLossError(ArithmeticError):
+    """Training diverged: a loss became NaN or infinite."""
 
-    The datasets go to the device once. Same config and platform: the same history, bit for bit.
+
+def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
+                 test_data: tuple[np.ndarray, np.ndarray], *, state: TrainState | None = None,
+                 history: History | None = None, on_step: Callable[[jax.Array], Any] | None = None,
+                 ) -> Iterator[tuple[int, dict[str, float], TrainState, History]]:
+    """Train epoch by epoch up to `config.epochs`, yielding `(epoch, record, state, history)` after each.
+
+    Pass a `state` and `history` (from a checkpoint) to continue a run; the result is the same as
+    an uninterrupted run. The datasets go to the device once. The yielded state's buffers are
+    reused by the next epoch: save or copy it before asking for the next one. Raises
+    NonFiniteLossError, before yielding, for an epoch whose loss is NaN or infinite.
     """
     model = Classifier(conv=config.conv)
     optimizer = optax.adam(config.learning_rate)
     if state is None:
         # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
         state = jax.jit(create_train_state, static_argnums=(0, 1))(model, optimizer, jax.random.key(config.seed))
+    history = {k: list(history.get(k, [])) for k in HISTORY_KEYS} if history else {k: [] for k in HISTORY_KEYS}
     run_epoch = jax.jit(functools.partial(train_epoch, model=model, optimizer=optimizer,
                                           batch_size=config.batch_size, on_step=on_step), donate_argnums=0)
     run_eval = jax.jit(functools.partial(evaluate, model=model, batch_size=config.test_batch_size))
-    train_images, train_labels = (jax.device_put(a) for a in train_data)
+    limit = config.train_examples or len(train_data[1])
+    train_images, train_labels = (jax.device_put(a[:limit]) for a in train_data)
     test_images, test_labels = (jax.device_put(a) for a in test_data)
 
-    history: History = {k: [] for k in HISTORY_KEYS}
-    for epoch in range(config.epochs):
+    for epoch in range(len(history["train_loss"]), config.epochs):
         start = time.perf_counter()
         state, train_metrics = run_epoch(state, train_images, train_labels)
         test_metrics = run_eval(state.params, test_images, test_labels)
@@ -189,8 +197,23 @@ def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray], test_dat
             "test_loss": float(test_metrics["loss"]), "test_accuracy": float(test_metrics["accuracy"]),
             "epoch_seconds": time.perf_counter() - start,
         }
+        if not (np.isfinite(record["train_loss"]) and np.isfinite(record["test_loss"])):
+            raise NonFiniteLossError(f"epoch {epoch}: the loss became {record['train_loss']} (train) / "
+                                     f"{record['test_loss']} (test); lower the learning rate")
         for k in HISTORY_KEYS:
             history[k].append(record[k])
+        yield epoch, record, state, history
+
+
+def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray], test_data: tuple[np.ndarray, np.ndarray],
+        on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
+        on_step: Callable[[jax.Array], Any] | None = None) -> tuple[TrainState, History]:
+    """Train for `config.epochs` epochs from scratch; `on_epoch(epoch, record)` is called after each.
+
+    Same config and platform: the same history, bit for bit.
+    """
+    state, history = None, None
+    for epoch, record, state, history in train_epochs(config, train_data, test_data, on_step=on_step):
         if on_epoch is not None:
             on_epoch(epoch, record)
     return state, history

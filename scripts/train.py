@@ -13,15 +13,17 @@ and by default refreshes figures/training.svg and figures/classification.svg.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
-from mnist_jax.cli import fail, positive
+from mnist_jax.cli import EXIT_DIVERGED, fail, positive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +36,9 @@ class EpochProgress:
     """A tqdm bar per epoch, fed from inside the jitted scan; it clears itself when the epoch ends,
     so the terminal keeps only the notebook's lines."""
 
-    def __init__(self, batches_per_epoch: int):
+    def __init__(self, batches_per_epoch: int, first_epoch: int = 0):
         self.total = batches_per_epoch
-        self.epoch = 0
+        self.epoch = first_epoch
         self.bar = None
 
     def __call__(self, batch_index) -> None:
@@ -55,21 +57,27 @@ class EpochProgress:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=positive(int), default=30, help="passes over the training set (default: %(default)s)")
-    p.add_argument("--learning-rate", "--lr", type=positive(float), default=1e-4, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive(int), default=512, help="training batch size (default: %(default)s)")
-    p.add_argument("--test-batch-size", type=positive(int), default=1024, help="evaluation batch size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the jax.random key (initialisation, shuffling) (default: %(default)s)")
-    p.add_argument("--conv", choices=("auto", "matmul", "xla"), default="auto",
-                   help="convolution formulation: auto picks the fastest measured for the backend (default: %(default)s)")
+    # Training settings default to None so that --resume can tell which ones were given.
+    p.add_argument("--epochs", type=positive(int), default=None, help="passes over the training set (default: 30)")
+    p.add_argument("--learning-rate", "--lr", type=positive(float), default=None, help="Adam learning rate (default: 1e-4)")
+    p.add_argument("--batch-size", type=positive(int), default=None, help="training batch size (default: 512)")
+    p.add_argument("--test-batch-size", type=positive(int), default=None, help="evaluation batch size (default: 1024)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the jax.random key: initialisation, shuffling, digits shown (default: 0)")
+    p.add_argument("--conv", choices=("auto", "matmul", "xla"), default=None,
+                   help="convolution formulation: auto picks the fastest measured for the backend (default: auto)")
     p.add_argument("--train-examples", type=positive(int), default=None,
                    help="train on only the first N training examples (quick runs)")
     p.add_argument("--data-dir", default=None,
                    help="TFDS data dir for the prepared dataset (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None,
                    help="directory with your own four MNIST IDX files (.gz or not) instead of the bundled ones")
-    p.add_argument("--run-dir", default=None, help="where to write this run's outputs (default: runs/<time>)")
-    p.add_argument("--overwrite", action="store_true", help="allow a run directory that holds a finished run")
+    p.add_argument("--run-dir", default=None, help="where to write this run's outputs (default: runs/<date>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint (with --epochs: up to that many)")
+    p.add_argument("--overwrite", action="store_true", help="allow a run directory that already holds a run")
+    p.add_argument("--keep-checkpoints", type=positive(int), default=3,
+                   help="checkpoints kept, one per epoch, newest first (default: %(default)s)")
     p.add_argument("--figures-dir", default=str(ROOT / "figures"),
                    help="where to refresh training.svg and classification.svg (default: %(default)s)")
     p.add_argument("--no-refresh-figures", action="store_true", help="leave --figures-dir untouched")
@@ -79,38 +87,94 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile-cache", default=str(default_cache_dir()),
                    help="JAX's persistent compilation cache, so later runs skip compiling (default: %(default)s)")
     p.add_argument("--no-compile-cache", action="store_true", help="compile from scratch, cache nothing")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume and args.run_dir:
+        p.error("--resume RUN_DIR continues that run in place; drop --run-dir")
+    if args.resume and args.overwrite:
+        p.error("--resume and --overwrite contradict each other")
+    return args
+
+
+SETTINGS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "seed", "conv", "train_examples")
+
+
+def resolve_config(args: argparse.Namespace, saved: TrainConfig | None) -> TrainConfig:
+    """The flags over the defaults; or, when resuming, the run's own settings, only --epochs changed."""
+    from mnist_jax.train import TrainConfig
+
+    given = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
+    if saved is None:
+        return TrainConfig(**given)
+    for name, value in given.items():
+        if name not in ("epochs", "conv") and value != getattr(saved, name):
+            fail(f"--{name.replace('_', '-')} {value} differs from the resumed run's {getattr(saved, name)}; "
+                 f"a resumed run keeps its settings (only --epochs and --conv may change)")
+    return dataclasses.replace(saved, **{k: v for k, v in given.items() if k in ("epochs", "conv")})
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        fail(f"{directory}: cannot write here ({e.strerror})")
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask training to stop at the end of the current epoch; a second Ctrl-C stops now."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this epoch (Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(args.run_dir or ROOT / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-
     # Allocate GPU memory as needed instead of XLA's default 75% of the card: this model needs little.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Heavy imports after argument parsing, so --help and flag errors are instant.
     import jax
+    import optax
     import tensorflow_datasets as tfds
 
     from mnist_jax import data, plotting, runs
+    from mnist_jax.checkpoints import CheckpointError, Checkpointer
     from mnist_jax.model import Classifier, init_params, model_summary
-    from mnist_jax.train import TrainConfig, fit, format_epoch, num_batches
+    from mnist_jax.train import (HISTORY_KEYS, NonFiniteLossError, create_train_state, format_epoch, num_batches,
+                                 train_epochs)
 
     if not args.no_compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-    config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                         test_batch_size=args.test_batch_size, seed=args.seed, conv=args.conv)
-    if (run_dir / runs.HISTORY_FILE).exists() and not args.overwrite:
-        fail(f"{run_dir} already holds a finished run; pick another --run-dir or pass --overwrite")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_atomic(run_dir / ".write-test", b"")
-        (run_dir / ".write-test").unlink()
-    except OSError as e:
-        fail(f"{run_dir}: cannot write the run directory ({e.strerror})")
+    # Settle the run directory and config before any data or training work, so mistakes fail fast.
+    if args.resume:
+        run_dir = Path(args.resume)
+        try:
+            record = runs.load_record(run_dir)
+        except runs.RunError as e:
+            fail(f"cannot resume: {e}")
+        config = resolve_config(args, record.config)
+        if len(record.history["train_loss"]) >= config.epochs:
+            fail(f"{run_dir} already trained {len(record.history['train_loss'])} epochs; "
+                 f"pass --epochs N with N larger to train on")
+    else:
+        run_dir = Path(args.run_dir or ROOT / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        if (run_dir / runs.HISTORY_FILE).exists() and not args.overwrite:
+            fail(f"{run_dir} already holds a run; --resume it, pick another --run-dir, or pass --overwrite")
+        config = resolve_config(args, None)
+    check_writable(run_dir)
+    if not args.no_refresh_figures:
+        check_writable(Path(args.figures_dir))
 
     tfds.display_progress_bar(False)
     try:
@@ -119,42 +183,89 @@ def main(argv: list[str] | None = None) -> int:
         test_images, test_labels = data.load_split("test", args.data_dir)
     except data.DataError as e:
         fail(str(e))
-    if args.train_examples is not None:
-        train_images, train_labels = train_images[: args.train_examples], train_labels[: args.train_examples]
-    if config.batch_size > len(train_labels):
-        fail(f"--batch-size {config.batch_size} is larger than the {len(train_labels)} training examples")
-    print(f"MNIST: {len(train_labels)} train / {len(test_labels)} test examples from {path}")
-    print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()})")
+    num_train = min(config.train_examples or len(train_labels), len(train_labels))
+    if config.batch_size > num_train:
+        fail(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
 
     model = Classifier(conv=config.conv)
+    optimizer = optax.adam(config.learning_rate)
+    state, history = None, None
+    checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR, keep=args.keep_checkpoints)
+    if args.resume:
+        template = jax.jit(create_train_state, static_argnums=(0, 1))(model, optimizer, jax.random.key(config.seed))
+        try:
+            state, history = checkpointer.restore_latest(template)
+        except CheckpointError as e:
+            checkpointer.close()
+            fail(f"cannot resume: {e}")
+    elif (run_dir / runs.HISTORY_FILE).exists():  # --overwrite: nothing of the earlier run may be mistaken for ours
+        checkpointer.close()
+        shutil.rmtree(run_dir / runs.CHECKPOINT_DIR, ignore_errors=True)
+        (run_dir / runs.PARAMS_FILE).unlink(missing_ok=True)
+        checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR, keep=args.keep_checkpoints)
+
+    print(f"MNIST: {num_train} train / {len(test_labels)} test examples from {path}")
+    device = jax.devices()[0]
+    print(f"JAX {jax.__version__} on {device.device_kind} ({jax.default_backend()})")
     print(model_summary(jax.eval_shape(functools.partial(init_params, model), jax.random.key(0))), flush=True)
+    if history:
+        print(f"Resuming {run_dir} after epoch {len(history['train_loss']) - 1}")
+        for epoch in range(len(history["train_loss"])):
+            print(format_epoch(epoch, {k: v[epoch] for k, v in history.items()}))
 
-    def on_epoch(epoch: int, record: dict[str, float]) -> None:
-        print(format_epoch(epoch, record), flush=True)
-
+    first_epoch = len(history["train_loss"]) if history else 0
     show_progress = args.progress == "on" or (
         args.progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty())
-    on_step = EpochProgress(num_batches(len(train_labels), config.batch_size)) if show_progress else None
+    on_step = EpochProgress(num_batches(num_train, config.batch_size), first_epoch) if show_progress else None
+    stop = StopRequest()
+    previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     start = time.perf_counter()
-    state, history = fit(config, (train_images, train_labels), (test_images, test_labels),
-                         on_epoch=on_epoch, on_step=on_step)
+    runs.write_history(run_dir, config, history or {k: [] for k in HISTORY_KEYS}, finished=False)
+    try:
+        for epoch, record, state, history in train_epochs(
+                config, (train_images, train_labels), (test_images, test_labels),
+                state=state, history=history, on_step=on_step):
+            print(format_epoch(epoch, record), flush=True)
+            checkpointer.save(epoch + 1, state, history)
+            runs.write_history(run_dir, config, history, finished=False)
+            if stop.signal is not None:
+                break
+    except NonFiniteLossError as e:
+        checkpointer.close()
+        done = checkpointer.latest_epoch()
+        kept = f"the last good checkpoint (after epoch {done - 1}) is kept" if done else "no checkpoint was written"
+        print(f"train.py: error: {e}; {kept}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        checkpointer.close()
+        print(f"Stopped mid-epoch. Resume from the last checkpoint with: python scripts/train.py --resume {run_dir}",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
+    checkpointer.close()
     seconds = time.perf_counter() - start
-    params = state.params
+    if stop.signal is not None and len(history["train_loss"]) < config.epochs:
+        print(f"Stopped after epoch {len(history['train_loss']) - 1}; checkpoint and history are in {run_dir}. "
+              f"Resume with: python scripts/train.py --resume {run_dir}", file=sys.stderr)
+        return 128 + stop.signal
 
-    device = jax.devices()[0]
     memory = device.memory_stats() or {}  # None on CPU
     system = {"backend": jax.default_backend(), "device": device.device_kind, "jax": jax.__version__,
               "train_seconds": seconds, "peak_device_bytes": memory.get("peak_bytes_in_use")}
+    params = state.params
     runs.save_run(run_dir, config, history, params, system)
     plotting.save_figure(plotting.plot_history(history), run_dir / "training.svg")
     plotting.save_figure(plotting.classification_sample(params, model, test_images, test_labels,
                                                         jax.random.key(config.seed)),
                          run_dir / "classification.svg")
-    print(f"Trained {config.epochs} epochs in {seconds:.1f} s. Wrote {run_dir}/"
+    trained = config.epochs - first_epoch
+    what = f"epochs {first_epoch}-{config.epochs - 1}" if first_epoch else f"{trained} epochs"
+    print(f"Trained {what} in {seconds:.1f} s. Wrote {run_dir}/"
           f"{{{runs.HISTORY_FILE}, {runs.PARAMS_FILE}, training.svg, classification.svg}}")
     if not args.no_refresh_figures:
         figures = Path(args.figures_dir)
-        figures.mkdir(parents=True, exist_ok=True)
         for name in ("training.svg", "classification.svg"):
             runs.write_atomic(figures / name, (run_dir / name).read_bytes())
         print(f"Refreshed {figures}/training.svg and {figures}/classification.svg")

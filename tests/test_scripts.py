@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -91,6 +93,149 @@ def test_plot_scripts_redraw_from_the_run_directory(finished_run, data_dir, tmp_
                  "--rows", 3, "--cols", 4)
     assert result.returncode == 0, result.stderr
     assert svg_text(tmp_path / "cls.svg").count("label: ") == 12
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert ": error: " in last
+    return last
+
+
+def tree_bytes(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_resume_continues_a_finished_run(finished_run, data_dir, tmp_path):
+    out, _ = finished_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out / "run", run_dir)
+    result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-refresh-figures",
+                 "--no-compile-cache")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming {run_dir} after epoch 1" in result.stdout
+    assert [line[:10] for line in result.stdout.splitlines() if line.startswith("[epoch")] == [
+        "[epoch  0]", "[epoch  1]", "[epoch  2]"]
+    record = json.loads((run_dir / "history.json").read_text())
+    assert record["finished"] and len(record["history"]["train_loss"]) == 3
+    assert record["config"]["batch_size"] == 256 and record["config"]["train_examples"] == 1500
+    result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert "already trained 3 epochs" in one_line_error(result)
+
+
+@pytest.mark.parametrize("flags,message", [(["--batch-size", "128"], "--batch-size 128 differs"),
+                                           (["--seed", "5"], "--seed 5 differs")])
+def test_resume_with_other_settings_is_refused(finished_run, data_dir, flags, message):
+    out, _ = finished_run
+    before = tree_bytes(out / "run")
+    result = run("train.py", "--resume", out / "run", "--epochs", 5, *flags, "--data-dir", data_dir)
+    assert message in one_line_error(result)
+    assert tree_bytes(out / "run") == before
+
+
+def test_resume_from_a_corrupted_checkpoint_is_refused_and_overwrites_nothing(finished_run, data_dir, tmp_path):
+    out, _ = finished_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out / "run", run_dir)
+    for path in (run_dir / "checkpoints" / "2").rglob("*"):
+        if path.is_file() and path.stat().st_size > 64:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    before = tree_bytes(run_dir)
+    result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-compile-cache")
+    assert "cannot resume" in one_line_error(result)
+    assert tree_bytes(run_dir) == before
+
+
+def test_resume_of_a_directory_that_is_no_run(tmp_path):
+    assert "cannot resume" in one_line_error(run("train.py", "--resume", tmp_path))
+
+
+def test_sigterm_stops_at_the_epoch_end_and_resume_finishes(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", "50", "--train-examples", "1024",
+           "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--no-refresh-figures", "--no-compile-cache"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("[epoch  0]"):
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and f"--resume {run_dir}" in stderr
+    record = json.loads((run_dir / "history.json").read_text())
+    done = len(record["history"]["train_loss"])
+    assert not record["finished"] and 1 <= done < 50
+    assert not (run_dir / "params.msgpack").exists()
+    assert str(done) in [p.name for p in (run_dir / "checkpoints").iterdir()]
+    # An unfinished run can be evaluated (latest checkpoint) and resumed.
+    result = run("evaluate.py", run_dir, "--data-dir", data_dir)
+    assert result.returncode == 0 and f"params after epoch {done - 1}" in result.stdout
+    result = run("train.py", "--resume", run_dir, "--epochs", done + 1, "--data-dir", data_dir,
+                 "--no-refresh-figures", "--no-compile-cache")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_dir / "history.json").read_text())["finished"]
+
+
+def test_diverging_run_stops_with_the_epoch_named(data_dir, tmp_path):
+    result = run("train.py", "--epochs", 3, "--train-examples", 1024, "--lr", 1e30, "--data-dir", data_dir,
+                 "--run-dir", tmp_path / "run", "--no-refresh-figures", "--no-compile-cache")
+    last = one_line_error(result, code=3)
+    assert "epoch 0" in last and "no checkpoint was written" in last
+    assert not (tmp_path / "run" / "params.msgpack").exists()
+
+
+def test_batch_larger_than_the_dataset(data_dir, tmp_path):
+    result = run("train.py", "--train-examples", 100, "--batch-size", 512, "--data-dir", data_dir,
+                 "--run-dir", tmp_path / "run", "--no-refresh-figures")
+    assert "larger than the 100 training examples" in one_line_error(result)
+
+
+def test_unwritable_run_directory_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run("train.py", "--run-dir", tmp_path / "file" / "run")
+    assert "cannot write" in one_line_error(result)
+    assert "[epoch" not in result.stdout and "MNIST:" not in result.stdout
+
+
+def test_bad_manual_dir_file_is_named(tmp_path):
+    manual = tmp_path / "manual"
+    shutil.copytree(ROOT / "mnist_jax" / "mnist", manual)
+    (manual / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    result = run("train.py", "--data-dir", tmp_path / "tfds", "--manual-dir", manual, "--run-dir", tmp_path / "run",
+                 "--no-refresh-figures")
+    assert "t10k-labels-idx1-ubyte.gz: corrupted gzip" in one_line_error(result)
+    assert not (tmp_path / "tfds" / "mnist_idx" / "1.0.0").exists()
+
+
+def test_evaluate_reports_the_runs_final_accuracy(finished_run, data_dir):
+    out, _ = finished_run
+    result = run("evaluate.py", out / "run", "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads((out / "run" / "history.json").read_text())["history"]["test_accuracy"][-1]
+    assert f"accuracy: {accuracy:.4f} (10000 test examples, params after epoch 1)" in result.stdout
+
+
+def test_predict_prints_top_three(finished_run, mnist, tmp_path):
+    out, _ = finished_run
+    from PIL import Image
+
+    digit = mnist["test"][0][0][..., 0]
+    Image.fromarray(255 - digit).resize((90, 90)).convert("RGB").save(tmp_path / "seven.png")
+    result = run("predict.py", out / "run", tmp_path / "seven.png")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'seven.png'))}: (\d \(0\.\d{{4}}\)  ){{2}}\d \(0\.\d{{4}}\)",
+                        line), line
+
+
+@pytest.mark.parametrize("content", [None, b"", b"%PDF-1.4 not an image"])
+def test_predict_bad_inputs(finished_run, tmp_path, content):
+    out, _ = finished_run
+    path = tmp_path / "input.png"
+    if content is not None:
+        path.write_bytes(content)
+    assert str(path) in one_line_error(run("predict.py", out / "run", path))
 
 
 def test_train_refuses_a_finished_run_directory(finished_run, data_dir):
