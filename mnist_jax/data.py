@@ -5,8 +5,9 @@ writes them once into the TFDS data dir as the `mnist_idx` dataset (ArrayRecord)
 reads a split back through `tfds.data_source` as numpy arrays.
 
     from mnist_jax import data
-    data.prepare()                                  # ~3 s the first time, then a no-op
+    data.prepare()                                  # ~4 s the first time, then a no-op
     images, labels = data.load_split("train")       # uint8 (60000, 28, 28, 1), int32 (60000,)
+    images, labels = data.load("test")              # both steps in one call
 
 The data dir is TFDS's own (`~/tensorflow_datasets`, or `$TFDS_DATA_DIR`) unless `data_dir` is
 given. The stock TFDS `mnist` builder is not used: it needs TensorFlow to prepare and accepts only
@@ -203,6 +204,13 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[n
     images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples]).reshape(-1, 28, 28, 1)
     labels = np.asarray([ex["label"] for ex in examples], np.int32)
     return images, labels
+
+
+def load(split: str, data_dir: str | os.PathLike | None = None,
+         manual_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`prepare()` if needed, then `load_split()`."""
+    prepare(data_dir, manual_dir)
+    return load_split(split, data_dir)
 
 
 def _decode_records(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

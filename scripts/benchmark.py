@@ -82,29 +82,14 @@ def mnist_torchvision_root(directory: Path) -> Path:
 def torch_benchmarks(epochs: int, root: Path) -> dict:
     """The notebook's code as written, and the same model with the data on the device."""
     import torch
-    from torch import nn, optim
+    from torch import optim
     from torch.nn import functional as F
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
+    from notebook_torch import Classifier  # scripts/ is on sys.path when a script runs
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-
-    class Classifier(nn.Module):  # the notebook's model, verbatim
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels=1, out_channels=32, kernel_size=3)
-            self.relu1 = nn.ReLU()
-            self.maxpool1 = nn.MaxPool2d(kernel_size=2)
-            self.conv2 = nn.Conv2d(in_channels=32, out_channels=64, kernel_size=3)
-            self.relu2 = nn.ReLU()
-            self.maxpool2 = nn.MaxPool2d(kernel_size=2)
-            self.flatten = nn.Flatten()
-            self.linear = nn.Linear(in_features=1600, out_features=10)
-
-        def forward(self, x):
-            x = self.maxpool1(self.relu1(self.conv1(x)))
-            x = self.maxpool2(self.relu2(self.conv2(x)))
-            return self.linear(self.flatten(x))
 
     def sync():
         if device == "cuda":

@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     tfds.display_progress_bar(False)
     try:
         config, history, params = runs.load_run(args.run_dir)
-        data.prepare(args.data_dir)
-        images, labels = data.load_split("test", args.data_dir)
+        images, labels = data.load("test", args.data_dir)
     except (runs.RunError, data.DataError) as e:
         fail(str(e))
     run_eval = jax.jit(functools.partial(evaluate, model=Classifier(conv=config.conv),

@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     tfds.display_progress_bar(False)
     try:
         config, _, params = runs.load_run(args.run_dir)
-        data.prepare(args.data_dir)
-        images, labels = data.load_split("test", args.data_dir)
+        images, labels = data.load("test", args.data_dir)
         key = jax.random.key(config.seed if args.seed is None else args.seed)
         fig = plotting.classification_sample(params, Classifier(conv=config.conv), images, labels, key,
                                              size=(args.rows, args.cols))

@@ -23,36 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-from mnist_jax.cli import EXIT_DIVERGED, fail, positive
+from mnist_jax.cli import EXIT_DIVERGED, EpochProgress, StopRequest, fail, positive
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-jax" / "jax-compile"
-
-
-class EpochProgress:
-    """A tqdm bar per epoch, fed from inside the jitted scan; it clears itself when the epoch ends,
-    so the terminal keeps only the notebook's lines."""
-
-    def __init__(self, batches_per_epoch: int, first_epoch: int = 0):
-        self.total = batches_per_epoch
-        self.epoch = first_epoch
-        self.bar = None
-
-    def __call__(self, batch_index) -> None:
-        from tqdm import tqdm
-
-        i = int(batch_index)
-        if i == 0:
-            self.bar = tqdm(total=self.total, desc=f"epoch {self.epoch:2d}", unit="batch", leave=False,
-                            file=sys.stderr, dynamic_ncols=True)
-        if self.bar is not None:
-            self.bar.update(1)
-            if i == self.total - 1:
-                self.bar.close()
-                self.bar, self.epoch = None, self.epoch + 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,20 +97,6 @@ def check_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as e:
         fail(f"{directory}: cannot write here ({e.strerror})")
-
-
-class StopRequest:
-    """SIGINT/SIGTERM ask training to stop at the end of the current epoch; a second Ctrl-C stops now."""
-
-    def __init__(self):
-        self.signal: int | None = None
-
-    def __call__(self, signum: int, frame) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch (Ctrl-C again to stop now)",
-              file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
