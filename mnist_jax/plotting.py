@@ -62,6 +62,47 @@ def plot_classification(images: np.ndarray, labels: Sequence[int], predictions: 
     return fig
 
 
+def plot_confusion_matrix(confusion: np.ndarray) -> Figure:
+    """Counts of (true, predicted) test classes; colour on a log scale so the few errors show."""
+    confusion = np.asarray(confusion)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    image = ax.imshow(np.log10(confusion + 1), cmap="Blues")
+    for (t, p), count in np.ndenumerate(confusion):
+        if count:
+            ax.text(p, t, str(count), ha="center", va="center", fontsize=9,
+                    color="white" if t == p else "black")
+    ax.set_xticks(range(len(confusion)))
+    ax.set_yticks(range(len(confusion)))
+    ax.set_xlabel("Predicted", fontsize=13)
+    ax.set_ylabel("True", fontsize=13)
+    errors = int(confusion.sum() - np.trace(confusion))
+    ax.set_title(f"Confusion matrix: {errors} errors in {int(confusion.sum())} test digits", fontsize=13)
+    fig.colorbar(image, ax=ax, label="log10(count + 1)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                            size: tuple[int, int] = (3, 6)) -> Figure:
+    """The misclassified digits the model was surest of, titled with true label, prediction and probability."""
+    predictions = probabilities.argmax(1)
+    wrong = np.flatnonzero(predictions != labels)
+    order = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][: size[0] * size[1]]
+    rows, cols = size
+    fig = Figure(figsize=(cols * 2, rows * 2.8))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        ax.imshow(images[i].squeeze(-1), cmap="gray")
+        ax.set_title(f"true {labels[i]} / pred {predictions[i]}\np = {probabilities[i, predictions[i]]:.3f}",
+                     fontsize=9)
+    fig.suptitle(f"Most confident mistakes ({len(wrong)} errors in all)", fontsize=15)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Save as the file suffix says (SVG, PNG, ...), atomically; SVGs are byte-stable across runs."""
     buffer = io.BytesIO()

@@ -21,7 +21,7 @@ import jax
 import optax
 
 from mnist_jax.model import Classifier, Params, init_params
-from mnist_jax.train import HISTORY_KEYS, History, TrainConfig
+from mnist_jax.train import METRIC_KEYS, History, TrainConfig
 
 HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
@@ -78,7 +78,7 @@ def load_record(run_dir: str | os.PathLike) -> RunRecord:
         record = json.loads(path.read_text())
         config = TrainConfig(**record["config"])
         history = record["history"]
-        if not all(isinstance(history[k], list) for k in HISTORY_KEYS):
+        if not all(isinstance(history[k], list) for k in METRIC_KEYS):
             raise TypeError
     except FileNotFoundError:
         raise RunError(f"{path}: not found (is {run_dir} a run directory of scripts/train.py?)") from None

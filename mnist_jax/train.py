@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax.model import Classifier, ConvImpl, Params, init_params
+from mnist_jax.model import NUM_CLASSES, Classifier, ConvImpl, Params, init_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,18 +136,38 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, mode
 
 def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Classifier,
              batch_size: int) -> dict[str, jax.Array]:
-    """Exact mean loss and accuracy over all examples, in batches of `batch_size`."""
+    """Exact mean loss and accuracy over all examples, in batches of `batch_size`, and the
+    confusion matrix (rows: true class, columns: predicted)."""
     indices, mask = _padded_batches(jnp.arange(labels.shape[0]), batch_size)
 
-    def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, Metrics]:
+    def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[Metrics, jax.Array]]:
         idx, m = xs
         batch = Batch(images[idx], labels[idx], m)
         logits = model.apply({"params": params}, to_float(batch.images))
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
-        return None, _metrics(jnp.sum(losses * m), logits, batch)
+        confusion = jnp.einsum("bt,bp->tp", jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=jnp.int32) * m[:, None],
+                               jax.nn.one_hot(jnp.argmax(logits, -1), NUM_CLASSES, dtype=jnp.int32))
+        return None, (_metrics(jnp.sum(losses * m), logits, batch), confusion)
 
-    _, metrics = jax.lax.scan(step, None, (indices, mask))
-    return _sum_metrics(metrics)
+    _, (metrics, confusion) = jax.lax.scan(step, None, (indices, mask))
+    return {**_sum_metrics(metrics), "confusion": confusion.sum(0)}
+
+
+def class_accuracy(confusion: np.ndarray) -> list[float]:
+    """Per-class accuracy (recall) from a confusion matrix."""
+    confusion = np.asarray(confusion)
+    return (np.diag(confusion) / np.maximum(confusion.sum(1), 1)).tolist()
+
+
+def probabilities(params: Params, images: jax.Array, *, model: Classifier, batch_size: int) -> jax.Array:
+    """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time."""
+    indices, _ = _padded_batches(jnp.arange(images.shape[0]), batch_size)
+
+    def step(carry: None, idx: jax.Array) -> tuple[None, jax.Array]:
+        return None, jax.nn.softmax(model.apply({"params": params}, to_float(images[idx])), -1)
+
+    _, probs = jax.lax.scan(step, None, indices)
+    return probs.reshape(-1, NUM_CLASSES)[: images.shape[0]]
 
 
 def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
@@ -156,7 +176,8 @@ def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
 
 
 History = dict[str, list[float]]
-HISTORY_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_seconds")
+METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy")
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -196,6 +217,7 @@ def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
             "train_loss": float(train_metrics["loss"]), "train_accuracy": float(train_metrics["accuracy"]),
             "test_loss": float(test_metrics["loss"]), "test_accuracy": float(test_metrics["accuracy"]),
             "epoch_seconds": time.perf_counter() - start,
+            "test_class_accuracy": class_accuracy(test_metrics["confusion"]),
         }
         if not (np.isfinite(record["train_loss"]) and np.isfinite(record["test_loss"])):
             raise NonFiniteLossError(f"epoch {epoch}: the loss became {record['train_loss']} (train) / "

@@ -2,7 +2,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from mnist_jax.plotting import plot_classification, plot_history, save_figure
+from mnist_jax.plotting import (plot_classification, plot_confident_mistakes, plot_confusion_matrix, plot_history,
+                                save_figure)
 
 HISTORY = {"train_loss": [1.8, 0.7, 0.4], "test_loss": [1.1, 0.5, 0.3],
            "train_accuracy": [0.62, 0.83, 0.89], "test_accuracy": [0.79, 0.88, 0.99]}
@@ -34,3 +35,24 @@ def test_save_figure_writes_valid_byte_stable_svg(tmp_path):
     assert ET.parse(tmp_path / "a.svg").getroot().tag.endswith("svg")
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_confusion_matrix_annotates_counts_and_errors():
+    confusion = np.diag([5] * 10)
+    confusion[7, 2] = 3
+    fig = plot_confusion_matrix(confusion)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("5") == 10 and "3" in texts
+    assert fig.axes[0].get_title() == "Confusion matrix: 3 errors in 53 test digits"
+
+
+def test_confident_mistakes_shows_the_surest_errors_first():
+    labels = np.array([0, 1, 2, 3])
+    probs = np.full((4, 10), 0.01)
+    probs[0, 0] = 0.9   # right
+    probs[1, 7] = 0.6   # wrong, less sure
+    probs[2, 5] = 0.95  # wrong, surest
+    probs[3, 3] = 0.8   # right
+    fig = plot_confident_mistakes(np.zeros((4, 28, 28, 1), np.uint8), labels, probs, size=(1, 3))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["true 2 / pred 5\np = 0.950", "true 1 / pred 7\np = 0.600", ""]

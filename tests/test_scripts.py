@@ -283,3 +283,15 @@ def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     # The warm run found the compiled programs in the cache.
     assert jax_row["warm_cache_compile_seconds"] < jax_row["compile_seconds"]
     assert record["peak_host_bytes"] > 0 and "| mnist-jax |" in result.stdout
+
+
+def test_plot_errors_writes_confusion_and_mistakes(finished_run, data_dir, tmp_path):
+    out, _ = finished_run
+    result = run("plot_errors.py", out / "run", "--data-dir", data_dir, "--out-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("per-class test accuracy: 0: ")
+    for name, title in (("confusion.svg", "Confusion matrix:"), ("mistakes.svg", "Most confident mistakes")):
+        assert_svg(tmp_path / name)
+        assert title in svg_text(tmp_path / name)
+    record = json.loads((out / "run" / "history.json").read_text())
+    assert [len(a) for a in record["history"]["test_class_accuracy"]] == [10, 10]

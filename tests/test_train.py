@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from mnist_jax.model import Classifier
-from mnist_jax.train import (Batch, TrainConfig, _padded_batches, batch_loss, create_train_state, evaluate, fit,
-                             format_epoch, predict, train_epoch)
+from mnist_jax.train import (Batch, TrainConfig, _padded_batches, batch_loss, class_accuracy, create_train_state,
+                             evaluate, fit, format_epoch, predict, probabilities, train_epoch)
 
 
 def test_padded_batches_cover_every_index_once():
@@ -53,8 +53,19 @@ def test_evaluate_is_exact_whatever_the_batch_size(mnist):
     batched = evaluate(params, images, labels, model=model, batch_size=1024)  # last batch: 952
     np.testing.assert_allclose(full["loss"], batched["loss"], rtol=1e-5)
     assert float(full["accuracy"]) == float(batched["accuracy"])
-    expected = float(np.mean(np.asarray(predict(params, images, model)) == np.asarray(labels)))
+    predictions = np.asarray(predict(params, images, model))
+    expected = float(np.mean(predictions == np.asarray(labels)))
     assert float(batched["accuracy"]) == pytest.approx(expected, abs=1e-7)
+    confusion = np.asarray(batched["confusion"])
+    np.testing.assert_array_equal(confusion, np.asarray(full["confusion"]))
+    assert confusion.sum() == 3000 and np.trace(confusion) == round(expected * 3000)
+    np.testing.assert_array_equal(confusion.sum(1), np.bincount(np.asarray(labels), minlength=10))
+    np.testing.assert_array_equal(confusion.sum(0), np.bincount(predictions, minlength=10))
+    per_class = class_accuracy(confusion)
+    assert per_class[3] == pytest.approx(np.mean(predictions[np.asarray(labels) == 3] == 3))
+    probs = np.asarray(probabilities(params, images, model=model, batch_size=1024))
+    assert probs.shape == (3000, 10)
+    np.testing.assert_array_equal(probs.argmax(1), predictions)
 
 
 def test_same_seed_same_history_bit_for_bit_and_other_seed_differs(mnist):
@@ -77,6 +88,8 @@ def test_one_epoch_on_the_full_training_set_learns(mnist):
     assert len(records) == 1 and records[0]["test_accuracy"] == history["test_accuracy"][0]
     assert history["test_accuracy"][0] >= 0.75  # the notebook: 0.7933
     assert history["train_loss"][0] < 2.2 and history["test_loss"][0] < history["train_loss"][0]
+    per_class = history["test_class_accuracy"][0]
+    assert len(per_class) == 10 and all(0 <= a <= 1 for a in per_class)
 
 
 def test_format_epoch_is_the_notebooks_line():
