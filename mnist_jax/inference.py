@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mnist_jax.model import Classifier, Params
-from mnist_jax.train import to_float
+from mnist_jax.train import probabilities
 
 
 class ImageError(ValueError):
@@ -75,10 +75,9 @@ def to_mnist(image: Image.Image) -> np.ndarray:
 
 
 def classify(params: Params, images: np.ndarray, model: Classifier | None = None) -> np.ndarray:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1)."""
-    model = model or Classifier()
-    logits = model.apply({"params": params}, to_float(jax.numpy.asarray(images)))
-    return np.asarray(jax.nn.softmax(logits, axis=-1))
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most 1024 at a time."""
+    return np.asarray(probabilities(params, jax.numpy.asarray(images), model=model or Classifier(),
+                                    batch_size=min(len(images), 1024)))
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:

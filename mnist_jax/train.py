@@ -175,7 +175,7 @@ def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
     return jnp.argmax(model.apply({"params": params}, to_float(images)), -1)
 
 
-History = dict[str, list[float]]
+History = dict[str, list]  # per epoch: floats, and a list of 10 for test_class_accuracy
 METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy")
 
