@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 
 import flax.serialization
 import jax
-import optax
 
 from mnist_jax.model import Classifier, Params, init_params
 from mnist_jax.train import METRIC_KEYS, History, TrainConfig
@@ -109,14 +108,12 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, History, Params]:
     A history.json without the `finished` flag (older runs) counts as finished.
     """
     from mnist_jax.checkpoints import CheckpointError, Checkpointer
-    from mnist_jax.train import create_train_state
+    from mnist_jax.train import initial_state
 
     config, history, finished, _ = load_record(run_dir)
     if finished:
         return config, history, load_params(run_dir, config)
-    model = Classifier(conv=config.conv)
-    template = jax.jit(create_train_state, static_argnums=(0, 1))(model, optax.adam(config.learning_rate),
-                                                                  jax.random.key(0))
+    template = initial_state(config)
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:
         state, history = checkpointer.restore_latest(template)

@@ -63,6 +63,13 @@ def create_train_state(model: Classifier, optimizer: optax.GradientTransformatio
     return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32), key=shuffle_key)
 
 
+def initial_state(config: TrainConfig) -> TrainState:
+    """A fresh TrainState for `config`; also the template that a checkpoint is restored into."""
+    # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
+    return jax.jit(create_train_state, static_argnums=(0, 1))(
+        Classifier(conv=config.conv), optax.adam(config.learning_rate), jax.random.key(config.seed))
+
+
 def to_float(images: jax.Array) -> jax.Array:
     """uint8 pixels to floats in [0, 1], as torchvision's `ToTensor`."""
     return images.astype(jnp.float32) / 255.0
@@ -198,8 +205,7 @@ def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
     model = Classifier(conv=config.conv)
     optimizer = optax.adam(config.learning_rate)
     if state is None:
-        # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
-        state = jax.jit(create_train_state, static_argnums=(0, 1))(model, optimizer, jax.random.key(config.seed))
+        state = initial_state(config)
     history = {k: list(history.get(k, [])) for k in HISTORY_KEYS} if history else {k: [] for k in HISTORY_KEYS}
     run_epoch = jax.jit(functools.partial(train_epoch, model=model, optimizer=optimizer,
                                           batch_size=config.batch_size, on_step=on_step), donate_argnums=0)

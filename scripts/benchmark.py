@@ -207,7 +207,7 @@ def print_table(result: dict, epochs: int) -> None:
     gib = 2**30
     print(f"machine: {result['machine']['cpu_count']} x {result['machine']['processor']}, JAX {result['machine']['jax']} on {j['device']} "
           f"({result['machine']['jax_backend']})")
-    print(f"| what | median epoch (s) | vs mnist-jax |\n| --- | --- | --- |")
+    print("| what | median epoch (s) | vs mnist-jax |\n| --- | --- | --- |")
     print(f"| mnist-jax | {j['median_epoch_seconds']:.3f} | 1.00x |")
     if "pytorch" in result:
         t = result["pytorch"]

@@ -22,8 +22,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_jax.cli import EXIT_DIVERGED, EpochProgress, StopRequest, fail, positive
+
+if TYPE_CHECKING:
+    from mnist_jax.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,13 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Heavy imports after argument parsing, so --help and flag errors are instant.
     import jax
-    import optax
     import tensorflow_datasets as tfds
 
     from mnist_jax import data, plotting, runs
     from mnist_jax.checkpoints import CheckpointError, Checkpointer
     from mnist_jax.model import Classifier, init_params, model_summary
-    from mnist_jax.train import (HISTORY_KEYS, NonFiniteLossError, create_train_state, format_epoch, num_batches,
+    from mnist_jax.train import (HISTORY_KEYS, NonFiniteLossError, format_epoch, initial_state, num_batches,
                                  train_epochs)
 
     if not args.no_compile_cache:
@@ -151,13 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
 
     model = Classifier(conv=config.conv)
-    optimizer = optax.adam(config.learning_rate)
     state, history = None, None
     checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR, keep=args.keep_checkpoints)
     if args.resume:
-        template = jax.jit(create_train_state, static_argnums=(0, 1))(model, optimizer, jax.random.key(config.seed))
         try:
-            state, history = checkpointer.restore_latest(template)
+            state, history = checkpointer.restore_latest(initial_state(config))
         except CheckpointError as e:
             checkpointer.close()
             fail(f"cannot resume: {e}")
