@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mnist_jax import parallel
 from mnist_jax.train import History, TrainState
 
 
@@ -28,8 +29,8 @@ class CheckpointError(ValueError):
 def _to_tree(state: TrainState) -> dict[str, Any]:
     # Host copies: the device buffers are donated to the next epoch while Orbax may still write.
     # The typed PRNG key is stored as its raw uint32 data.
-    return jax.device_get({"params": state.params, "opt_state": state.opt_state, "step": state.step,
-                           "key": jax.random.key_data(state.key)})
+    return parallel.to_host({"params": state.params, "opt_state": state.opt_state, "step": state.step,
+                             "key": jax.random.key_data(state.key)})
 
 
 class Checkpointer:

@@ -21,27 +21,44 @@ from mnist_jax.runs import write_atomic
 from mnist_jax.train import predict
 
 
-def plot_history(history: Mapping[str, Sequence[float]]) -> Figure:
-    """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`."""
-    epochs = range(len(history["train_loss"]))
+def plot_history(history: Mapping[str, Sequence]) -> Figure:
+    """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`.
+
+    For a multi-seed history (a list of values per epoch), the mean over seeds, with the band
+    from the lowest to the highest seed shaded around it.
+    """
+    epochs = np.arange(len(history["train_loss"]))
+    seeds = np.ndim(history["train_loss"][0]) if len(epochs) else 0
     fig = Figure(figsize=(8, 6))
     axes = fig.subplots(2, 1)
 
+    def curve(ax, key: str, label: str) -> None:
+        values = np.asarray(history[key], dtype=float)
+        if values.ndim == 1:
+            ax.plot(epochs, values, label=label)
+            return
+        line, = ax.plot(epochs, values.mean(1), label=f"{label} (mean)")
+        ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.25, linewidth=0,
+                        label=f"{label} (min-max)")
+
     axes[0].set_xlim(0, len(epochs))
-    axes[0].plot(epochs, history["train_loss"], label="Train Loss")
-    axes[0].plot(epochs, history["test_loss"], label="Test Loss")
+    curve(axes[0], "train_loss", "Train Loss")
+    curve(axes[0], "test_loss", "Test Loss")
     axes[0].set_ylabel("Loss", fontsize=13)
-    axes[0].legend(fontsize=13)
+    axes[0].legend(fontsize=13 if not seeds else 10)
 
     axes[1].set_xlim(0, len(epochs))
-    axes[1].plot(epochs, history["train_accuracy"], label="Train Accuracy")
-    axes[1].plot(epochs, history["test_accuracy"], label="Test Accuracy")
+    curve(axes[1], "train_accuracy", "Train Accuracy")
+    curve(axes[1], "test_accuracy", "Test Accuracy")
     axes[1].plot(epochs, [0.98] * len(epochs), "k:", label="Accuracy 0.98")
     axes[1].set_ylabel("Accuracy", fontsize=13)
     axes[1].set_xlabel("Epoch", fontsize=13)
-    axes[1].legend(fontsize=13)
+    axes[1].legend(fontsize=13 if not seeds else 10)
 
-    fig.suptitle("Train result", fontsize=15)
+    title = "Train result"
+    if seeds:
+        title += f": {len(history['train_loss'][0])} seeds, mean and min-max"
+    fig.suptitle(title, fontsize=15)
     fig.tight_layout()
     return fig
 

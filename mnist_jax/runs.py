@@ -2,7 +2,8 @@
 
     history.json     config, per-epoch history, finished flag, where it ran (rewritten each epoch)
     checkpoints/     Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
-    params.msgpack   the final params, once the run finished
+    params.msgpack   the final params, once the run finished (stacked on a seed axis for --seeds N)
+    seed-S/          for a multi-seed run: each seed's own run (history.json, params.msgpack)
 
     config, history, params = load_run(run_dir)
 """
@@ -92,8 +93,11 @@ def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, History]:
 
 
 def load_params(run_dir: str | os.PathLike, config: TrainConfig) -> Params:
+    """The saved final params; for a multi-seed run, every seed's, stacked on a leading axis."""
     path = Path(run_dir) / PARAMS_FILE
     template = init_params(Classifier(conv=config.conv), jax.random.key(0))
+    if config.seeds > 1:
+        template = jax.tree_util.tree_map(lambda p: jax.numpy.stack([p] * config.seeds), template)
     try:
         return flax.serialization.from_bytes(template, path.read_bytes())
     except FileNotFoundError:
@@ -111,6 +115,9 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, History, Params]:
     from mnist_jax.train import initial_state
 
     config, history, finished, _ = load_record(run_dir)
+    if config.seeds > 1:
+        raise RunError(f"{run_dir} holds {config.seeds} seeds; pass one seed's run, "
+                       f"e.g. {Path(run_dir) / f'seed-{config.seed}'}")
     if finished:
         return config, history, load_params(run_dir, config)
     template = initial_state(config)

@@ -4,6 +4,10 @@
     state, history = fit(config, train_data, test_data, on_epoch=print)
 
 Expected with the defaults (the notebook's settings): epoch 0 test accuracy ~0.80, epoch 29 ~0.984.
+
+`TrainConfig(seeds=8)` trains 8 independent models (seeds `seed` ... `seed + 7`) in one program:
+the state gets a leading seed axis and the epoch function is `jax.vmap`ped over it. The history
+then holds a list of 8 values per epoch; `seed_history(history, i)` is seed i's own history.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnist_jax import parallel
 from mnist_jax.model import NUM_CLASSES, Classifier, ConvImpl, Params, init_params
 
 
@@ -34,6 +39,11 @@ class TrainConfig:
     seed: int = 0
     conv: ConvImpl = "auto"
     train_examples: int | None = None  # train on the first N examples only (quick runs)
+    seeds: int = 1  # > 1: train seeds seed, seed+1, ... at once, vmapped
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -63,11 +73,18 @@ def create_train_state(model: Classifier, optimizer: optax.GradientTransformatio
     return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32), key=shuffle_key)
 
 
-def initial_state(config: TrainConfig) -> TrainState:
-    """A fresh TrainState for `config`; also the template that a checkpoint is restored into."""
+def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = None) -> TrainState:
+    """A fresh TrainState for `config`; also the template that a checkpoint is restored into.
+
+    With `config.seeds > 1`, the states of seeds `seed` ... `seed + seeds - 1` stacked on a leading
+    axis, each equal to that seed's single state. `sharding` lays the result out over devices.
+    """
+    create = functools.partial(create_train_state, Classifier(conv=config.conv), optax.adam(config.learning_rate))
     # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
-    return jax.jit(create_train_state, static_argnums=(0, 1))(
-        Classifier(conv=config.conv), optax.adam(config.learning_rate), jax.random.key(config.seed))
+    if config.seeds == 1:
+        return jax.jit(create, out_shardings=sharding)(jax.random.key(config.seed))
+    seeds = jnp.arange(config.seed, config.seed + config.seeds)
+    return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)(seeds)
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -118,12 +135,14 @@ def _sum_metrics(metrics: Metrics) -> dict[str, jax.Array]:
 
 def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, model: Classifier,
                 optimizer: optax.GradientTransformation, batch_size: int,
-                on_step: Callable[[jax.Array], Any] | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+                on_step: Callable[[jax.Array], Any] | None = None,
+                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One pass over all examples in a fresh `jax.random` order, as one `lax.scan`.
 
     The last short batch is kept (PyTorch's `drop_last=False`): padded to `batch_size` and masked,
     so its loss and gradient are the mean over its real examples. `on_step(i)`, if given, is called
     on the host after batch i (for a progress bar); without it the scan never leaves the device.
+    `batch_sharding` splits each batch over devices (see mnist_jax.parallel).
     """
     key, shuffle_key = jax.random.split(state.key)
     order = jax.random.permutation(shuffle_key, labels.shape[0])
@@ -131,7 +150,10 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, mode
 
     def step(state: TrainState, xs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
         i, idx, m = xs
-        state, metrics = train_step(state, Batch(images[idx], labels[idx], m), model=model, optimizer=optimizer)
+        batch = Batch(images[idx], labels[idx], m)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+        state, metrics = train_step(state, batch, model=model, optimizer=optimizer)
         if on_step is not None:
             jax.debug.callback(on_step, i)
         return state, metrics
@@ -142,7 +164,7 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, mode
 
 
 def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Classifier,
-             batch_size: int) -> dict[str, jax.Array]:
+             batch_size: int, batch_sharding: jax.sharding.Sharding | None = None) -> dict[str, jax.Array]:
     """Exact mean loss and accuracy over all examples, in batches of `batch_size`, and the
     confusion matrix (rows: true class, columns: predicted)."""
     indices, mask = _padded_batches(jnp.arange(labels.shape[0]), batch_size)
@@ -150,6 +172,8 @@ def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Cla
     def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[Metrics, jax.Array]]:
         idx, m = xs
         batch = Batch(images[idx], labels[idx], m)
+        if batch_sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         logits = model.apply({"params": params}, to_float(batch.images))
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
         confusion = jnp.einsum("bt,bp->tp", jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=jnp.int32) * m[:, None],
@@ -182,50 +206,80 @@ def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
     return jnp.argmax(model.apply({"params": params}, to_float(images)), -1)
 
 
-History = dict[str, list]  # per epoch: floats, and a list of 10 for test_class_accuracy
+History = dict[str, list]  # per epoch: a float (a list of 10 for test_class_accuracy); multi-seed: a list per seed
 METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy")
+
+
+def seed_history(history: History, index: int) -> History:
+    """Seed `index`'s own history from a multi-seed history (`epoch_seconds` is shared by all seeds)."""
+    return {k: list(v) if k == "epoch_seconds" else [epoch[index] for epoch in v] for k, v in history.items()}
 
 
 class NonFiniteLossError(ArithmeticError):
     """Training diverged: a loss became NaN or infinite."""
 
 
+def _epoch_record(train_metrics: dict[str, np.ndarray], test_metrics: dict[str, np.ndarray],
+                  seconds: float) -> dict[str, Any]:
+    """Host values for the history: floats, or lists of one float per seed."""
+    confusion = np.asarray(test_metrics["confusion"])
+    return {
+        "train_loss": np.asarray(train_metrics["loss"]).tolist(),
+        "train_accuracy": np.asarray(train_metrics["accuracy"]).tolist(),
+        "test_loss": np.asarray(test_metrics["loss"]).tolist(),
+        "test_accuracy": np.asarray(test_metrics["accuracy"]).tolist(),
+        "epoch_seconds": seconds,
+        "test_class_accuracy": class_accuracy(confusion) if confusion.ndim == 2 else list(map(class_accuracy, confusion)),
+    }
+
+
 def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
                  test_data: tuple[np.ndarray, np.ndarray], *, state: TrainState | None = None,
                  history: History | None = None, on_step: Callable[[jax.Array], Any] | None = None,
-                 ) -> Iterator[tuple[int, dict[str, float], TrainState, History]]:
+                 mesh: jax.sharding.Mesh | None = None,
+                 ) -> Iterator[tuple[int, dict[str, Any], TrainState, History]]:
     """Train epoch by epoch up to `config.epochs`, yielding `(epoch, record, state, history)` after each.
 
     Pass a `state` and `history` (from a checkpoint) to continue a run; the result is the same as
     an uninterrupted run. The datasets go to the device once. The yielded state's buffers are
     reused by the next epoch: save or copy it before asking for the next one. Raises
-    NonFiniteLossError, before yielding, for an epoch whose loss is NaN or infinite.
+    NonFiniteLossError, before yielding, for an epoch whose loss is NaN or infinite. `mesh`
+    (from `parallel.make_mesh`) spreads the seeds, or each batch, over its devices.
     """
     model = Classifier(conv=config.conv)
     optimizer = optax.adam(config.learning_rate)
-    if state is None:
-        state = initial_state(config)
-    history = {k: list(history.get(k, [])) for k in HISTORY_KEYS} if history else {k: [] for k in HISTORY_KEYS}
-    run_epoch = jax.jit(functools.partial(train_epoch, model=model, optimizer=optimizer,
-                                          batch_size=config.batch_size, on_step=on_step), donate_argnums=0)
-    run_eval = jax.jit(functools.partial(evaluate, model=model, batch_size=config.test_batch_size))
+    batch_sharding = parallel.batch_sharding(mesh)
+    epoch_fn = functools.partial(train_epoch, model=model, optimizer=optimizer, batch_size=config.batch_size,
+                                 on_step=on_step, batch_sharding=batch_sharding)
+    eval_fn = functools.partial(evaluate, model=model, batch_size=config.test_batch_size,
+                                batch_sharding=batch_sharding)
+    if config.seeds > 1:
+        epoch_fn = jax.vmap(epoch_fn, in_axes=(0, None, None))
+        eval_fn = jax.vmap(eval_fn, in_axes=(0, None, None))
     limit = config.train_examples or len(train_data[1])
-    train_images, train_labels = (jax.device_put(a[:limit]) for a in train_data)
-    test_images, test_labels = (jax.device_put(a) for a in test_data)
+    arrays = (train_data[0][:limit], train_data[1][:limit], *test_data)
+    if mesh is None:
+        run_epoch = jax.jit(epoch_fn, donate_argnums=0)
+        run_eval = jax.jit(eval_fn)
+        train_images, train_labels, test_images, test_labels = (jax.device_put(a) for a in arrays)
+        state = initial_state(config) if state is None else state
+    else:
+        # Metrics come back replicated, so every host can read them.
+        run_epoch = jax.jit(epoch_fn, donate_argnums=0,
+                            out_shardings=(parallel.state_sharding(mesh), parallel.replicated(mesh)))
+        run_eval = jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
+        train_images, train_labels, test_images, test_labels = (parallel.put_replicated(a, mesh) for a in arrays)
+        state = (initial_state(config, parallel.state_sharding(mesh)) if state is None
+                 else jax.device_put(state, parallel.state_sharding(mesh)))
+    history = {k: list(history.get(k, [])) for k in HISTORY_KEYS} if history else {k: [] for k in HISTORY_KEYS}
 
     for epoch in range(len(history["train_loss"]), config.epochs):
         start = time.perf_counter()
         state, train_metrics = run_epoch(state, train_images, train_labels)
         test_metrics = run_eval(state.params, test_images, test_labels)
-        train_metrics, test_metrics = jax.device_get((train_metrics, test_metrics))
-        record = {
-            "train_loss": float(train_metrics["loss"]), "train_accuracy": float(train_metrics["accuracy"]),
-            "test_loss": float(test_metrics["loss"]), "test_accuracy": float(test_metrics["accuracy"]),
-            "epoch_seconds": time.perf_counter() - start,
-            "test_class_accuracy": class_accuracy(test_metrics["confusion"]),
-        }
-        if not (np.isfinite(record["train_loss"]) and np.isfinite(record["test_loss"])):
+        record = _epoch_record(*parallel.to_host((train_metrics, test_metrics)), time.perf_counter() - start)
+        if not (np.all(np.isfinite(record["train_loss"])) and np.all(np.isfinite(record["test_loss"]))):
             raise NonFiniteLossError(f"epoch {epoch}: the loss became {record['train_loss']} (train) / "
                                      f"{record['test_loss']} (test); lower the learning rate")
         for k in HISTORY_KEYS:
@@ -234,20 +288,28 @@ def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
 
 
 def fit(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray], test_data: tuple[np.ndarray, np.ndarray],
-        on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
-        on_step: Callable[[jax.Array], Any] | None = None) -> tuple[TrainState, History]:
+        on_epoch: Callable[[int, dict[str, Any]], Any] | None = None,
+        on_step: Callable[[jax.Array], Any] | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, History]:
     """Train for `config.epochs` epochs from scratch; `on_epoch(epoch, record)` is called after each.
 
     Same config and platform: the same history, bit for bit.
     """
     state, history = None, None
-    for epoch, record, state, history in train_epochs(config, train_data, test_data, on_step=on_step):
+    for epoch, record, state, history in train_epochs(config, train_data, test_data, on_step=on_step, mesh=mesh):
         if on_epoch is not None:
             on_epoch(epoch, record)
     return state, history
 
 
-def format_epoch(epoch: int, record: dict[str, float]) -> str:
-    """The notebook's per-epoch line."""
-    return (f"[epoch {epoch:2d}] Train loss: {record['train_loss']:.4f} / accuracy: {record['train_accuracy']:.4f}"
-            f" | Test loss: {record['test_loss']:.4f} / accuracy: {record['test_accuracy']:.4f}")
+def _value(value: float | list[float]) -> str:
+    if isinstance(value, (int, float)):
+        return f"{value:.4f}"
+    values = np.asarray(value)
+    return f"{values.mean():.4f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def format_epoch(epoch: int, record: dict[str, Any]) -> str:
+    """The notebook's per-epoch line; for several seeds, each figure as mean +- std over the seeds."""
+    return (f"[epoch {epoch:2d}] Train loss: {_value(record['train_loss'])} / accuracy: {_value(record['train_accuracy'])}"
+            f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}")

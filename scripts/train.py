@@ -2,12 +2,17 @@
 
     python scripts/train.py                      # the notebook: 30 epochs, Adam 1e-4, batch 512
     python scripts/train.py --epochs 3 --run-dir runs/quick --no-refresh-figures
+    python scripts/train.py --seeds 8            # 8 models at once (vmap), mean +- std per epoch
 
 Prints the model summary, then one line per epoch in the notebook's format, e.g.
     [epoch  0] Train loss: 1.8407 / accuracy: 0.6246 | Test loss: 1.0855 / accuracy: 0.8155
 and ends near the notebook's `Test loss: 0.0504 / accuracy: 0.9836` (0.980-0.988 by seed).
 Writes history.json, params.msgpack, training.svg and classification.svg into the run directory,
 and by default refreshes figures/training.svg and figures/classification.svg.
+With --seeds N, each line shows mean +- std over the seeds; each seed's own run (history.json,
+params.msgpack) goes into RUN_DIR/seed-S, and the figure with the seeds' mean and min-max band
+refreshes figures/training_seeds.svg instead. With several devices the seeds (or, for one seed,
+every batch) are split over all of them.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="convolution formulation: auto picks the fastest measured for the backend (default: auto)")
     p.add_argument("--train-examples", type=positive(int), default=None,
                    help="train on only the first N training examples (quick runs)")
+    p.add_argument("--seeds", type=positive(int), default=None,
+                   help="train N models at once, seeds SEED ... SEED+N-1, in one vmapped program (default: 1)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first and run the same command on every "
+                        "host; SLURM, Open MPI, Kubernetes and Cloud TPU fill in the three flags below")
+    p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="with --distributed: the address of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=positive(int), default=None, help="with --distributed: how many processes")
+    p.add_argument("--process-id", type=int, default=None, help="with --distributed: this process's index, from 0")
     p.add_argument("--data-dir", default=None,
                    help="TFDS data dir for the prepared dataset (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None,
@@ -73,10 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--resume RUN_DIR continues that run in place; drop --run-dir")
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite contradict each other")
+    if not args.distributed and (args.coordinator or args.num_processes or args.process_id is not None):
+        p.error("--coordinator, --num-processes and --process-id need --distributed")
     return args
 
 
-SETTINGS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "seed", "conv", "train_examples")
+SETTINGS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "seed", "conv", "train_examples", "seeds")
 
 
 def resolve_config(args: argparse.Namespace, saved: TrainConfig | None) -> TrainConfig:
@@ -96,7 +112,7 @@ def resolve_config(args: argparse.Namespace, saved: TrainConfig | None) -> Train
 def check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
+        probe = directory / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -109,13 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # Heavy imports after argument parsing, so --help and flag errors are instant.
     import jax
+    import numpy as np
     import tensorflow_datasets as tfds
 
-    from mnist_jax import data, plotting, runs
+    if args.distributed:
+        # CPU processes need gloo for their cross-process collectives; GPUs use NCCL regardless.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except (RuntimeError, ValueError, TypeError) as e:
+            fail(f"--distributed: cannot start the multi-host runtime ({str(e).splitlines()[0]})")
+
+    from mnist_jax import data, parallel, plotting, runs
     from mnist_jax.checkpoints import CheckpointError, Checkpointer
     from mnist_jax.model import Classifier, init_params, model_summary
     from mnist_jax.train import (HISTORY_KEYS, NonFiniteLossError, format_epoch, initial_state, num_batches,
-                                 train_epochs)
+                                 seed_history, train_epochs)
 
     if not args.no_compile_cache:
         jax.config.update("jax_compilation_cache_dir", args.compile_cache)
@@ -166,11 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         checkpointer.close()
         shutil.rmtree(run_dir / runs.CHECKPOINT_DIR, ignore_errors=True)
         (run_dir / runs.PARAMS_FILE).unlink(missing_ok=True)
+        for seed_dir in run_dir.glob("seed-*"):
+            shutil.rmtree(seed_dir, ignore_errors=True)
         checkpointer = Checkpointer(run_dir / runs.CHECKPOINT_DIR, keep=args.keep_checkpoints)
 
+    try:
+        mesh = parallel.make_mesh(config)
+    except ValueError as e:
+        fail(str(e))
+    # Every process trains; only the first writes the run's files (the others hold the same values).
+    primary = jax.process_index() == 0
     print(f"MNIST: {num_train} train / {len(test_labels)} test examples from {path}")
-    device = jax.devices()[0]
-    print(f"JAX {jax.__version__} on {device.device_kind} ({jax.default_backend()})")
+    device = jax.local_devices()[0]
+    print(f"JAX {jax.__version__} on {device.device_kind} ({jax.default_backend()}): {parallel.describe(mesh)}")
+    if config.seeds > 1:
+        print(f"{config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1}); each figure below is mean +- std")
     print(model_summary(jax.eval_shape(functools.partial(init_params, model), jax.random.key(0))), flush=True)
     if history:
         print(f"Resuming {run_dir} after epoch {len(history['train_loss']) - 1}")
@@ -178,20 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             print(format_epoch(epoch, {k: v[epoch] for k, v in history.items()}))
 
     first_epoch = len(history["train_loss"]) if history else 0
-    show_progress = args.progress == "on" or (
-        args.progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty())
+    # The bar's callback would run once per device when the work is split.
+    show_progress = mesh is None and (args.progress == "on" or (
+        args.progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty()))
     on_step = EpochProgress(num_batches(num_train, config.batch_size), first_epoch) if show_progress else None
     stop = StopRequest()
     previous_handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     start = time.perf_counter()
-    runs.write_history(run_dir, config, history or {k: [] for k in HISTORY_KEYS}, finished=False)
+    if primary:
+        runs.write_history(run_dir, config, history or {k: [] for k in HISTORY_KEYS}, finished=False)
     try:
         for epoch, record, state, history in train_epochs(
                 config, (train_images, train_labels), (test_images, test_labels),
-                state=state, history=history, on_step=on_step):
+                state=state, history=history, on_step=on_step, mesh=mesh):
             print(format_epoch(epoch, record), flush=True)
             checkpointer.save(epoch + 1, state, history)
-            runs.write_history(run_dir, config, history, finished=False)
+            if primary:
+                runs.write_history(run_dir, config, history, finished=False)
             if stop.signal is not None:
                 break
     except NonFiniteLossError as e:
@@ -218,21 +256,39 @@ def main(argv: list[str] | None = None) -> int:
     memory = device.memory_stats() or {}  # None on CPU
     system = {"backend": jax.default_backend(), "device": device.device_kind, "jax": jax.__version__,
               "train_seconds": seconds, "peak_device_bytes": memory.get("peak_bytes_in_use")}
-    params = state.params
+    params = parallel.to_host(state.params)
+    if not primary:
+        return 0
     runs.save_run(run_dir, config, history, params, system)
+    first_params = params
+    if config.seeds > 1:
+        for i in range(config.seeds):
+            seed_params = jax.tree_util.tree_map(lambda p, i=i: p[i], params)
+            seed = config.seed + i
+            runs.save_run(run_dir / f"seed-{seed}", dataclasses.replace(config, seed=seed, seeds=1),
+                          seed_history(history, i), seed_params, system)
+            first_params = seed_params if i == 0 else first_params
     plotting.save_figure(plotting.plot_history(history), run_dir / "training.svg")
-    plotting.save_figure(plotting.classification_sample(params, model, test_images, test_labels,
+    plotting.save_figure(plotting.classification_sample(first_params, model, test_images, test_labels,
                                                         jax.random.key(config.seed)),
                          run_dir / "classification.svg")
     trained = config.epochs - first_epoch
     what = f"epochs {first_epoch}-{config.epochs - 1}" if first_epoch else f"{trained} epochs"
+    if config.seeds > 1:
+        what += f" of {config.seeds} seeds"
+        final = np.asarray(history["test_accuracy"][-1])
+        print(f"Final test accuracy over {config.seeds} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
+              f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {run_dir}/seed-S")
     print(f"Trained {what} in {seconds:.1f} s. Wrote {run_dir}/"
           f"{{{runs.HISTORY_FILE}, {runs.PARAMS_FILE}, training.svg, classification.svg}}")
     if not args.no_refresh_figures:
         figures = Path(args.figures_dir)
-        for name in ("training.svg", "classification.svg"):
-            runs.write_atomic(figures / name, (run_dir / name).read_bytes())
-        print(f"Refreshed {figures}/training.svg and {figures}/classification.svg")
+        # A multi-seed run draws a different figure; the notebook's own figures stay as they are.
+        refreshed = {"training.svg": "training_seeds.svg"} if config.seeds > 1 else {
+            "training.svg": "training.svg", "classification.svg": "classification.svg"}
+        for source, target in refreshed.items():
+            runs.write_atomic(figures / target, (run_dir / source).read_bytes())
+        print(f"Refreshed {', '.join(str(figures / t) for t in refreshed.values())}")
     return 0
 
 

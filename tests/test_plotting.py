@@ -21,6 +21,20 @@ def test_history_figure_has_the_notebooks_panels():
     assert acc_ax.get_xlabel() == "Epoch" and fig._suptitle.get_text() == "Train result"
 
 
+def test_multi_seed_history_draws_the_mean_and_a_min_max_band():
+    seeds = {k: [[v, v + 0.02, v - 0.04] for v in values] for k, values in HISTORY.items()}
+    fig = plot_history(seeds)
+    loss_ax, acc_ax = fig.axes
+    assert [line.get_label() for line in acc_ax.get_lines()] == [
+        "Train Accuracy (mean)", "Test Accuracy (mean)", "Accuracy 0.98"]
+    np.testing.assert_allclose(acc_ax.get_lines()[1].get_ydata(), np.array(HISTORY["test_accuracy"]) - 0.02 / 3)
+    bands = acc_ax.collections
+    assert [b.get_label() for b in bands] == ["Train Accuracy (min-max)", "Test Accuracy (min-max)"]
+    ys = bands[1].get_paths()[0].vertices[:, 1]
+    np.testing.assert_allclose([ys.min(), ys.max()], [0.79 - 0.04, 0.99 + 0.02])
+    assert len(loss_ax.collections) == 2 and "3 seeds" in fig._suptitle.get_text()
+
+
 def test_classification_figure_titles_each_digit():
     images = np.zeros((6, 28, 28, 1), np.uint8)
     fig = plot_classification(images, [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 0])

@@ -9,6 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,3 +296,61 @@ def test_plot_errors_writes_confusion_and_mistakes(finished_run, data_dir, tmp_p
         assert title in svg_text(tmp_path / name)
     record = json.loads((out / "run" / "history.json").read_text())
     assert [len(a) for a in record["history"]["test_class_accuracy"]] == [10, 10]
+
+
+SEEDS_LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d\.\d{4} \+- \d\.\d{4} / accuracy: [01]\.\d{4} \+- \d\.\d{4} \| "
+                        r"Test loss: \d\.\d{4} \+- \d\.\d{4} / accuracy: [01]\.\d{4} \+- \d\.\d{4}$")
+
+
+@pytest.fixture(scope="module")
+def seeds_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    result = run("train.py", "--seeds", 2, "--seed", 4, "--epochs", 2, "--train-examples", 1024, "--lr", 1e-3,
+                 "--data-dir", data_dir, "--run-dir", out / "run", "--figures-dir", out / "figures",
+                 "--no-compile-cache")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_seeds_print_mean_and_std_and_save_every_seeds_run(seeds_run):
+    out, result = seeds_run
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[epoch")]
+    assert len(lines) == 2 and all(SEEDS_LINE.match(line) for line in lines), lines
+    top = json.loads((out / "run" / "history.json").read_text())
+    assert top["finished"] and top["config"]["seeds"] == 2 and np.shape(top["history"]["test_accuracy"]) == (2, 2)
+    for i, seed in enumerate((4, 5)):
+        own = json.loads((out / "run" / f"seed-{seed}" / "history.json").read_text())
+        assert own["finished"] and own["config"]["seed"] == seed and own["config"]["seeds"] == 1
+        assert own["history"]["test_accuracy"] == [epoch[i] for epoch in top["history"]["test_accuracy"]]
+        assert (out / "run" / f"seed-{seed}" / "params.msgpack").stat().st_size > 34_826 * 4
+    final = np.array(top["history"]["test_accuracy"][-1])
+    assert f"Final test accuracy over 2 seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f}" in result.stdout
+    # The band figure goes to its own name; the notebook's figures are left alone.
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["training_seeds.svg"]
+    assert "2 seeds, mean and min-max" in svg_text(out / "figures" / "training_seeds.svg")
+
+
+def test_a_seed_directory_is_a_run_the_other_scripts_read(seeds_run, data_dir):
+    out, _ = seeds_run
+    result = run("evaluate.py", out / "run", "--data-dir", data_dir)
+    assert f"pass one seed's run, e.g. {out / 'run' / 'seed-4'}" in one_line_error(result)
+    result = run("evaluate.py", out / "run" / "seed-5", "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads((out / "run" / "seed-5" / "history.json").read_text())["history"]["test_accuracy"][-1]
+    assert f"accuracy: {accuracy:.4f} (10000 test examples" in result.stdout
+
+
+def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_path):
+    out, _ = seeds_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out / "run", run_dir)
+    result = run("train.py", "--resume", run_dir, "--epochs", 3, "--seeds", 3, "--data-dir", data_dir)
+    assert "--seeds 3 differs from the resumed run's 2" in one_line_error(result)
+    before = json.loads((run_dir / "history.json").read_text())["history"]
+    result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-refresh-figures",
+                 "--no-compile-cache")
+    assert result.returncode == 0, result.stderr
+    after = json.loads((run_dir / "history.json").read_text())["history"]
+    assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)
+    seed_run = json.loads((run_dir / "seed-5" / "history.json").read_text())["history"]
+    assert seed_run["test_accuracy"] == [epoch[1] for epoch in after["test_accuracy"]]

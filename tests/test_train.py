@@ -7,8 +7,9 @@ import optax
 import pytest
 
 from mnist_jax.model import Classifier
-from mnist_jax.train import (Batch, TrainConfig, _padded_batches, batch_loss, class_accuracy, create_train_state,
-                             evaluate, fit, format_epoch, predict, probabilities, train_epoch)
+from mnist_jax.train import (METRIC_KEYS, Batch, TrainConfig, _padded_batches, batch_loss, class_accuracy,
+                             create_train_state, evaluate, fit, format_epoch, initial_state, predict, probabilities,
+                             seed_history, train_epoch)
 
 
 def test_padded_batches_cover_every_index_once():
@@ -97,3 +98,42 @@ def test_format_epoch_is_the_notebooks_line():
     assert format_epoch(0, record) == (
         "[epoch  0] Train loss: 1.8676 / accuracy: 0.6252 | Test loss: 1.1480 / accuracy: 0.7933")
     assert format_epoch(29, record).startswith("[epoch 29] ")
+
+
+def test_multi_seed_state_stacks_the_single_seed_states_exactly():
+    stacked = initial_state(TrainConfig(seed=7, seeds=3))
+    for i in range(3):
+        single = initial_state(TrainConfig(seed=7 + i))
+        for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            np.testing.assert_array_equal(a[i], b)
+
+
+def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(mnist):
+    train = tuple(a[:1500] for a in mnist["train"])  # 3 batches, the last one short
+    test = tuple(a[:1000] for a in mnist["test"])
+    config = TrainConfig(epochs=2, learning_rate=1e-3, seed=3, seeds=3)
+    state, history = fit(config, train, test)
+    assert np.shape(history["test_accuracy"]) == (2, 3) and np.shape(history["test_class_accuracy"]) == (2, 3, 10)
+    for i in range(3):
+        single_state, single = fit(TrainConfig(epochs=2, learning_rate=1e-3, seed=3 + i), train, test)
+        mine = seed_history(history, i)
+        for k in METRIC_KEYS:  # vmapped matmuls may round differently: close, not bit for bit
+            np.testing.assert_allclose(mine[k], single[k], rtol=1e-4, atol=2e-3 if "accuracy" in k else 0)
+        np.testing.assert_allclose(mine["test_class_accuracy"], single["test_class_accuracy"], atol=0.02)
+        for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(single_state.params)):
+            np.testing.assert_allclose(a[i], b, atol=2e-4)  # a fifth of one Adam step at lr 1e-3
+    assert len({round(a, 6) for a in history["train_loss"][-1]}) == 3  # the seeds really differ
+
+
+def test_format_epoch_shows_mean_and_std_over_seeds():
+    record = {"train_loss": [1.0, 2.0, 3.0], "train_accuracy": [0.5, 0.5, 0.5],
+              "test_loss": [0.25, 0.75, 0.5], "test_accuracy": [0.9, 0.8, 0.7]}
+    assert format_epoch(3, record) == ("[epoch  3] Train loss: 2.0000 +- 1.0000 / accuracy: 0.5000 +- 0.0000"
+                                       " | Test loss: 0.5000 +- 0.2500 / accuracy: 0.8000 +- 0.1000")
+
+
+def test_seeds_must_be_positive():
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        TrainConfig(seeds=0)

@@ -1,0 +1,135 @@
+"""Sharded training on 4 simulated CPU devices agrees with one device.
+
+XLA fixes the device count when JAX starts, so each check runs in a fresh process with
+XLA_FLAGS=--xla_force_host_platform_device_count=4.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Trains the same config with the mesh make_mesh picks for 4 devices and with none (device 0 only),
+# and prints what the test compares.
+CHILD = r"""
+import json, sys
+import jax, numpy as np
+from mnist_jax import data, parallel, train
+
+data_dir, seeds = sys.argv[1], int(sys.argv[2])
+train_data = tuple(a[:1024] for a in data.load_split("train", data_dir))
+test_data = tuple(a[:2048] for a in data.load_split("test", data_dir))
+config = train.TrainConfig(epochs=2, seeds=seeds)
+mesh = parallel.make_mesh(config)
+sharded_state, sharded = train.fit(config, train_data, test_data, mesh=mesh)
+single_state, single = train.fit(config, train_data, test_data)
+kernel = sharded_state.params["conv2"]["kernel"]
+diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+           for a, b in zip(jax.tree_util.tree_leaves(sharded_state.params), jax.tree_util.tree_leaves(single_state.params)))
+print(json.dumps({
+    "devices": jax.device_count(),
+    "mesh": None if mesh is None else dict(mesh.shape),
+    "kernel_devices": len(kernel.sharding.device_set),
+    "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
+    "sharded": {k: sharded[k] for k in train.METRIC_KEYS},
+    "single": {k: single[k] for k in train.METRIC_KEYS},
+    "max_param_diff": diff,
+    "learning_rate": config.learning_rate,
+}))
+"""
+
+
+def four_devices() -> dict[str, str]:
+    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+
+
+def run_child(data_dir, seeds: int) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(seeds)], capture_output=True,
+                            text=True, env=four_devices(), cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_same_histories(out: dict) -> None:
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(out["sharded"][key], out["single"][key], rtol=1e-4)
+    for key in ("train_accuracy", "test_accuracy"):  # at most a couple of borderline digits may flip
+        np.testing.assert_allclose(out["sharded"][key], out["single"][key], atol=2.5e-3)
+    # Adam moves each parameter by about the learning rate per step, whatever its gradient's size; a
+    # wrong split of the work would differ by whole steps, rounding by a small fraction of one.
+    assert out["max_param_diff"] <= 0.2 * out["learning_rate"], out["max_param_diff"]
+
+
+@pytest.mark.parametrize("seeds, mesh, shard", [(4, {"seed": 4}, [3, 3, 32, 64]), (3, {"seed": 3}, [3, 3, 32, 64])])
+def test_seeds_split_over_devices_match_one_device(data_dir, seeds, mesh, shard):
+    out = run_child(data_dir, seeds)
+    assert out["devices"] == 4 and out["mesh"] == mesh
+    # Each device holds one seed's kernel: the stacked (seeds, 3, 3, 32, 64) array is split, not copied.
+    assert out["kernel_devices"] == mesh["seed"] and out["kernel_shard_shape"] == [1, *shard]
+    assert np.shape(out["sharded"]["test_accuracy"]) == (2, seeds)
+    assert_same_histories(out)
+
+
+def test_one_seed_is_data_parallel_and_matches_one_device(data_dir):
+    out = run_child(data_dir, 1)
+    assert out["mesh"] == {"batch": 4}
+    assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
+    assert np.shape(out["sharded"]["test_accuracy"]) == (2,)
+    assert_same_histories(out)
+
+
+def train_script(data_dir, run_dir, *flags, devices: int = 4) -> subprocess.Popen:
+    env = {**four_devices(), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--seeds", "4", "--epochs", "1", "--train-examples", "1024",
+         "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--no-refresh-figures", "--no-compile-cache", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(process: subprocess.Popen) -> str:
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+@pytest.fixture(scope="module")
+def four_device_run(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("parallel") / "run"
+    return run_dir, finish(train_script(data_dir, run_dir))
+
+
+def test_train_script_splits_seeds_over_all_devices(four_device_run):
+    run_dir, stdout = four_device_run
+    assert "the seeds split over 4 cpu devices" in stdout.lower()
+    top = json.loads((run_dir / "history.json").read_text())["history"]["test_accuracy"][0]
+    for i, seed in enumerate(range(4)):
+        seed_run = json.loads((run_dir / f"seed-{seed}" / "history.json").read_text())
+        assert seed_run["config"]["seed"] == seed and seed_run["config"]["seeds"] == 1
+        assert seed_run["history"]["test_accuracy"] == [top[i]]
+
+
+def test_two_processes_with_distributed_match_one_process(four_device_run, data_dir, tmp_path):
+    # Two "hosts" of 2 CPU devices each, talking through jax.distributed on localhost.
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "run"
+    processes = [train_script(data_dir, run_dir, "--distributed", "--coordinator", f"localhost:{port}",
+                              "--num-processes", "2", "--process-id", str(i), devices=2) for i in range(2)]
+    outputs = [finish(p) for p in processes]
+    assert all("the seeds split over 4 cpu devices" in out.lower() for out in outputs)
+    assert "Wrote" in outputs[0] and "Wrote" not in outputs[1]  # only process 0 writes the run
+    mine = json.loads((run_dir / "history.json").read_text())
+    one_process = json.loads((four_device_run[0] / "history.json").read_text())
+    assert mine["finished"] and len(list(run_dir.glob("seed-*"))) == 4
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(mine["history"][key], one_process["history"][key], rtol=1e-4)
+    for key in ("train_accuracy", "test_accuracy"):
+        np.testing.assert_allclose(mine["history"][key], one_process["history"][key], atol=2.5e-3)
