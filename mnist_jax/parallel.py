@@ -81,17 +81,28 @@ def batch_sharding(mesh: Mesh | None) -> NamedSharding | None:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
 
 
-def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
-    """A full copy of a host array on every device of `mesh`; also across hosts, where each
-    process passes the same array."""
-    array = np.asarray(array)
-    return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
+def put(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """A pytree of host or device arrays laid out as `sharding`; across hosts too, where every
+    process passes the same values (as after restoring a checkpoint)."""
+
+    def place(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(place, tree)
 
 
 def to_host(tree: Any) -> Any:
-    """Numpy copies of a pytree of arrays, whole, also where each host holds only its part."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    """Numpy copies of a pytree of arrays, whole, also those of which each host holds only a part."""
+    from jax.experimental import multihost_utils
 
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
+    def fetch(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return jax.device_get(x)
+
+    return jax.tree_util.tree_map(fetch, tree)

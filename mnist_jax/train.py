@@ -269,9 +269,9 @@ def train_epochs(config: TrainConfig, train_data: tuple[np.ndarray, np.ndarray],
         run_epoch = jax.jit(epoch_fn, donate_argnums=0,
                             out_shardings=(parallel.state_sharding(mesh), parallel.replicated(mesh)))
         run_eval = jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
-        train_images, train_labels, test_images, test_labels = (parallel.put_replicated(a, mesh) for a in arrays)
+        train_images, train_labels, test_images, test_labels = parallel.put(arrays, parallel.replicated(mesh))
         state = (initial_state(config, parallel.state_sharding(mesh)) if state is None
-                 else jax.device_put(state, parallel.state_sharding(mesh)))
+                 else parallel.put(state, parallel.state_sharding(mesh)))
     history = {k: list(history.get(k, [])) for k in HISTORY_KEYS} if history else {k: [] for k in HISTORY_KEYS}
 
     for epoch in range(len(history["train_loss"]), config.epochs):

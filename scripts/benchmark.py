@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py                          # 30 jax epochs, 3 epochs of each torch variant
     python scripts/benchmark.py --epochs 3 --skip-torch --json bench.json
+    python scripts/benchmark.py --seeds 8 --skip-torch   # also 8 seeds at once (--seeds 8 of train.py)
 
 mnist-jax runs as users run it, `python scripts/train.py` in a child process: first with an empty
 compilation cache, then again with the cache warm. Reported: compile time (first epoch minus the
@@ -10,7 +11,9 @@ host memory (max RSS), peak device memory (GPU), final test accuracy.
 Where torch and torchvision import, the notebook's own code (DataLoader + ToTensor, as written)
 and the same model with the dataset kept on the device (no DataLoader) run `--torch-epochs` epochs
 each in this process; their median epoch is compared with mnist-jax's.
-Expect on 2 CPU cores: mnist-jax ~15 s per epoch, the notebook ~26 s.
+With --seeds N, train.py --seeds N also runs once (warm cache): its training time and the final
+test accuracy as mean +- std over the seeds.
+Expect on 2 CPU cores: mnist-jax ~17 s per epoch, the notebook ~20-26 s; 8 seeds ~170 s per epoch.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ def child_max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
-def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, train_examples: int | None) -> dict:
+def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, train_examples: int | None,
+              seeds: int = 1) -> dict:
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", str(epochs), "--run-dir", str(run_dir),
-           "--overwrite", "--no-refresh-figures", "--progress", "off", "--compile-cache", str(cache_dir)]
+           "--overwrite", "--no-refresh-figures", "--progress", "off", "--compile-cache", str(cache_dir),
+           "--seeds", str(seeds)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     if train_examples:
@@ -160,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     p.add_argument("--train-examples", type=positive(int), default=None,
                    help="mnist-jax trains on the first N examples only (a smoke run, not a benchmark)")
+    p.add_argument("--seeds", type=positive(int), default=None,
+                   help="also time train.py --seeds N: N models at once (default: not run)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
@@ -186,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                        final_test_accuracy=cold[0]["final_test_accuracy"], device=cold[0]["device"],
                        peak_device_bytes=cold[0]["peak_device_bytes"], runs={"cold": cold, "warm": warm})
         result["mnist_jax"] = jax_row
+        if args.seeds:
+            run = run_train(args.epochs, args.data_dir, tmp / "cache0", tmp / "seeds", args.train_examples, args.seeds)
+            final = run["final_test_accuracy"]
+            result["seeds"] = {**run, "seeds": args.seeds, "final_test_accuracy_mean": statistics.mean(final),
+                               "final_test_accuracy_std": statistics.stdev(final) if len(final) > 1 else 0.0}
 
         if not args.skip_torch:
             try:
@@ -220,6 +232,11 @@ def print_table(result: dict, epochs: int) -> None:
           f"{j['warm_cache_wall_seconds']:.2f} s (warm), final test accuracy {j['final_test_accuracy']:.4f}")
     device = f", peak device memory {j['peak_device_bytes'] / gib:.2f} GiB" if j["peak_device_bytes"] else ""
     print(f"peak host memory (max RSS of the train.py processes) {result['peak_host_bytes'] / gib:.2f} GiB{device}")
+    if "seeds" in result:
+        s = result["seeds"]
+        print(f"{s['seeds']} seeds at once, {epochs} epochs: training {s['train_seconds']:.2f} s "
+              f"(median epoch {s['median_epoch_seconds']:.3f} s), wall {s['wall_seconds']:.2f} s, final test accuracy "
+              f"{s['final_test_accuracy_mean']:.4f} +- {s['final_test_accuracy_std']:.4f}")
 
 
 if __name__ == "__main__":

@@ -260,16 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     if not primary:
         return 0
     runs.save_run(run_dir, config, history, params, system)
-    first_params = params
     if config.seeds > 1:
         for i in range(config.seeds):
-            seed_params = jax.tree_util.tree_map(lambda p, i=i: p[i], params)
             seed = config.seed + i
             runs.save_run(run_dir / f"seed-{seed}", dataclasses.replace(config, seed=seed, seeds=1),
-                          seed_history(history, i), seed_params, system)
-            first_params = seed_params if i == 0 else first_params
+                          seed_history(history, i), jax.tree_util.tree_map(lambda p, i=i: p[i], params), system)
+    shown = jax.tree_util.tree_map(lambda p: p[0], params) if config.seeds > 1 else params  # the first seed's digits
     plotting.save_figure(plotting.plot_history(history), run_dir / "training.svg")
-    plotting.save_figure(plotting.classification_sample(first_params, model, test_images, test_labels,
+    plotting.save_figure(plotting.classification_sample(shown, model, test_images, test_labels,
                                                         jax.random.key(config.seed)),
                          run_dir / "classification.svg")
     trained = config.epochs - first_epoch

@@ -251,7 +251,8 @@ def test_train_refuses_a_finished_run_directory(finished_run, data_dir):
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "0"], ["--epochs", "two"], ["--lr", "-1"], ["--batch-size", "0"],
-                                   ["--lr", "nan"], ["--no-such-flag"]])
+                                   ["--lr", "nan"], ["--no-such-flag"], ["--seeds", "0"],
+                                   ["--process-id", "1"], ["--distributed"]])
 def test_bad_flags_are_one_line_errors(flags, tmp_path):
     result = run("train.py", *flags, "--run-dir", tmp_path / "run")
     assert result.returncode == 2
@@ -275,7 +276,7 @@ def test_help_explains_the_flags():
 
 def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     result = run("benchmark.py", "--epochs", 2, "--train-examples", 1024, "--skip-torch", "--data-dir", data_dir,
-                 "--json", tmp_path / "bench.json")
+                 "--seeds", 2, "--json", tmp_path / "bench.json")
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "bench.json").read_text())
     jax_row = record["mnist_jax"]
@@ -284,6 +285,10 @@ def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     # The warm run found the compiled programs in the cache.
     assert jax_row["warm_cache_compile_seconds"] < jax_row["compile_seconds"]
     assert record["peak_host_bytes"] > 0 and "| mnist-jax |" in result.stdout
+    seeds = record["seeds"]
+    assert seeds["seeds"] == 2 and np.shape(seeds["final_test_accuracy"]) == (2,)
+    assert seeds["final_test_accuracy_mean"] == pytest.approx(np.mean(seeds["final_test_accuracy"]))
+    assert f"2 seeds at once, 2 epochs: training {seeds['train_seconds']:.2f} s" in result.stdout
 
 
 def test_plot_errors_writes_confusion_and_mistakes(finished_run, data_dir, tmp_path):
