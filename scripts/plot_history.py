@@ -4,6 +4,7 @@
     python scripts/plot_history.py runs/20261129-223500 --out figures/training.svg
 
 Two panels as in the notebook: train/test loss, and train/test accuracy with a dotted 0.98 line.
+For a run of several seeds (train.py --seeds N): each curve's mean over the seeds, in its min-max band.
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+
+from mnist_jax import parallel
+from mnist_jax.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,14 +71,23 @@ def assert_same_histories(out: dict) -> None:
     assert out["max_param_diff"] <= 0.2 * out["learning_rate"], out["max_param_diff"]
 
 
-@pytest.mark.parametrize("seeds, mesh, shard", [(4, {"seed": 4}, [3, 3, 32, 64]), (3, {"seed": 3}, [3, 3, 32, 64])])
-def test_seeds_split_over_devices_match_one_device(data_dir, seeds, mesh, shard):
-    out = run_child(data_dir, seeds)
-    assert out["devices"] == 4 and out["mesh"] == mesh
-    # Each device holds one seed's kernel: the stacked (seeds, 3, 3, 32, 64) array is split, not copied.
-    assert out["kernel_devices"] == mesh["seed"] and out["kernel_shard_shape"] == [1, *shard]
-    assert np.shape(out["sharded"]["test_accuracy"]) == (2, seeds)
+def test_seeds_split_over_devices_match_one_device(data_dir):
+    out = run_child(data_dir, 4)
+    assert out["devices"] == 4 and out["mesh"] == {"seed": 4}
+    # Each device holds one seed's kernel: the stacked (4, 3, 3, 32, 64) array is split, not copied.
+    assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [1, 3, 3, 32, 64]
+    assert np.shape(out["sharded"]["test_accuracy"]) == (2, 4)
     assert_same_histories(out)
+
+
+@pytest.mark.parametrize("seeds, devices, used", [(8, 4, 4), (3, 4, 3), (6, 4, 3), (5, 4, 1), (4, 1, 1)])
+def test_the_mesh_uses_as_many_devices_as_split_the_seeds_evenly(seeds, devices, used):
+    assert parallel._largest_divisor(seeds, devices) == used
+
+
+def test_one_device_needs_no_mesh():
+    assert parallel.make_mesh(TrainConfig(seeds=4), jax.devices()[:1]) is None
+    assert parallel.make_mesh(TrainConfig(), jax.devices()[:1]) is None
 
 
 def test_one_seed_is_data_parallel_and_matches_one_device(data_dir):

@@ -113,10 +113,10 @@ def test_multi_seed_state_stacks_the_single_seed_states_exactly():
 def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(mnist):
     train = tuple(a[:1500] for a in mnist["train"])  # 3 batches, the last one short
     test = tuple(a[:1000] for a in mnist["test"])
-    config = TrainConfig(epochs=2, learning_rate=1e-3, seed=3, seeds=3)
+    config = TrainConfig(epochs=2, learning_rate=1e-3, seed=3, seeds=2)
     state, history = fit(config, train, test)
-    assert np.shape(history["test_accuracy"]) == (2, 3) and np.shape(history["test_class_accuracy"]) == (2, 3, 10)
-    for i in range(3):
+    assert np.shape(history["test_accuracy"]) == (2, 2) and np.shape(history["test_class_accuracy"]) == (2, 2, 10)
+    for i in range(2):
         single_state, single = fit(TrainConfig(epochs=2, learning_rate=1e-3, seed=3 + i), train, test)
         mine = seed_history(history, i)
         for k in METRIC_KEYS:  # vmapped matmuls may round differently: close, not bit for bit
@@ -124,7 +124,7 @@ def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(mnist):
         np.testing.assert_allclose(mine["test_class_accuracy"], single["test_class_accuracy"], atol=0.02)
         for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(single_state.params)):
             np.testing.assert_allclose(a[i], b, atol=2e-4)  # a fifth of one Adam step at lr 1e-3
-    assert len({round(a, 6) for a in history["train_loss"][-1]}) == 3  # the seeds really differ
+    assert history["train_loss"][-1][0] != history["train_loss"][-1][1]  # the seeds really differ
 
 
 def test_format_epoch_shows_mean_and_std_over_seeds():
