@@ -20,33 +20,35 @@ from mnist_jax.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Trains the same config with the mesh make_mesh picks for 4 devices and with none (device 0 only),
-# and prints what the test compares.
+# For each seed count: trains with the mesh make_mesh picks for 4 devices and with none (device 0
+# only), and prints what the tests compare. One process for all, as starting JAX costs seconds.
 CHILD = r"""
 import json, sys
 import jax, numpy as np
 from mnist_jax import data, parallel, train
 
-data_dir, seeds = sys.argv[1], int(sys.argv[2])
+data_dir = sys.argv[1]
 train_data = tuple(a[:1024] for a in data.load_split("train", data_dir))
 test_data = tuple(a[:2048] for a in data.load_split("test", data_dir))
-config = train.TrainConfig(epochs=2, seeds=seeds)
-mesh = parallel.make_mesh(config)
-sharded_state, sharded = train.fit(config, train_data, test_data, mesh=mesh)
-single_state, single = train.fit(config, train_data, test_data)
-kernel = sharded_state.params["conv2"]["kernel"]
-diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-           for a, b in zip(jax.tree_util.tree_leaves(sharded_state.params), jax.tree_util.tree_leaves(single_state.params)))
-print(json.dumps({
-    "devices": jax.device_count(),
-    "mesh": None if mesh is None else dict(mesh.shape),
-    "kernel_devices": len(kernel.sharding.device_set),
-    "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
-    "sharded": {k: sharded[k] for k in train.METRIC_KEYS},
-    "single": {k: single[k] for k in train.METRIC_KEYS},
-    "max_param_diff": diff,
-    "learning_rate": config.learning_rate,
-}))
+results = {}
+for seeds in map(int, sys.argv[2:]):
+    config = train.TrainConfig(epochs=2, seeds=seeds)
+    mesh = parallel.make_mesh(config)
+    sharded_state, sharded = train.fit(config, train_data, test_data, mesh=mesh)
+    single_state, single = train.fit(config, train_data, test_data)
+    kernel = sharded_state.params["conv2"]["kernel"]
+    leaves = zip(jax.tree_util.tree_leaves(sharded_state.params), jax.tree_util.tree_leaves(single_state.params))
+    results[seeds] = {
+        "devices": jax.device_count(),
+        "mesh": None if mesh is None else dict(mesh.shape),
+        "kernel_devices": len(kernel.sharding.device_set),
+        "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
+        "sharded": {k: sharded[k] for k in train.METRIC_KEYS},
+        "single": {k: single[k] for k in train.METRIC_KEYS},
+        "max_param_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in leaves),
+        "learning_rate": config.learning_rate,
+    }
+print(json.dumps(results))
 """
 
 
@@ -54,8 +56,9 @@ def four_devices() -> dict[str, str]:
     return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 
 
-def run_child(data_dir, seeds: int) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(seeds)], capture_output=True,
+@pytest.fixture(scope="module")
+def child(data_dir) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), "4", "1"], capture_output=True,
                             text=True, env=four_devices(), cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -71,8 +74,8 @@ def assert_same_histories(out: dict) -> None:
     assert out["max_param_diff"] <= 0.2 * out["learning_rate"], out["max_param_diff"]
 
 
-def test_seeds_split_over_devices_match_one_device(data_dir):
-    out = run_child(data_dir, 4)
+def test_seeds_split_over_devices_match_one_device(child):
+    out = child["4"]
     assert out["devices"] == 4 and out["mesh"] == {"seed": 4}
     # Each device holds one seed's kernel: the stacked (4, 3, 3, 32, 64) array is split, not copied.
     assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [1, 3, 3, 32, 64]
@@ -90,8 +93,8 @@ def test_one_device_needs_no_mesh():
     assert parallel.make_mesh(TrainConfig(), jax.devices()[:1]) is None
 
 
-def test_one_seed_is_data_parallel_and_matches_one_device(data_dir):
-    out = run_child(data_dir, 1)
+def test_one_seed_is_data_parallel_and_matches_one_device(child):
+    out = child["1"]
     assert out["mesh"] == {"batch": 4}
     assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
     assert np.shape(out["sharded"]["test_accuracy"]) == (2,)

@@ -113,7 +113,7 @@ def test_resume_continues_a_finished_run(finished_run, data_dir, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(out / "run", run_dir)
     result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-refresh-figures",
-                 "--no-compile-cache")
+                 "--compile-cache", out / "cache")  # the first run's programs: no compiling here
     assert result.returncode == 0, result.stderr
     assert f"Resuming {run_dir} after epoch 1" in result.stdout
     assert [line[:10] for line in result.stdout.splitlines() if line.startswith("[epoch")] == [
@@ -312,7 +312,7 @@ def seeds_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds")
     result = run("train.py", "--seeds", 2, "--seed", 4, "--epochs", 2, "--train-examples", 1024, "--lr", 1e-3,
                  "--data-dir", data_dir, "--run-dir", out / "run", "--figures-dir", out / "figures",
-                 "--no-compile-cache")
+                 "--compile-cache", out / "cache")
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -353,7 +353,7 @@ def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_pat
     assert "--seeds 3 differs from the resumed run's 2" in one_line_error(result)
     before = json.loads((run_dir / "history.json").read_text())["history"]
     result = run("train.py", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-refresh-figures",
-                 "--no-compile-cache")
+                 "--compile-cache", out / "cache")  # the first run's programs: no compiling here
     assert result.returncode == 0, result.stderr
     after = json.loads((run_dir / "history.json").read_text())["history"]
     assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)
