@@ -260,14 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     if not primary:
         return 0
     runs.save_run(run_dir, config, history, params, system)
+    per_seed = [params] if config.seeds == 1 else [
+        jax.tree_util.tree_map(lambda p, i=i: p[i], params) for i in range(config.seeds)]
     if config.seeds > 1:
-        for i in range(config.seeds):
+        for i, seed_params in enumerate(per_seed):
             seed = config.seed + i
             runs.save_run(run_dir / f"seed-{seed}", dataclasses.replace(config, seed=seed, seeds=1),
-                          seed_history(history, i), jax.tree_util.tree_map(lambda p, i=i: p[i], params), system)
-    shown = jax.tree_util.tree_map(lambda p: p[0], params) if config.seeds > 1 else params  # the first seed's digits
+                          seed_history(history, i), seed_params, system)
     plotting.save_figure(plotting.plot_history(history), run_dir / "training.svg")
-    plotting.save_figure(plotting.classification_sample(shown, model, test_images, test_labels,
+    plotting.save_figure(plotting.classification_sample(per_seed[0], model, test_images, test_labels,
                                                         jax.random.key(config.seed)),
                          run_dir / "classification.svg")
     trained = config.epochs - first_epoch
