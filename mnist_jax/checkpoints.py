@@ -5,11 +5,13 @@
     state, history = checkpointer.restore_latest(template_state)
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
-mid-save leaves the previous checkpoints intact.
+mid-save leaves the previous checkpoints intact. Saving is asynchronous: Orbax serializes what
+`save` hands it later, on another thread, so `save` hands it copies that nothing else holds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnist_jax import parallel
-from mnist_jax.train import History, TrainState
+from mnist_jax.errors import UserError
+from mnist_jax.history import History
+from mnist_jax.train import TrainState
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the model; the message is one line."""
 
 
@@ -43,9 +47,14 @@ class Checkpointer:
         )
 
     def save(self, epochs_done: int, state: TrainState, history: History) -> None:
-        """Checkpoint after `epochs_done` epochs (asynchronously; `close()` waits)."""
+        """Checkpoint after `epochs_done` epochs (asynchronously; `close()` waits).
+
+        The state and history are copied first: the caller may go on to change them (the next
+        epoch reuses the state's donated buffers and extends the history) while Orbax writes.
+        """
+        history_snapshot = json.loads(json.dumps(history))
         self.manager.save(epochs_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_tree(state)), history=ocp.args.JsonSave(history)))
+            state=ocp.args.StandardSave(_to_tree(state)), history=ocp.args.JsonSave(history_snapshot)))
 
     def latest_epoch(self) -> int | None:
         return self.manager.latest_step() if self.directory.is_dir() else None

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from array_record.python.array_record_data_source import ArrayRecordDataSource
 from tensorflow_datasets.proto import tf_example_pb2
+
+from mnist_jax.errors import UserError
 
 DATASET_NAME = "mnist_idx"
 SPLITS = ("train", "test")
@@ -49,7 +50,7 @@ SHA256 = {
 _IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file is missing or wrong; the message is one line naming the file."""
 
 
@@ -136,6 +137,14 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
             license="CC BY-SA 3.0",
         )
 
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+    # prepared" around the preparation; nothing is downloaded here, and callers say what happens.
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         directory = Path(dl_manager.manual_dir)
         # Read and check every file before any example is written.
@@ -170,12 +179,12 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
     are checked (magic, shape, SHA-256) before anything is written, and TFDS writes into a
     temporary directory that it renames into place, so a failure leaves nothing half-prepared.
     """
-    builder = _builder(data_dir)
-    if builder.data_path.joinpath("dataset_info.json").exists():
-        return Path(builder.data_path)
     manual = Path(manual_dir) if manual_dir else BUNDLED_DIR
     if not manual.is_dir():
         raise DataError(f"{manual}: manual dir not found")
+    builder = _builder(data_dir)
+    if is_prepared(data_dir):
+        return Path(builder.data_path)
     try:
         with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{DATASET_NAME}.lock"):
             builder = _builder(data_dir)  # another process may have prepared it while we waited
@@ -190,20 +199,22 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
     return Path(builder.data_path)
 
 
+def is_prepared(data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether `prepare(data_dir)` has written the dataset already (then it reads no IDX file)."""
+    return _builder(data_dir).data_path.joinpath("dataset_info.json").exists()
+
+
 def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not is_prepared(data_dir):
+        where = _builder(data_dir).data_dir
+        raise DataError(f"{where}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
+                        f"or data.load(split, data_dir), which prepares it")
     source = tfds.data_source(DATASET_NAME, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
                               download=False)
-    records = getattr(source, "data_source", None)
-    if isinstance(records, ArrayRecordDataSource):
-        return _decode_records(records.__getitems__(range(len(source))))
-    # Any other source (TFDS's mock data in tests): TFDS's own per-example decoding.
-    examples = [source[i] for i in range(len(source))]
-    images = np.stack([np.asarray(ex["image"], np.uint8) for ex in examples]).reshape(-1, 28, 28, 1)
-    labels = np.asarray([ex["label"] for ex in examples], np.int32)
-    return images, labels
+    return _decode_records(source.data_source.__getitems__(range(len(source))))
 
 
 def load(split: str, data_dir: str | os.PathLike | None = None,

@@ -1,83 +1,43 @@
-"""Use a trained model on your own digit images.
+"""Apply a trained model: class probabilities and predictions of uint8 digit images.
 
-    from mnist_jax import inference, runs
+    from mnist_jax import images, inference, runs
     config, _, params = runs.load_run("runs/20261129-223500")
-    image = inference.load_image("my_digit.png")                # uint8 (28, 28, 1), MNIST-style
-    for label, p in inference.top_k(inference.classify(params, image[None])[0]):
+    digit = images.load_image("my_digit.png")                  # uint8 (28, 28, 1), MNIST-style
+    for label, p in inference.top_k(inference.classify(params, digit[None])[0]):
         print(label, p)
-
-Images of any size and colour are made to look like MNIST digits: grayscale, light on dark
-(inverted when the background is light), the ink's bounding box scaled into 20x20 and centred by
-its centre of mass in 28x28, as the MNIST digits were prepared.
 """
 
 from __future__ import annotations
 
-import os
-
 import jax
+import jax.numpy as jnp
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from mnist_jax.model import Classifier, Params
-from mnist_jax.train import probabilities
-
-
-class ImageError(ValueError):
-    """An input image is missing or unreadable; the message is one line naming the file."""
+from mnist_jax.model import NUM_CLASSES, Classifier, Params
+from mnist_jax.train import padded_batches, to_float
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """The image at `path` as an MNIST-style uint8 (28, 28, 1) digit."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return to_mnist(image)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read (PNG, JPEG, ...)") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read image ({e})") from None
+def probabilities(params: Params, images: jax.Array, *, model: Classifier, batch_size: int) -> jax.Array:
+    """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time."""
+    indices, _ = padded_batches(jnp.arange(images.shape[0]), batch_size)
+
+    def step(carry: None, idx: jax.Array) -> tuple[None, jax.Array]:
+        return None, jax.nn.softmax(model.apply({"params": params}, to_float(images[idx])), -1)
+
+    _, probs = jax.lax.scan(step, None, indices)
+    return probs.reshape(-1, NUM_CLASSES)[: images.shape[0]]
 
 
-def to_mnist(image: Image.Image) -> np.ndarray:
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        background = Image.new("RGBA", image.size, "white")
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-    gray = np.asarray(image.convert("L"), np.float32)
-
-    def background() -> float:
-        return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-
-    if background() > 127:  # a dark digit on a light background; MNIST is light on dark
-        gray = 255.0 - gray
-    gray = np.clip(gray - background(), 0, None)  # paper that is not quite black reads as no ink
-    out = np.zeros((28, 28), np.float32)
-    ink = gray > 0.2 * gray.max() if gray.max() > 0 else np.zeros_like(gray, bool)
-    if ink.any():
-        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-        crop = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        scale = 20.0 / max(crop.shape)
-        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-        digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), np.float32).clip(0, 255)
-        h, w = digit.shape
-        total = digit.sum() or 1.0
-        cy = (digit.sum(1) * np.arange(h)).sum() / total
-        cx = (digit.sum(0) * np.arange(w)).sum() / total
-        top = int(np.clip(round(14.0 - cy), 0, 28 - h))
-        left = int(np.clip(round(14.0 - cx), 0, 28 - w))
-        out[top : top + h, left : left + w] = digit
-        out *= 255.0 / max(out.max(), 1e-6)
-    return np.round(out).astype(np.uint8)[..., None]
+def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
+    """Predicted classes of uint8 images."""
+    return jnp.argmax(model.apply({"params": params}, to_float(images)), -1)
 
 
-def classify(params: Params, images: np.ndarray, model: Classifier | None = None) -> np.ndarray:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most 1024 at a time."""
-    return np.asarray(probabilities(params, jax.numpy.asarray(images), model=model or Classifier(),
-                                    batch_size=min(len(images), 1024)))
+def classify(params: Params, images: np.ndarray, model: Classifier | None = None, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time."""
+    run = jax.jit(probabilities, static_argnames=("model", "batch_size"))
+    return np.asarray(run(params, jnp.asarray(images), model=model or Classifier(),
+                          batch_size=min(len(images), batch_size)))
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:

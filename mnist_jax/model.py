@@ -20,15 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.config import ConvImpl, Precision, TrainConfig
+
 Params = Mapping[str, Any]
-ConvImpl = Literal["auto", "matmul", "xla"]
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
-# Measured (DEVELOPERS.md): XLA:CPU runs `lax.conv` inside `lax.scan` at ~3.2 s per 512-batch train
-# step, the 9-slice matmul form at ~0.14 s; on an H200 the matmul form is also faster (0.046 s vs
-# 0.070 s per epoch with cuDNN). TPUs have native convolution units, so they keep `lax.conv`.
+# Measured: XLA:CPU (2 Sapphire Rapids cores) runs `lax.conv` inside `lax.scan` at ~3.2 s per
+# 512-batch train step, the 9-slice matmul form at ~0.14 s. On an H200 a prototype of this model
+# measured the matmul form faster as well: 0.046 s per epoch against 0.070 s with cuDNN convolutions.
+# TPUs have native convolution units, so they keep `lax.conv`.
 _CONV_BY_BACKEND = {"cpu": "matmul", "gpu": "matmul", "cuda": "matmul", "rocm": "matmul"}
 
 
@@ -91,10 +93,17 @@ def resolve_conv_impl(conv: ConvImpl, backend: str | None = None) -> Literal["ma
     return _CONV_BY_BACKEND.get(backend or jax.default_backend(), "xla")  # type: ignore[return-value]
 
 
+def matmul_precision(precision: Precision) -> jax.lax.Precision | None:
+    """`TrainConfig.precision` as what `jnp.dot` and `lax.conv` take; None keeps JAX's default."""
+    return None if precision == "default" else jax.lax.Precision(precision)
+
+
 class Classifier(nn.Module):
-    """The notebook's `Classifier`, NHWC. `conv` picks the convolution formulation (same parameters)."""
+    """The notebook's `Classifier`, NHWC. `conv` picks the convolution formulation and `precision`
+    the float32 matmul precision; neither changes the parameters."""
 
     conv: ConvImpl = "auto"
+    precision: Precision = "default"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -106,6 +115,7 @@ class Classifier(nn.Module):
             fan_in = 3 * 3 * in_features
             return nn.Conv(
                 features, (3, 3), padding="VALID", name=name, conv_general_dilated=conv_fn,
+                precision=matmul_precision(self.precision),
                 kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
             )
 
@@ -113,7 +123,7 @@ class Classifier(nn.Module):
         x = pool(nn.relu(conv(64, 32, "conv2")(x)))
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order; params_from_torch permutes PyTorch's (C, H, W)
         return nn.Dense(
-            NUM_CLASSES, name="linear",
+            NUM_CLASSES, name="linear", precision=matmul_precision(self.precision),
             kernel_init=torch_uniform(x.shape[-1]), bias_init=torch_uniform(x.shape[-1]),
         )(x)
 
@@ -178,3 +188,8 @@ def params_from_torch(state_dict: Mapping[str, Any]) -> Params:
         "conv2": conv("conv2"),
         "linear": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(arr("linear.bias"))},
     }
+
+
+def classifier_for(config: TrainConfig) -> Classifier:
+    """The model that `config` trains."""
+    return Classifier(conv=config.conv, precision=config.precision)

@@ -1,7 +1,7 @@
 """Training on several devices with `jax.sharding`: a `Mesh`, `NamedSharding`s, no hand-written communication.
 
-    mesh = make_mesh(config)                     # None when there is one device
-    state, history = fit(config, train_data, test_data, mesh=mesh)
+    mesh = make_mesh(seeds=8, batch_sizes=(512, 1024))   # None when there is one device
+    # then mnist_jax.trainer places the state, data and batches with the shardings below
 
 Several seeds (`TrainConfig.seeds > 1`): the seed axis of the stacked `TrainState` is split over a
 "seed" mesh axis. Every device trains its own seeds on a full copy of the data, so the devices never
@@ -12,46 +12,51 @@ stay replicated and XLA inserts the gradient all-reduce. Sums are reduced in a d
 results agree with one device within float32 rounding, not bit for bit.
 
 Several hosts: run the same program in every process after `jax.distributed.initialize()`
-(`scripts/train.py --distributed`); `jax.devices()` then lists the devices of every host.
+(`mnist-jax train --distributed`, which `mnist_jax.runtime.configure` starts); `jax.devices()`
+then lists the devices of every host.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-if TYPE_CHECKING:
-    from mnist_jax.train import TrainConfig
+from mnist_jax.errors import ConfigError
 
 SEED_AXIS = "seed"
 BATCH_AXIS = "batch"
 
 
-def _largest_divisor(n: int, at_most: int) -> int:
-    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+def mesh_axis(seeds: int, batch_sizes: Sequence[int], num_devices: int, num_processes: int = 1) -> tuple[str, int]:
+    """The mesh for the work: (axis name, how many devices), the most that split it evenly.
 
-
-def make_mesh(config: TrainConfig, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
-    """A 1-D mesh over as many of `devices` (default: all) as split the work evenly; None for one.
-
-    The seed axis when `config.seeds > 1`, else the batch axis: its size divides the seed count, or
-    both batch sizes, so every device gets the same share.
+    Several seeds split the seed axis, so the size divides the seed count; one seed splits every
+    batch, so the size divides each batch size. Over several processes every device must take part,
+    or a process would have no work and no results: a ConfigError says what count would do.
     """
-    devices = list(jax.devices() if devices is None else devices)
-    if config.seeds > 1:
-        axis, size = SEED_AXIS, _largest_divisor(config.seeds, len(devices))
+    def largest_divisor(n: int) -> int:
+        return max(d for d in range(1, min(n, num_devices) + 1) if n % d == 0)
+
+    if seeds > 1:
+        axis, size = SEED_AXIS, largest_divisor(seeds)
     else:
-        axis, size = BATCH_AXIS, _largest_divisor(math.gcd(config.batch_size, config.test_batch_size), len(devices))
-    if jax.process_count() > 1 and size != len(devices):
-        # Every process must own part of the mesh, or it would have no work and no results.
-        unit = "seeds" if config.seeds > 1 else "the batch sizes"
-        raise ValueError(f"{len(devices)} devices over {jax.process_count()} hosts cannot split {unit} evenly; "
-                         f"use a multiple of {len(devices)}")
+        axis, size = BATCH_AXIS, largest_divisor(math.gcd(*batch_sizes))
+    if num_processes > 1 and size != num_devices:
+        unit = "the seed count" if seeds > 1 else "the batch sizes"
+        raise ConfigError(f"{num_devices} devices over {num_processes} hosts cannot split {unit} evenly; "
+                          f"use a multiple of {num_devices}")
+    return axis, size
+
+
+def make_mesh(seeds: int, batch_sizes: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh | None:
+    """A 1-D mesh over as many of `devices` (default: all) as `mesh_axis` says; None for one."""
+    devices = list(jax.devices() if devices is None else devices)
+    axis, size = mesh_axis(seeds, batch_sizes, len(devices), jax.process_count())
     if size == 1:
         return None
     return Mesh(np.array(devices[:size]), (axis,))
@@ -106,3 +111,35 @@ def to_host(tree: Any) -> Any:
         return jax.device_get(x)
 
     return jax.tree_util.tree_map(fetch, tree)
+
+
+def is_primary() -> bool:
+    """Whether this process writes the run's files: process 0 (the only one on a single host)."""
+    return jax.process_index() == 0
+
+
+def agree_any(flag: bool) -> bool:
+    """True in every process if `flag` is true in any; a collective, so every process must call it."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def from_primary(values: tuple[int, ...]) -> tuple[int, ...]:
+    """Process 0's `values` (each fits in int32) in every process (a collective), so that one
+    process decides for all."""
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return tuple(int(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, np.int32)))
+
+
+def barrier(name: str) -> None:
+    """Wait until every process got here (a no-op on one host)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -16,9 +16,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from mnist_jax.errors import UserError
+from mnist_jax.files import write_atomic
+from mnist_jax.inference import predict
 from mnist_jax.model import Classifier, Params
-from mnist_jax.runs import write_atomic
-from mnist_jax.train import predict
 
 
 def plot_history(history: Mapping[str, Sequence]) -> Figure:
@@ -120,14 +121,21 @@ def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilitie
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike) -> None:
-    """Save as the file suffix says (SVG, PNG, ...), atomically; SVGs are byte-stable across runs."""
+def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:
+    """The figure as a file's content in `fmt` (svg, png, pdf, ...); SVGs are byte-stable across runs."""
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise UserError(f"cannot save a figure as .{fmt}; use one of "
+                        f"{', '.join(sorted(fig.canvas.get_supported_filetypes()))}")
     buffer = io.BytesIO()
-    fmt = os.fspath(path).rsplit(".", 1)[-1].lower()
     # A fixed hash salt and no date keep committed SVGs from changing when the data did not.
     with matplotlib.rc_context({"svg.hashsalt": "mnist-jax"}):
         fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Save as the file suffix says (SVG, PNG, ...), atomically."""
+    write_atomic(path, figure_bytes(fig, os.fspath(path).rsplit(".", 1)[-1].lower()))
 
 
 def classification_sample(params: Params, model: Classifier, images: np.ndarray, labels: np.ndarray,

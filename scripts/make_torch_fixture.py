@@ -1,8 +1,8 @@
 """Write tests/fixtures/torch_parity.npz: a seeded notebook PyTorch model, MNIST inputs, its logits.
 
-Needs torch (the package itself never imports it), run once:
+Needs torch (the rest of mnist_jax never imports it), run once:
 
-    pip install torch numpy && python scripts/make_torch_fixture.py
+    pip install -e ".[torch]" && python scripts/make_torch_fixture.py
 
 The fixture holds the `state_dict` arrays under their PyTorch names, 16 test images (uint8, NCHW)
 and the PyTorch logits; tests/test_model.py checks `params_from_torch` reproduces them within 1e-5.
@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from notebook_torch import Classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "torch_parity.npz")
     p.add_argument("--examples", type=int, default=16)
     args = p.parse_args()
+    try:
+        import torch
+
+        from mnist_jax.torch_reference import Classifier
+    except ImportError:
+        print(f"{Path(sys.argv[0]).name}: error: needs torch; install it with: pip install -e \".[torch]\"",
+              file=sys.stderr)
+        return 2
 
     torch.manual_seed(0)
     model = Classifier().eval()
@@ -37,7 +44,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, images_nchw=images, logits=logits, **state)
     print(f"wrote {args.out}: {len(images)} images, torch {torch.__version__}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

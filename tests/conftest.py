@@ -1,17 +1,30 @@
-"""Shared fixtures: the real MNIST, prepared once per test session into a temporary TFDS data dir."""
+"""Shared fixtures: the real MNIST, prepared once per test session into a temporary TFDS data dir,
+and one persistent compilation cache for the session, which the subprocess tests share through
+$JAX_COMPILATION_CACHE_DIR, so that a program compiled once is not compiled again."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from mnist_jax import data
+# Before JAX starts: every test, in this process or a child, compiles into the same cache.
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
+
+from mnist_jax import data, runtime  # noqa: E402
+
+runtime.configure()
+
+# The small training setting that every short-run test uses, so that their programs compile once.
+SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test_examples": 2048}
+SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "2048"]
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory):
-    tfds.display_progress_bar(False)
     directory = tmp_path_factory.mktemp("tfds")
     data.prepare(directory)
     return directory
@@ -20,3 +33,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def mnist(data_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {split: data.load_split(split, data_dir) for split in data.SPLITS}
+
+
+@pytest.fixture(scope="session")
+def small_data(mnist) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Both splits, for train_and_evaluate with the small setting."""
+    return mnist["train"], mnist["test"]  # the configs' train_examples and test_examples cut them
+
+
+@pytest.fixture(scope="session")
+def small_fits(small_data) -> dict:
+    """The small setting trained 2 epochs from scratch, in memory on one device: for one seed and for
+    two seeds at once, each (state, history). The references that sharded and resumed runs must match."""
+    from mnist_jax import trainer
+    from mnist_jax.config import TrainConfig
+
+    return {seeds: trainer.fit(TrainConfig(epochs=2, seeds=seeds, **SMALL), *small_data) for seeds in (1, 2)}

@@ -1,35 +1,373 @@
-import argparse
-import signal
+"""The `mnist-jax` commands in-process, through their functions, on the small setting."""
 
+import contextlib
+import io
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jax
+import numpy as np
 import pytest
+from conftest import SMALL_FLAGS
+from PIL import Image
 
-from mnist_jax.cli import EpochProgress, StopRequest, positive
+from mnist_jax import cli, data, runs
+from mnist_jax.checkpoints import Checkpointer
 
-
-def test_positive_accepts_positive_numbers_only():
-    assert positive(int)("3") == 3 and positive(float)("1e-4") == 1e-4
-    for bad in ("0", "-2", "x", "nan", "inf"):
-        with pytest.raises(argparse.ArgumentTypeError, match="expected a positive"):
-            positive(float)(bad)
-    with pytest.raises(argparse.ArgumentTypeError):
-        positive(int)("2.5")
-
-
-def test_stop_request_waits_for_the_epoch_then_a_second_ctrl_c_stops_now(capsys):
-    stop = StopRequest()
-    assert stop.signal is None
-    stop(signal.SIGTERM, None)
-    assert stop.signal == signal.SIGTERM
-    assert "SIGTERM: stopping after this epoch" in capsys.readouterr().err
-    with pytest.raises(KeyboardInterrupt):
-        stop(signal.SIGINT, None)
+ROOT = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d+\.\d{4} / accuracy: [01]\.\d{4} \| "
+                  r"Test loss: \d+\.\d{4} / accuracy: [01]\.\d{4}$")
+SEEDS_LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d\.\d{4} \+- \d\.\d{4} / accuracy: [01]\.\d{4} \+- \d\.\d{4} \| "
+                        r"Test loss: \d\.\d{4} \+- \d\.\d{4} / accuracy: [01]\.\d{4} \+- \d\.\d{4}$")
 
 
-def test_epoch_progress_counts_batches_and_epochs(capsys):
-    progress = EpochProgress(batches_per_epoch=3, first_epoch=5)
-    for _ in range(2):
-        for i in range(3):
-            progress(i)
-    assert progress.epoch == 7 and progress.bar is None
-    err = capsys.readouterr().err
-    assert "epoch  5" in err and "epoch  6" in err and "/3 " in err
+def mnist_jax(*argv) -> tuple[int, str, str]:
+    """Run a command as `mnist-jax ARGV` would: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.run([str(a) for a in argv])
+        except SystemExit as e:  # argparse's exits
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(result: tuple[int, str, str], code: int = 2) -> str:
+    status, _, err = result
+    assert status == code, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.match(r"^mnist-jax \w[\w-]*: error: ", err), err
+    return err.strip()
+
+
+def epoch_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("[epoch")]
+
+
+def tree_bytes(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    result = mnist_jax("train", "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", out / "run",
+                       "--figures-dir", out / "figures")
+    assert result[0] == 0, result[2]
+    return out / "run", result
+
+
+def test_train_prints_summary_then_the_notebooks_lines(finished_run):
+    run_dir, (_, stdout, stderr) = finished_run
+    lines = stdout.splitlines()
+    assert "Model Structure" in lines and "Total parameters: 34,826" in lines
+    assert "matmul precision default" in stdout
+    epochs = epoch_lines(stdout)
+    assert len(epochs) == 2 and all(LINE.match(line) for line in epochs), epochs
+    assert lines.index("Model Structure") < lines.index(epochs[0])
+    assert "batch/s" not in stderr  # output is not a terminal: no progress bar
+    assert f"Trained 2 epochs in " in stdout and str(run_dir) in stdout
+
+
+def test_train_writes_history_params_and_figures(finished_run):
+    run_dir, (_, stdout, _) = finished_run
+    record = json.loads((run_dir / "history.json").read_text())
+    assert record["finished"] and record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 256
+    assert record["config"]["precision"] == "default"
+    assert record["system"]["backend"] == "cpu" and record["system"]["train_seconds"] > 0
+    printed = epoch_lines(stdout)[1]
+    assert f"accuracy: {record['history']['test_accuracy'][1]:.4f}" in printed
+    assert (run_dir / "params.msgpack").stat().st_size > 34_826 * 4
+    for name in ("training.svg", "classification.svg"):
+        assert ET.parse(run_dir / name).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+        assert (run_dir.parent / "figures" / name).read_bytes() == (run_dir / name).read_bytes()
+    assert (run_dir / "classification.svg").read_text().count("label: ") == 6
+    assert "Accuracy 0.98" in (run_dir / "training.svg").read_text()
+
+
+def test_a_run_without_figures_dir_writes_under_the_current_directory_only(data_dir, tmp_path, monkeypatch):
+    """Also: the first run in a data dir prepares it, saying so in one line of its own."""
+    monkeypatch.chdir(tmp_path)
+    fresh = tmp_path / "tfds"
+    committed = tree_bytes(ROOT / "figures")
+    code, stdout, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", fresh)
+    assert code == 0, stderr
+    assert stdout.splitlines()[0] == f"Preparing MNIST from {data.BUNDLED_DIR} (once, a few seconds)"
+    assert "Downloading and preparing" not in stdout + stderr and "downloaded and prepared" not in stdout + stderr
+    assert "Trained 1 epoch in " in stdout
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1 and re.fullmatch(r"\d{8}-\d{6}", run_dirs[0].name)
+    assert runs.read_record(run_dirs[0]).finished
+    assert tree_bytes(ROOT / "figures") == committed
+
+
+def test_resume_continues_a_finished_run(finished_run, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert f"Resuming {run_dir} after epoch 1" in stdout and "Trained epoch 2 in" in stdout
+    assert [line[:10] for line in epoch_lines(stdout)] == ["[epoch  0]", "[epoch  1]", "[epoch  2]"]
+    record = runs.read_record(run_dir)
+    assert record.finished and len(record.history["train_loss"]) == 3
+    assert record.config.batch_size == 256 and record.config.train_examples == 1024
+    result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert "already trained 3 epochs" in one_line_error(result)
+
+
+@pytest.mark.parametrize("flags,message", [(["--batch-size", "128"], "--batch-size 128 differs"),
+                                           (["--seed", "5"], "--seed 5 differs")])
+def test_resume_with_other_settings_is_refused(finished_run, data_dir, flags, message):
+    run_dir = finished_run[0]
+    before = tree_bytes(run_dir)
+    result = mnist_jax("train", "--resume", run_dir, "--epochs", 5, *flags, "--data-dir", data_dir)
+    assert message in one_line_error(result)
+    assert tree_bytes(run_dir) == before
+
+
+def test_resume_from_a_corrupted_checkpoint_is_refused_and_overwrites_nothing(finished_run, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    for path in (run_dir / "checkpoints" / "2").rglob("*"):
+        if path.is_file() and path.stat().st_size > 64:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    before = tree_bytes(run_dir)
+    result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert "cannot restore checkpoint" in one_line_error(result)
+    assert tree_bytes(run_dir) == before
+
+
+def test_a_run_killed_during_its_final_save_is_finished_by_resume(finished_run, data_dir, tmp_path):
+    """The last epoch is checkpointed, but params and figures were never written: what a kill
+    between the last checkpoint and the final files leaves."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    (run_dir / "history.json").write_text(json.dumps({**record, "finished": False}))
+    for name in ("params.msgpack", "training.svg", "classification.svg"):
+        (run_dir / name).unlink()
+    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert "Trained no epoch (all were done)" in stdout and not epoch_lines(stdout)[2:]
+    assert runs.read_record(run_dir).finished and (run_dir / "params.msgpack").exists()
+
+
+def test_resume_of_a_run_stopped_in_its_first_epoch_says_what_to_do(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "history.json").write_text(json.dumps({"config": {"epochs": 2}, "finished": False,
+                                                      "history": {"train_loss": [], "train_accuracy": [],
+                                                                  "test_loss": [], "test_accuracy": []}}))
+    message = one_line_error(mnist_jax("train", "--resume", run_dir, "--data-dir", data_dir))
+    assert "no checkpoint to resume from" in message and f"--run-dir {run_dir} --overwrite" in message
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_resume_of_a_directory_that_is_no_run(tmp_path):
+    assert "history.json: not found" in one_line_error(mnist_jax("train", "--resume", tmp_path))
+
+
+def test_train_refuses_a_used_run_directory_unless_overwriting(finished_run, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    before = tree_bytes(run_dir)
+    message = one_line_error(mnist_jax("train", "--epochs", 1, "--data-dir", data_dir, "--run-dir", run_dir))
+    assert "already holds a run" in message and "--overwrite" in message
+    assert tree_bytes(run_dir) == before
+    code, _, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir,
+                                "--overwrite")
+    assert code == 0, stderr
+    assert len(runs.read_record(run_dir).history["train_loss"]) == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+
+
+def test_diverging_run_stops_with_the_epoch_named(data_dir, tmp_path):
+    result = mnist_jax("train", "--epochs", 3, *SMALL_FLAGS[:2], "--lr", 1e30, *SMALL_FLAGS[4:], "--data-dir",
+                       data_dir, "--run-dir", tmp_path / "run")
+    last = one_line_error(result, code=3)
+    assert "epoch 0" in last and "no checkpoint was written" in last
+    assert not (tmp_path / "run" / "params.msgpack").exists()
+
+
+def test_batch_larger_than_the_dataset(data_dir, tmp_path):
+    result = mnist_jax("train", "--train-examples", 100, "--batch-size", 512, "--data-dir", data_dir,
+                       "--run-dir", tmp_path / "run")
+    assert "larger than the 100 training examples" in one_line_error(result)
+
+
+def test_unwritable_run_directory_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("")
+    code, stdout, stderr = result = mnist_jax("train", "--run-dir", tmp_path / "file" / "run")
+    assert "cannot write" in one_line_error(result)
+    assert "MNIST:" not in stdout
+
+
+def test_a_bad_manual_dir_file_is_named(tmp_path):
+    manual = tmp_path / "manual"
+    shutil.copytree(data.BUNDLED_DIR, manual)
+    (manual / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    result = mnist_jax("train", "--data-dir", tmp_path / "tfds", "--manual-dir", manual, "--run-dir", tmp_path / "run")
+    assert "t10k-labels-idx1-ubyte.gz: corrupted gzip" in one_line_error(result)
+    assert not (tmp_path / "tfds" / "mnist_idx" / "1.0.0").exists()
+
+
+def test_a_manual_dir_that_does_not_exist_is_an_error_even_when_prepared(data_dir, tmp_path):
+    result = mnist_jax("train", "--data-dir", data_dir, "--manual-dir", tmp_path / "nowhere", "--run-dir",
+                       tmp_path / "run")
+    assert f"{tmp_path / 'nowhere'}: manual dir not found" in one_line_error(result)
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--epochs", "two"], ["--lr", "-1"], ["--batch-size", "0"],
+                                   ["--lr", "nan"], ["--no-such-flag"], ["--seeds", "0"], ["--precision", "tf32"],
+                                   ["--process-id", "1"], ["--resume", "x", "--overwrite"]])
+def test_bad_flags_are_one_line_errors(flags, tmp_path):
+    code, _, stderr = mnist_jax("train", *flags, "--run-dir", tmp_path / "run")
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.splitlines()[-1].startswith("mnist-jax train: error:")
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_explains_the_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.run(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--epochs", "--learning-rate", "--batch-size", "--test-batch-size", "--seed", "--data-dir",
+                 "--manual-dir", "--run-dir", "--figures-dir", "--precision", "--resume", "--overwrite"):
+        assert flag in out
+
+
+def full_test_metrics(run_dir: Path, mnist) -> tuple[float, float]:
+    """Loss and accuracy of a run's params on all 10,000 test digits, computed here on the host."""
+    from mnist_jax.inference import classify
+    from mnist_jax.model import classifier_for
+
+    config, _, params = runs.load_run(run_dir)
+    images, labels = mnist["test"]
+    probs = classify(params, images, classifier_for(config)).astype(np.float64)
+    return -np.log(probs[np.arange(len(labels)), labels]).mean(), (probs.argmax(1) == labels).mean()
+
+
+def reported(stdout: str) -> tuple[float, float]:
+    loss, accuracy = re.search(r"Test loss: (\d\.\d{4}) / accuracy: (\d\.\d{4}) \(10000 test examples", stdout).groups()
+    return float(loss), float(accuracy)
+
+
+def test_evaluate_reports_the_test_loss_and_accuracy_and_nothing_else(finished_run, data_dir, mnist):
+    run_dir, _ = finished_run
+    code, stdout, stderr = mnist_jax("evaluate", run_dir, "--data-dir", data_dir)
+    assert code == 0 and stderr == ""  # no library warnings
+    assert stdout.endswith(" (10000 test examples, params after epoch 1)\n") and stdout.count("\n") == 1
+    loss, accuracy = full_test_metrics(run_dir, mnist)
+    assert reported(stdout) == pytest.approx((loss, accuracy), abs=2e-4)  # 4 decimals, and a near-tie or two
+
+
+def user_photo(digit: np.ndarray, path: Path) -> Path:
+    """An MNIST digit as a user might have it: large, dark ink on light paper, in colour."""
+    Image.fromarray(255 - digit[..., 0]).resize((112, 112), Image.Resampling.BILINEAR).convert("RGB").save(path)
+    return path
+
+
+def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
+    run_dir, _ = finished_run
+    config, _, params = runs.load_run(run_dir)
+    from mnist_jax.inference import classify
+    from mnist_jax.model import classifier_for
+
+    images, labels = (a[:300] for a in mnist["test"])
+    probs = classify(params, images, classifier_for(config))
+    # Digits of three classes that the run reads surely and rightly, each saved as a photo would be.
+    chosen = {}
+    for i in np.argsort(-probs.max(1)):
+        if probs[i].argmax() == labels[i] and labels[i] not in chosen:
+            chosen[int(labels[i])] = user_photo(images[i], tmp_path / f"digit{labels[i]}.png")
+        if len(chosen) == 3:
+            break
+    code, stdout, stderr = mnist_jax("predict", run_dir, *chosen.values())
+    assert code == 0, stderr
+    for (label, path), line in zip(chosen.items(), stdout.splitlines()):
+        assert re.fullmatch(rf"{re.escape(str(path))}: {label} \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)",
+                            line), line
+
+
+@pytest.mark.parametrize("content", [None, b"", b"%PDF-1.4 not an image"])
+def test_predict_bad_inputs(finished_run, tmp_path, content):
+    path = tmp_path / "input.png"
+    if content is not None:
+        path.write_bytes(content)
+    assert str(path) in one_line_error(mnist_jax("predict", finished_run[0], path))
+
+
+def test_plot_commands_redraw_from_the_run_directory(finished_run, data_dir, tmp_path):
+    run_dir, _ = finished_run
+    code, _, stderr = mnist_jax("plot-history", run_dir, "--out", tmp_path / "history.svg")
+    assert code == 0, stderr
+    assert (tmp_path / "history.svg").read_bytes() == (run_dir / "training.svg").read_bytes()
+    code, _, stderr = mnist_jax("plot-classification", run_dir, "--data-dir", data_dir, "--out", tmp_path / "cls.svg",
+                                "--rows", 3, "--cols", 4)
+    assert code == 0, stderr
+    assert (tmp_path / "cls.svg").read_text().count("label: ") == 12
+    assert ".xyz" in one_line_error(mnist_jax("plot-history", run_dir, "--out", tmp_path / "history.xyz"))
+    assert "not found" in one_line_error(mnist_jax("plot-history", tmp_path / "nothing"))
+
+
+def test_plot_errors_writes_confusion_and_mistakes(finished_run, data_dir, mnist, tmp_path):
+    code, stdout, stderr = mnist_jax("plot-errors", finished_run[0], "--data-dir", data_dir, "--out-dir", tmp_path)
+    assert code == 0, stderr
+    assert stdout.startswith("per-class test accuracy: 0: ")
+    for name, title in (("confusion.svg", "Confusion matrix:"), ("mistakes.svg", "Most confident mistakes")):
+        assert title in (tmp_path / name).read_text()
+    errors = int(re.search(r"(\d+) errors in 10000", stdout).group(1))
+    _, accuracy = full_test_metrics(finished_run[0], mnist)
+    assert errors == pytest.approx((1 - accuracy) * 10000, abs=2)  # near-ties may fall either way
+
+
+@pytest.fixture(scope="module")
+def seeds_run(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    result = mnist_jax("train", "--seeds", 2, "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir,
+                       "--run-dir", out / "run", "--figures-dir", out / "figures")
+    assert result[0] == 0, result[2]
+    return out, result[1]
+
+
+def test_seeds_print_mean_and_std_and_save_every_seeds_run(seeds_run):
+    out, stdout = seeds_run
+    assert "2 seeds (0-1); each value below is the mean +- std over the seeds" in stdout
+    lines = epoch_lines(stdout)
+    assert len(lines) == 2 and all(SEEDS_LINE.match(line) for line in lines), lines
+    top = runs.read_record(out / "run")
+    assert top.finished and top.config.seeds == 2 and np.shape(top.history["test_accuracy"]) == (2, 2)
+    final = np.array(top.history["test_accuracy"][-1])
+    assert f"Final test accuracy over 2 seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f}" in stdout
+    assert "Trained 2 epochs of 2 seeds in" in stdout
+    # The band figure goes to its own name; the notebook's figures are left alone.
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["training_seeds.svg"]
+    assert "2 seeds, mean and min-max" in (out / "figures" / "training_seeds.svg").read_text()
+
+
+def test_a_seed_directory_is_a_run_the_other_commands_read(seeds_run, data_dir, mnist):
+    out, _ = seeds_run
+    message = one_line_error(mnist_jax("evaluate", out / "run", "--data-dir", data_dir))
+    assert f"pass one seed's run, e.g. {out / 'run' / 'seed-0'}" in message
+    code, stdout, stderr = mnist_jax("evaluate", out / "run" / "seed-1", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert reported(stdout) == pytest.approx(full_test_metrics(out / "run" / "seed-1", mnist), abs=2e-4)
+
+
+def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_path):
+    out, _ = seeds_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(out / "run", run_dir)
+    result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--seeds", 3, "--data-dir", data_dir)
+    assert "--seeds 3 differs from the resumed run's 2" in one_line_error(result)
+    before = runs.read_record(run_dir).history
+    code, _, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert code == 0, stderr
+    after = runs.read_record(run_dir).history
+    assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)
+    seed_run = runs.read_record(run_dir / "seed-1").history
+    assert seed_run["test_accuracy"] == [epoch[1] for epoch in after["test_accuracy"]]

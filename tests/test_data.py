@@ -50,12 +50,16 @@ def test_prepare_twice_is_a_no_op(data_dir):
     assert {p: p.stat().st_mtime_ns for p in path.iterdir()} == before
 
 
-def test_load_split_through_tfds_mock_data():
-    with tfds.testing.mock_data(num_examples=7):
-        images, labels = data.load_split("train")
-    assert images.shape == (7, 28, 28, 1) and images.dtype == np.uint8
-    assert labels.shape == (7,) and labels.dtype == np.int32
-    assert ((labels >= 0) & (labels < 10)).all()
+def test_load_split_of_an_unprepared_data_dir_says_what_to_call(tmp_path):
+    with pytest.raises(data.DataError, match=r"not prepared there; call mnist_jax.data.prepare\(data_dir\) first"):
+        data.load_split("train", tmp_path)
+    assert not data.is_prepared(tmp_path)
+
+
+def test_a_manual_dir_that_does_not_exist_is_refused_even_when_prepared(data_dir, tmp_path):
+    assert data.is_prepared(data_dir)
+    with pytest.raises(data.DataError, match="manual dir not found"):
+        data.prepare(data_dir, manual_dir=tmp_path / "nowhere")
 
 
 def test_load_split_rejects_an_unknown_split(data_dir):
@@ -95,7 +99,7 @@ def _prepare_in(data_dir: str) -> str:
     return str(data.prepare(data_dir))
 
 
-def test_two_processes_preparing_at_once(tmp_path):
+def test_two_processes_preparing_at_once_and_quietly(tmp_path, capfd):
     data_dir = str(tmp_path / "tfds")
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         paths = pool.map(_prepare_in, [data_dir, data_dir])
@@ -103,6 +107,8 @@ def test_two_processes_preparing_at_once(tmp_path):
     _, labels = data.load_split("train", data_dir)
     assert np.bincount(labels).tolist() == TRAIN_COUNTS
     assert [p.name for p in (tmp_path / "tfds" / data.DATASET_NAME).iterdir()] == ["1.0.0"]
+    output = "".join(capfd.readouterr())
+    assert "Downloading and preparing" not in output and "downloaded and prepared" not in output
 
 
 def _assert_nothing_prepared(data_dir: Path) -> None:

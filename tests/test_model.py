@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax.model import (Classifier, conv_as_matmul, count_params, init_params, max_pool_2x2,
-                             model_summary, params_from_torch)
+from mnist_jax.config import TrainConfig
+from mnist_jax.model import (Classifier, classifier_for, conv_as_matmul, count_params, init_params, matmul_precision,
+                             max_pool_2x2, model_summary, params_from_torch)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_parity.npz"
 
@@ -40,8 +41,9 @@ def test_matmul_formulation_equals_lax_conv_and_max_pool():
 def test_both_formulations_give_the_same_logits():
     params = init_params(Classifier(conv="xla"), jax.random.key(0))
     x = jax.random.uniform(jax.random.key(4), (8, 28, 28, 1))
-    a = Classifier(conv="xla").apply({"params": params}, x)
-    b = Classifier(conv="matmul").apply({"params": params}, x)
+    # Pinned to full float32: under TF32 (a GPU's default) the two would differ by more than rounding.
+    a = Classifier(conv="xla", precision="highest").apply({"params": params}, x)
+    b = Classifier(conv="matmul", precision="highest").apply({"params": params}, x)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -62,8 +64,8 @@ def test_params_from_torch_reproduces_pytorch_logits():
     fixture = np.load(FIXTURE)
     params = params_from_torch({k: fixture[k] for k in fixture.files})
     images = fixture["images_nchw"].transpose(0, 2, 3, 1).astype(np.float32) / 255.0
-    for conv in ("matmul", "xla"):
-        logits = Classifier(conv=conv).apply({"params": params}, images)
+    for conv in ("matmul", "xla"):  # PyTorch's CPU matmuls are full float32: compare at the highest precision
+        logits = Classifier(conv=conv, precision="highest").apply({"params": params}, images)
         np.testing.assert_allclose(logits, fixture["logits"], atol=1e-5, rtol=0)
     assert "torch" not in sys.modules
 
@@ -71,3 +73,17 @@ def test_params_from_torch_reproduces_pytorch_logits():
 def test_params_from_torch_names_a_missing_weight():
     with pytest.raises(KeyError, match="conv1.weight"):
         params_from_torch({})
+
+
+def test_precision_reaches_every_matmul_and_the_config_builds_the_model():
+    assert matmul_precision("default") is None
+    assert matmul_precision("highest") == jax.lax.Precision.HIGHEST
+    assert matmul_precision("high") == jax.lax.Precision.HIGH
+    model = classifier_for(TrainConfig(conv="xla", precision="highest"))
+    assert model == Classifier(conv="xla", precision="highest")
+    params = init_params(model, jax.random.key(0))
+    jaxpr = str(jax.make_jaxpr(lambda x: model.apply({"params": params}, x))(jnp.zeros((2, 28, 28, 1))))
+    # Both convolutions and the dense layer carry the precision; nothing is left at the default.
+    assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == 3, jaxpr
+    default = str(jax.make_jaxpr(lambda x: Classifier().apply({"params": params}, x))(jnp.zeros((2, 28, 28, 1))))
+    assert "Precision.HIGHEST" not in default

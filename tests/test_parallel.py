@@ -1,161 +1,183 @@
-"""Sharded training on 4 simulated CPU devices agrees with one device.
+"""Sharded training on simulated CPU devices agrees with one device, in one process and across two.
 
-XLA fixes the device count when JAX starts, so each check runs in a fresh process with
-XLA_FLAGS=--xla_force_host_platform_device_count=4.
+XLA fixes the device count when JAX starts, so these checks run in fresh processes with
+XLA_FLAGS=--xla_force_host_platform_device_count=N.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import SMALL, SMALL_FLAGS
 
 from mnist_jax import parallel
-from mnist_jax.train import TrainConfig
+from mnist_jax.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 2  # as in the small_fits references
 
-# For each seed count: trains with the mesh make_mesh picks for 4 devices and with none (device 0
-# only), and prints what the tests compare. One process for all, as starting JAX costs seconds.
+# One seed with every batch split over 4 devices, and where the state of 4 seeds is placed; prints
+# what the tests compare. One process for both, as starting JAX costs seconds.
 CHILD = r"""
 import json, sys
 import jax, numpy as np
-from mnist_jax import data, parallel, train
+from mnist_jax import data, parallel, runtime, trainer
+from mnist_jax.config import TrainConfig
+from mnist_jax.history import METRIC_KEYS
+from mnist_jax.train import initial_state
 
-data_dir = sys.argv[1]
-train_data = tuple(a[:1024] for a in data.load_split("train", data_dir))
-test_data = tuple(a[:2048] for a in data.load_split("test", data_dir))
-results = {}
-for seeds in map(int, sys.argv[2:]):
-    config = train.TrainConfig(epochs=2, seeds=seeds)
-    mesh = parallel.make_mesh(config)
-    sharded_state, sharded = train.fit(config, train_data, test_data, mesh=mesh)
-    single_state, single = train.fit(config, train_data, test_data)
-    kernel = sharded_state.params["conv2"]["kernel"]
-    leaves = zip(jax.tree_util.tree_leaves(sharded_state.params), jax.tree_util.tree_leaves(single_state.params))
-    results[seeds] = {
-        "devices": jax.device_count(),
-        "mesh": None if mesh is None else dict(mesh.shape),
-        "kernel_devices": len(kernel.sharding.device_set),
-        "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
-        "sharded": {k: sharded[k] for k in train.METRIC_KEYS},
-        "single": {k: single[k] for k in train.METRIC_KEYS},
-        "max_param_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in leaves),
-        "learning_rate": config.learning_rate,
-    }
-print(json.dumps(results))
+runtime.configure()
+data_dir, epochs, small = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+train_data, test_data = data.load_split("train", data_dir), data.load_split("test", data_dir)
+config = TrainConfig(epochs=epochs, **small)
+mesh = parallel.make_mesh(config.seeds, (config.batch_size, config.test_batch_size))
+state, history = trainer.fit(config, train_data, test_data, mesh=mesh)
+kernel = state.params["conv2"]["kernel"]
+seeds_mesh = parallel.make_mesh(4, (config.batch_size, config.test_batch_size))
+seeds_kernel = initial_state(TrainConfig(seeds=4), parallel.state_sharding(seeds_mesh)).params["conv2"]["kernel"]
+print(json.dumps({
+    "devices": jax.device_count(),
+    "mesh": dict(mesh.shape),
+    "kernel_devices": len(kernel.sharding.device_set),
+    "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
+    "history": {k: history[k] for k in METRIC_KEYS},
+    "params": {jax.tree_util.keystr(path): np.asarray(p).ravel().tolist()
+               for path, p in jax.tree_util.tree_leaves_with_path(state.params)},
+    "seeds_mesh": dict(seeds_mesh.shape),
+    "seeds_kernel_devices": len(seeds_kernel.sharding.device_set),
+    "seeds_kernel_shard_shape": list(seeds_kernel.addressable_shards[0].data.shape),
+}))
 """
 
 
-def four_devices() -> dict[str, str]:
-    return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+def simulated_devices(n: int) -> dict[str, str]:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.mark.parametrize("seeds, devices, expected", [(8, 4, ("seed", 4)), (3, 4, ("seed", 3)), (6, 4, ("seed", 3)),
+                                                      (5, 4, ("seed", 1)), (4, 1, ("seed", 1))])
+def test_the_mesh_uses_as_many_devices_as_split_the_seeds_evenly(seeds, devices, expected):
+    assert parallel.mesh_axis(seeds, (512, 1024), devices) == expected
+
+
+def test_one_seed_splits_batches_over_devices_that_divide_both_batch_sizes():
+    assert parallel.mesh_axis(1, (512, 1024), 8) == ("batch", 8)
+    assert parallel.mesh_axis(1, (384, 1024), 8) == ("batch", 8)
+    assert parallel.mesh_axis(1, (96, 1000), 16) == ("batch", 8)  # gcd 8
+
+
+def test_several_hosts_must_use_every_device():
+    assert parallel.mesh_axis(8, (512, 1024), 4, num_processes=2) == ("seed", 4)
+    with pytest.raises(ConfigError, match="4 devices over 2 hosts cannot split the seed count evenly; use a "
+                                          "multiple of 4"):
+        parallel.mesh_axis(6, (512, 1024), 4, num_processes=2)
+
+
+def test_one_device_needs_no_mesh():
+    assert parallel.make_mesh(4, (512, 1024), jax.devices()[:1]) is None
+    assert parallel.make_mesh(1, (512, 1024), jax.devices()[:1]) is None
 
 
 @pytest.fixture(scope="module")
 def child(data_dir) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), "4", "1"], capture_output=True,
-                            text=True, env=four_devices(), cwd=ROOT, timeout=600)
+    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(EPOCHS), json.dumps(SMALL)],
+                            capture_output=True, text=True, env=simulated_devices(4), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def assert_same_histories(out: dict) -> None:
+def assert_same_histories(mine: dict, reference: dict) -> None:
     for key in ("train_loss", "test_loss"):
-        np.testing.assert_allclose(out["sharded"][key], out["single"][key], rtol=1e-4)
+        np.testing.assert_allclose(mine[key], reference[key], rtol=1e-4)
     for key in ("train_accuracy", "test_accuracy"):  # at most a couple of borderline digits may flip
-        np.testing.assert_allclose(out["sharded"][key], out["single"][key], atol=2.5e-3)
+        np.testing.assert_allclose(mine[key], reference[key], atol=2.5e-3)
+
+
+def test_one_seed_is_data_parallel_and_matches_one_device(child, small_fits):
+    assert child["devices"] == 4 and child["mesh"] == {"batch": 4}
+    assert child["kernel_devices"] == 4 and child["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
+    state, history = small_fits[1]
+    assert_same_histories(child["history"], history)
     # Adam moves each parameter by about the learning rate per step, whatever its gradient's size; a
     # wrong split of the work would differ by whole steps, rounding by a small fraction of one.
-    assert out["max_param_diff"] <= 0.2 * out["learning_rate"], out["max_param_diff"]
+    single = jax.tree_util.tree_leaves_with_path(state.params)
+    assert sorted(child["params"]) == sorted(jax.tree_util.keystr(path) for path, _ in single)
+    for path, p in single:
+        np.testing.assert_allclose(child["params"][jax.tree_util.keystr(path)], np.ravel(p),
+                                   atol=0.2 * SMALL["learning_rate"])
 
 
-def test_seeds_split_over_devices_match_one_device(child):
-    out = child["4"]
-    assert out["devices"] == 4 and out["mesh"] == {"seed": 4}
+def test_the_state_of_several_seeds_is_split_over_the_devices(child):
+    assert child["seeds_mesh"] == {"seed": 4}
     # Each device holds one seed's kernel: the stacked (4, 3, 3, 32, 64) array is split, not copied.
-    assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [1, 3, 3, 32, 64]
-    assert np.shape(out["sharded"]["test_accuracy"]) == (2, 4)
-    assert_same_histories(out)
+    assert child["seeds_kernel_devices"] == 4 and child["seeds_kernel_shard_shape"] == [1, 3, 3, 32, 64]
 
 
-@pytest.mark.parametrize("seeds, devices, used", [(8, 4, 4), (3, 4, 3), (6, 4, 3), (5, 4, 1), (4, 1, 1)])
-def test_the_mesh_uses_as_many_devices_as_split_the_seeds_evenly(seeds, devices, used):
-    assert parallel._largest_divisor(seeds, devices) == used
+class Host:
+    """One of two "hosts" of one CPU device each, running `mnist-jax train --distributed`; its output
+    goes to files, so that neither process can block on a full pipe while the other is read."""
+
+    def __init__(self, index: int, port: int, workdir: Path, data_dir: Path, *flags: str):
+        self.out, self.err = workdir / f"host{index}.out", workdir / f"host{index}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mnist_jax", "train", "--distributed", "--coordinator", f"localhost:{port}",
+                 "--num-processes", "2", "--process-id", str(index), "--data-dir", str(data_dir), *flags],
+                stdout=out, stderr=err, env=simulated_devices(1), cwd=workdir)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.out.read_text():
+            assert self.process.poll() is None, self.err.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
+            time.sleep(0.05)
+
+    def finish(self) -> tuple[int, str, str]:
+        code = self.process.wait(timeout=600)
+        return code, self.out.read_text(), self.err.read_text()
 
 
-def test_one_device_needs_no_mesh():
-    assert parallel.make_mesh(TrainConfig(seeds=4), jax.devices()[:1]) is None
-    assert parallel.make_mesh(TrainConfig(), jax.devices()[:1]) is None
-
-
-def test_one_seed_is_data_parallel_and_matches_one_device(child):
-    out = child["1"]
-    assert out["mesh"] == {"batch": 4}
-    assert out["kernel_devices"] == 4 and out["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
-    assert np.shape(out["sharded"]["test_accuracy"]) == (2,)
-    assert_same_histories(out)
-
-
-def train_script(data_dir, *flags, devices: int = 4) -> subprocess.Popen:
-    env = {**four_devices(), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), "--data-dir", str(data_dir), "--no-refresh-figures",
-         "--no-compile-cache", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-SMALL = ("--seeds", "4", "--train-examples", "1024")
-
-
-def finish(process: subprocess.Popen) -> str:
-    stdout, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout
-
-
-@pytest.fixture(scope="module")
-def four_device_run(data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("parallel") / "run"
-    return run_dir, finish(train_script(data_dir, *SMALL, "--epochs", "2", "--run-dir", str(run_dir)))
-
-
-def test_train_script_splits_seeds_over_all_devices(four_device_run):
-    run_dir, stdout = four_device_run
-    assert "the seeds split over 4 cpu devices" in stdout.lower()
-    top = json.loads((run_dir / "history.json").read_text())["history"]["test_accuracy"]
-    for i, seed in enumerate(range(4)):
-        seed_run = json.loads((run_dir / f"seed-{seed}" / "history.json").read_text())
-        assert seed_run["config"]["seed"] == seed and seed_run["config"]["seeds"] == 1
-        assert seed_run["history"]["test_accuracy"] == [epoch[i] for epoch in top]
-
-
-def two_processes(data_dir, *flags) -> list[str]:
-    """Two "hosts" of 2 CPU devices each, talking through jax.distributed on localhost."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    processes = [train_script(data_dir, "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2",
-                              "--process-id", str(i), *flags, devices=2) for i in range(2)]
-    return [finish(p) for p in processes]
+        return s.getsockname()[1]
 
 
-def test_two_processes_with_distributed_train_resume_and_match_one_process(four_device_run, data_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    outputs = two_processes(data_dir, *SMALL, "--epochs", "1", "--run-dir", str(run_dir))
-    assert all("the seeds split over 4 cpu devices" in out.lower() for out in outputs)
-    assert "Wrote" in outputs[0] and "Wrote" not in outputs[1]  # only process 0 writes the run
-    # Restoring puts the checkpoint's host arrays back onto devices that span both processes.
-    outputs = two_processes(data_dir, "--resume", str(run_dir), "--epochs", "2")
-    assert all(f"Resuming {run_dir} after epoch 0" in out for out in outputs)
-    mine = json.loads((run_dir / "history.json").read_text())
-    one_process = json.loads((four_device_run[0] / "history.json").read_text())
-    assert mine["finished"] and len(list(run_dir.glob("seed-*"))) == 4
-    for key in ("train_loss", "test_loss"):
-        np.testing.assert_allclose(mine["history"][key], one_process["history"][key], rtol=1e-4)
-    for key in ("train_accuracy", "test_accuracy"):
-        np.testing.assert_allclose(mine["history"][key], one_process["history"][key], atol=2.5e-3)
+def test_two_hosts_pick_one_run_stop_together_resume_and_match_one_device(small_fits, data_dir, tmp_path):
+    flags = ("--seeds", "2", *SMALL_FLAGS)
+    port = free_port()
+    hosts = [Host(i, port, tmp_path, data_dir, *flags, "--epochs", "50") for i in range(2)]
+    # SIGTERM to host 1 alone, as a scheduler preempting one machine would: both stop after one epoch.
+    hosts[1].wait_for("[epoch  0]")
+    hosts[1].process.send_signal(signal.SIGTERM)
+    results = [host.finish() for host in hosts]
+    stopped = []
+    for code, out, err in results:
+        assert code == 128 + signal.SIGTERM, err[-3000:]
+        assert "Traceback" not in err and "the seeds split over 2 cpu devices" in out.lower()
+        stopped.append([line for line in err.splitlines() if line.startswith("Stopped after epoch")])
+    assert stopped[0] == stopped[1] and len(stopped[0]) == 1
+    # Both hosts wrote into the one run directory that process 0 named.
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    done = len(json.loads((run_dir / "history.json").read_text())["history"]["train_loss"])
+    # Stopped after epoch 0, or after epoch 1 if the signal came after host 1 had checked for one.
+    assert f"Stopped after epoch {done - 1};" in stopped[0][0] and done <= EPOCHS
+
+    port = free_port()
+    hosts = [Host(i, port, tmp_path, data_dir, "--resume", str(run_dir.relative_to(tmp_path)), "--epochs", str(EPOCHS))
+             for i in range(2)]
+    results = [host.finish() for host in hosts]
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert f"Resuming {run_dir.relative_to(tmp_path)} after epoch {done - 1}" in out
+    assert "Wrote" in results[0][1] and "Wrote" not in results[1][1]  # only process 0 writes the run
+    record = json.loads((run_dir / "history.json").read_text())
+    assert record["finished"] and record["system"]["processes"] == 2 and len(list(run_dir.glob("seed-*"))) == 2
+    assert_same_histories(record["history"], small_fits[2][1])

@@ -1,4 +1,6 @@
-"""The seed notebook's PyTorch model, verbatim, for the scripts that compare with it (needs torch)."""
+"""The original notebook's PyTorch model, verbatim, for what compares with it: the benchmark and the
+parity fixture (`scripts/make_torch_fixture.py`). Needs torch (`pip install -e ".[torch]"`); nothing
+else in mnist_jax imports it."""
 
 from torch import nn
 

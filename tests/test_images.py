@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_jax import images as image_files
 from mnist_jax import inference
 from mnist_jax.model import Classifier, init_params
 
@@ -21,32 +22,36 @@ def user_photo(digit: np.ndarray, path, size=112, mode="RGB"):
 def test_user_images_become_mnist_like(mnist, tmp_path, name, mode):
     images, _ = mnist["test"]
     for digit in images[:8]:
-        loaded = inference.load_image(user_photo(digit, tmp_path / name, mode=mode))
+        loaded = image_files.load_image(user_photo(digit, tmp_path / name, mode=mode))
         assert loaded.shape == (28, 28, 1) and loaded.dtype == np.uint8
         assert loaded.max() == 255 and np.median(loaded) == 0  # light digit on a dark background
         # Same digit, same place, give or take the one-pixel rounding of the centring.
         assert max(correlation(np.roll(loaded, (dy, dx), (0, 1)), digit)
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)) > 0.8
         # And the same as the 28x28 original through the same pipeline.
-        assert correlation(loaded, inference.to_mnist(Image.fromarray(digit[..., 0]))) > 0.9
+        assert correlation(loaded, image_files.to_mnist(Image.fromarray(digit[..., 0]))) > 0.9
 
 
 def test_light_on_dark_images_are_not_inverted(mnist, tmp_path):
     digit = mnist["test"][0][0]
     Image.fromarray(digit[..., 0]).save(tmp_path / "plain.png")
-    loaded = inference.load_image(tmp_path / "plain.png")
+    loaded = image_files.load_image(tmp_path / "plain.png")
     assert correlation(loaded, digit) > 0.9
 
 
-def test_classify_gives_probabilities_and_top_k():
+def test_classify_gives_the_models_probabilities_and_top_k(mnist):
     import jax
 
-    params = init_params(Classifier(), jax.random.key(0))
-    probs = inference.classify(params, np.zeros((2, 28, 28, 1), np.uint8))
-    assert probs.shape == (2, 10)
-    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+    model = Classifier(precision="highest")
+    params = init_params(model, jax.random.key(0))
+    digits = mnist["test"][0][:5]
+    probs = inference.classify(params, digits, model, batch_size=2)  # batches of 2, 2 and a padded 1
+    assert probs.shape == (5, 10)
+    expected = np.asarray(jax.nn.softmax(model.apply({"params": params}, digits.astype(np.float32) / 255)))
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     top = inference.top_k(probs[0], 3)
-    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    assert [label for label, _ in top] == np.argsort(-probs[0])[:3].tolist()
+    assert top[0][1] >= top[1][1] >= top[2][1]
 
 
 @pytest.mark.parametrize("content,message", [(None, "file not found"), (b"", "not an image"),
@@ -55,6 +60,6 @@ def test_bad_image_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "input.png"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(inference.ImageError, match=message) as info:
-        inference.load_image(path)
+    with pytest.raises(image_files.ImageError, match=message) as info:
+        image_files.load_image(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,246 @@
+"""Benchmarks: mnist-jax against the notebook's PyTorch code, and the data pipeline.
+
+    mnist-jax benchmark                          # 30 jax epochs, 3 epochs of each torch variant
+    mnist-jax benchmark --epochs 3 --skip-torch --json bench.json
+    mnist-jax benchmark --seeds 8 --skip-torch   # also 8 seeds at once (train --seeds 8)
+    mnist-jax benchmark-data --repeat 3
+
+mnist-jax runs as users run it, `mnist-jax train` in a child process: first with an empty
+compilation cache, then again with the cache warm. Reported: compile time (first epoch minus the
+median of the others), median epoch (train + test), total training time, process wall time, peak
+host memory (max RSS), peak device memory (GPU), final test accuracy.
+Where torch and torchvision import (`pip install -e ".[torch]"`), the notebook's own code
+(DataLoader + ToTensor, as written) and the same model with the dataset kept on the device (no
+DataLoader) run `--torch-epochs` epochs each in this process; their median epoch is compared with
+mnist-jax's. With --seeds N, `train --seeds N` also runs once (warm cache): its training time and
+the final test accuracy as mean +- std over the seeds.
+Expect on 2 CPU cores (Sapphire Rapids): mnist-jax ~17 s per epoch, the notebook ~20-26 s; 8 seeds
+~170-205 s per epoch. `benchmark-data`: first preparation ~3.5 s, loading both splits ~0.6 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def child_max_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, train_examples: int | None,
+              seeds: int = 1) -> dict:
+    cmd = [sys.executable, "-m", "mnist_jax", "train", "--epochs", str(epochs), "--run-dir", str(run_dir),
+           "--overwrite", "--progress", "off", "--compile-cache", str(cache_dir), "--seeds", str(seeds)]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    if train_examples:
+        cmd += ["--train-examples", str(train_examples)]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"mnist-jax train failed:\n{result.stderr[-2000:]}")
+    record = json.loads((run_dir / "history.json").read_text())
+    seconds = record["history"]["epoch_seconds"]
+    median = statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+    return {"wall_seconds": wall, "train_seconds": sum(seconds), "median_epoch_seconds": median,
+            "compile_seconds": max(seconds[0] - median, 0.0), "epoch_seconds": seconds,
+            "final_test_accuracy": record["history"]["test_accuracy"][-1],
+            "peak_device_bytes": record["system"].get("peak_device_bytes"), "device": record["system"]["device"]}
+
+
+def mnist_torchvision_root(directory: Path) -> Path:
+    """The bundled IDX files laid out as torchvision's MNIST expects them, so nothing is downloaded."""
+    from mnist_jax.data import BUNDLED_DIR
+
+    raw = directory / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in BUNDLED_DIR.glob("*.gz"):
+        (raw / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+    return directory
+
+
+def torch_benchmarks(epochs: int, root: Path) -> dict:
+    """The notebook's code as written, and the same model with the data on the device."""
+    import torch
+    from torch import optim
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from mnist_jax.torch_reference import Classifier
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def epoch_loop(train_batches, test_batches, n_train, n_test):
+        torch.manual_seed(0)
+        model = Classifier().to(device)
+        optimizer = optim.Adam(model.parameters(), lr=1e-4)
+        times, acc = [], 0.0
+        for _ in range(epochs):
+            sync()
+            start = time.perf_counter()
+            model.train()
+            for x, y in train_batches():
+                x, y = x.to(device), y.to(device)
+                outputs = model(x)
+                optimizer.zero_grad()
+                loss = F.cross_entropy(outputs, y)
+                loss.backward()
+                optimizer.step()
+                loss.item()  # the notebook syncs on every batch
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for x, y in test_batches():
+                    x, y = x.to(device), y.to(device)
+                    correct += y.eq(model(x).argmax(dim=1)).sum().item()
+            sync()
+            times.append(time.perf_counter() - start)
+            acc = correct / n_test
+        return {"median_epoch_seconds": statistics.median(times), "epoch_seconds": times, "last_test_accuracy": acc}
+
+    train_ds = datasets.MNIST(root=root, train=True, download=False, transform=transforms.ToTensor())
+    test_ds = datasets.MNIST(root=root, train=False, download=False, transform=transforms.ToTensor())
+    pin = device == "cuda"
+    notebook = epoch_loop(lambda: DataLoader(train_ds, batch_size=512, shuffle=True, pin_memory=pin),
+                          lambda: DataLoader(test_ds, batch_size=1024, shuffle=False, pin_memory=pin),
+                          len(train_ds), len(test_ds))
+
+    x_train = (train_ds.data.float() / 255.0).unsqueeze(1).to(device)
+    y_train = train_ds.targets.to(device)
+    x_test = (test_ds.data.float() / 255.0).unsqueeze(1).to(device)
+    y_test = test_ds.targets.to(device)
+
+    def on_device_train():
+        order = torch.randperm(len(y_train), device=device)
+        for i in range(0, len(order), 512):
+            idx = order[i : i + 512]
+            yield x_train[idx], y_train[idx]
+
+    def on_device_test():
+        for i in range(0, len(y_test), 1024):
+            yield x_test[i : i + 1024], y_test[i : i + 1024]
+
+    on_device = epoch_loop(on_device_train, on_device_test, len(y_train), len(y_test))
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return {"torch": torch.__version__, "device": name, "threads": torch.get_num_threads(),
+            "notebook": notebook, "data_on_device": on_device}
+
+
+def run(args: argparse.Namespace) -> int:
+    import jax
+
+    result: dict = {"machine": {"cpu_count": os.cpu_count(), "processor": cpu_name(),
+                                "python": platform.python_version(), "jax": jax.__version__,
+                                "jax_backend": jax.default_backend()}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cold, warm = [], []
+        for r in range(args.repeat):
+            cache = tmp / f"cache{r}"
+            cold.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", args.train_examples))
+            warm.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", args.train_examples))
+        result["peak_host_bytes"] = child_max_rss_bytes()
+
+        def med(runs, key):
+            return statistics.median(r[key] for r in runs)
+
+        jax_row = {k: med(cold, k) for k in ("median_epoch_seconds", "compile_seconds", "train_seconds", "wall_seconds")}
+        jax_row.update(warm_cache_wall_seconds=med(warm, "wall_seconds"),
+                       warm_cache_compile_seconds=med(warm, "compile_seconds"),
+                       final_test_accuracy=cold[0]["final_test_accuracy"], device=cold[0]["device"],
+                       peak_device_bytes=cold[0]["peak_device_bytes"], runs={"cold": cold, "warm": warm})
+        result["mnist_jax"] = jax_row
+        if args.seeds:
+            run = run_train(args.epochs, args.data_dir, tmp / "cache0", tmp / "seeds", args.train_examples, args.seeds)
+            final = run["final_test_accuracy"]
+            result["seeds"] = {**run, "seeds": args.seeds, "final_test_accuracy_mean": statistics.mean(final),
+                               "final_test_accuracy_std": statistics.stdev(final) if len(final) > 1 else 0.0}
+
+        if not args.skip_torch:
+            try:
+                import torch  # noqa: F401
+                import torchvision  # noqa: F401
+            except ImportError:
+                print("torch/torchvision not importable: skipping the PyTorch rows")
+            else:
+                result["pytorch"] = torch_benchmarks(args.torch_epochs, mnist_torchvision_root(tmp / "torchvision"))
+
+    print_table(result, args.epochs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def print_table(result: dict, epochs: int) -> None:
+    j = result["mnist_jax"]
+    gib = 2**30
+    print(f"machine: {result['machine']['cpu_count']} x {result['machine']['processor']}, JAX {result['machine']['jax']} on {j['device']} "
+          f"({result['machine']['jax_backend']})")
+    print("| what | median epoch (s) | vs mnist-jax |\n| --- | --- | --- |")
+    print(f"| mnist-jax | {j['median_epoch_seconds']:.3f} | 1.00x |")
+    if "pytorch" in result:
+        t = result["pytorch"]
+        for name, label in (("notebook", "PyTorch, the notebook's code"), ("data_on_device", "PyTorch, data on the device")):
+            s = t[name]["median_epoch_seconds"]
+            print(f"| {label} ({t['torch']}, {t['device']}) | {s:.3f} | {s / j['median_epoch_seconds']:.2f}x slower |")
+    print()
+    print(f"mnist-jax, {epochs} epochs: compile {j['compile_seconds']:.2f} s, training {j['train_seconds']:.2f} s, "
+          f"`python scripts/train.py` wall {j['wall_seconds']:.2f} s (empty compile cache), "
+          f"{j['warm_cache_wall_seconds']:.2f} s (warm), final test accuracy {j['final_test_accuracy']:.4f}")
+    device = f", peak device memory {j['peak_device_bytes'] / gib:.2f} GiB" if j["peak_device_bytes"] else ""
+    print(f"peak host memory (max RSS of the train.py processes) {result['peak_host_bytes'] / gib:.2f} GiB{device}")
+    if "seeds" in result:
+        s = result["seeds"]
+        print(f"{s['seeds']} seeds at once, {epochs} epochs: training {s['train_seconds']:.2f} s "
+              f"(median epoch {s['median_epoch_seconds']:.3f} s), wall {s['wall_seconds']:.2f} s, final test accuracy "
+              f"{s['final_test_accuracy_mean']:.4f} +- {s['final_test_accuracy_std']:.4f}")
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """Each repeat prepares into a fresh temporary data dir and loads train and test back."""
+    from mnist_jax import data
+
+    prepare_s, load_s = [], []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory() as data_dir:
+            start = time.perf_counter()
+            data.prepare(data_dir)
+            prepare_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for split in data.SPLITS:
+                data.load_split(split, data_dir)
+            load_s.append(time.perf_counter() - start)
+
+    result = {"prepare_seconds": prepare_s, "load_both_splits_seconds": load_s}
+    for name, values in result.items():
+        print(f"{name:26s} median {statistics.median(values):6.2f}  min {min(values):6.2f}  max {max(values):6.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0

@@ -1,0 +1,86 @@
+"""A run's history: one record per epoch, as the notebook keeps it, and its per-epoch log line.
+
+    record = epoch_record(train_metrics, test_metrics, confusion, seconds)   # host numbers
+    history = append(history, record)                                       # a new History
+    print(format_epoch(epoch, record))
+    # [epoch  0] Train loss: 1.8407 / accuracy: 0.6246 | Test loss: 1.0855 / accuracy: 0.8155
+
+A History maps each key of HISTORY_KEYS to a list with one entry per epoch: a float, or for
+`test_class_accuracy` a list of 10. In a multi-seed run each entry is a list with one value per
+seed (`epoch_seconds` excepted: the seeds share it); `seed_history(history, i)` is seed i's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+History = dict[str, list]
+METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy")
+
+
+def empty() -> History:
+    return {k: [] for k in HISTORY_KEYS}
+
+
+def epochs_done(history: History) -> int:
+    return len(history["train_loss"])
+
+
+def append(history: History, record: dict[str, Any]) -> History:
+    """A new History with `record` as its next epoch; `history` itself is left as it was."""
+    return {k: [*history[k], record[k]] for k in HISTORY_KEYS}
+
+
+def summarize(metrics: Any) -> dict[str, np.ndarray]:
+    """Mean loss and accuracy from per-batch `train.Metrics` (host arrays; batches on the last axis)."""
+    loss_sum, correct, count = (np.asarray(m, np.float64).sum(-1) for m in metrics)
+    return {"loss": loss_sum / count, "accuracy": correct / count}
+
+
+def class_accuracy(confusion: np.ndarray) -> list[float]:
+    """Per-class accuracy (recall) from a confusion matrix (rows: true class)."""
+    confusion = np.asarray(confusion)
+    return (np.diag(confusion) / np.maximum(confusion.sum(1), 1)).tolist()
+
+
+def epoch_record(train_metrics: Any, test_metrics: Any, confusion: np.ndarray, seconds: float) -> dict[str, Any]:
+    """One epoch's history entry from host arrays: floats, or lists of one float per seed."""
+    train, test = summarize(train_metrics), summarize(test_metrics)
+    confusion = np.asarray(confusion)
+    return {
+        "train_loss": train["loss"].tolist(),
+        "train_accuracy": train["accuracy"].tolist(),
+        "test_loss": test["loss"].tolist(),
+        "test_accuracy": test["accuracy"].tolist(),
+        "epoch_seconds": seconds,
+        "test_class_accuracy": class_accuracy(confusion) if confusion.ndim == 2 else list(map(class_accuracy, confusion)),
+    }
+
+
+def is_finite(record: dict[str, Any]) -> bool:
+    return bool(np.all(np.isfinite(record["train_loss"])) and np.all(np.isfinite(record["test_loss"])))
+
+
+def seed_history(history: History, index: int) -> History:
+    """Seed `index`'s own history from a multi-seed history (`epoch_seconds` is shared by all seeds)."""
+    return {k: list(v) if k == "epoch_seconds" else [epoch[index] for epoch in v] for k, v in history.items()}
+
+
+def epoch_entry(history: History, epoch: int) -> dict[str, Any]:
+    return {k: v[epoch] for k, v in history.items()}
+
+
+def _value(value: float | list[float]) -> str:
+    if isinstance(value, (int, float)):
+        return f"{value:.4f}"
+    values = np.asarray(value)
+    return f"{values.mean():.4f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def format_epoch(epoch: int, record: dict[str, Any]) -> str:
+    """The notebook's per-epoch line; for several seeds, each value as mean +- std over the seeds."""
+    return (f"[epoch {epoch:2d}] Train loss: {_value(record['train_loss'])} / accuracy: {_value(record['train_accuracy'])}"
+            f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}")

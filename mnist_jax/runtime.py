@@ -1,0 +1,73 @@
+"""Process-wide JAX settings, made once by every entry point before JAX starts its backends.
+
+    from mnist_jax import runtime
+    runtime.configure()                              # what every `mnist-jax` command does first
+    runtime.configure(compile_cache=None)            # no persistent compilation cache
+
+Float32 matmul precision is not set here: it is part of each run's config (`TrainConfig.precision`),
+passed to the model's layers, and recorded in the run's history.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_jax.errors import UserError
+
+_FROM_ENVIRONMENT = "from the environment"
+
+
+def default_compile_cache() -> str:
+    """`$JAX_COMPILATION_CACHE_DIR` when set, else `~/.cache/mnist-jax/jax-compile` (or under $XDG_CACHE_HOME)."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-jax" / "jax-compile")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """How this process joins a multi-host run; None fields are filled in by the cluster (SLURM, ...)."""
+
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
+              distributed: Distributed | None = None) -> None:
+    """Settings for this process; call it before any JAX computation.
+
+    - GPU memory is allocated as needed, not XLA's default 75% of the card up front: this model
+      needs little, and a second process (the benchmark's child, another run) can share the GPU.
+    - The persistent compilation cache in `compile_cache` (default: `default_compile_cache()`), so
+      later runs skip compiling; None turns it off. Every program is cached, however quick to compile.
+    - Library output that says nothing to a user of the commands is hidden: Orbax's warnings
+      (through absl) and TFDS's progress bars while it prepares the dataset.
+    - `distributed`: start `jax.distributed` for a multi-host run.
+    """
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import jax
+
+    import tensorflow_datasets as tfds
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    tfds.display_progress_bar(False)
+    if compile_cache == _FROM_ENVIRONMENT:
+        compile_cache = default_compile_cache()
+    if compile_cache is None:
+        jax.config.update("jax_enable_compilation_cache", False)
+    else:
+        jax.config.update("jax_enable_compilation_cache", True)
+        jax.config.update("jax_compilation_cache_dir", os.fspath(compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if distributed is not None and not jax.distributed.is_initialized():
+        # CPU processes need gloo for their cross-process collectives; GPUs use NCCL regardless.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            jax.distributed.initialize(distributed.coordinator, distributed.num_processes, distributed.process_id)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise UserError(f"--distributed: cannot start the multi-host runtime ({str(e).splitlines()[0]})") from None

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from mnist_jax import history as hist
+from mnist_jax.train import Metrics
+
+
+def test_format_epoch_is_the_notebooks_line():
+    record = {"train_loss": 1.86761, "train_accuracy": 0.62521, "test_loss": 1.14804, "test_accuracy": 0.79331}
+    assert hist.format_epoch(0, record) == (
+        "[epoch  0] Train loss: 1.8676 / accuracy: 0.6252 | Test loss: 1.1480 / accuracy: 0.7933")
+    assert hist.format_epoch(29, record).startswith("[epoch 29] ")
+
+
+def test_format_epoch_shows_mean_and_std_over_seeds():
+    record = {"train_loss": [1.0, 2.0, 3.0], "train_accuracy": [0.5, 0.5, 0.5],
+              "test_loss": [0.25, 0.75, 0.5], "test_accuracy": [0.9, 0.8, 0.7]}
+    assert hist.format_epoch(3, record) == ("[epoch  3] Train loss: 2.0000 +- 1.0000 / accuracy: 0.5000 +- 0.0000"
+                                            " | Test loss: 0.5000 +- 0.2500 / accuracy: 0.8000 +- 0.1000")
+
+
+def test_summarize_weights_every_example_once():
+    # Two batches: 512 examples at mean loss 1.0, then a short one of 96 at mean loss 2.0.
+    metrics = Metrics(loss_sum=np.array([512.0, 192.0], np.float32), correct=np.array([256, 96]),
+                      count=np.array([512, 96]))
+    summary = hist.summarize(metrics)
+    assert summary["loss"] == pytest.approx(704 / 608) and summary["accuracy"] == pytest.approx(352 / 608)
+    stacked = Metrics(*(np.stack([m, m]) for m in metrics))  # two seeds
+    np.testing.assert_allclose(hist.summarize(stacked)["loss"], [704 / 608] * 2)
+
+
+def test_epoch_record_and_append_leave_the_old_history_alone():
+    metrics = Metrics(np.array([10.0]), np.array([8]), np.array([10]))
+    confusion = np.diag([3, 0, 2, 0, 0, 0, 0, 0, 0, 1])
+    confusion[1, 2] = 4
+    record = hist.epoch_record(metrics, metrics, confusion, seconds=1.5)
+    assert record["train_loss"] == 1.0 and record["test_accuracy"] == 0.8 and record["epoch_seconds"] == 1.5
+    assert record["test_class_accuracy"][:3] == [1.0, 0.0, 1.0]
+    first = hist.append(hist.empty(), record)
+    second = hist.append(first, record)
+    assert hist.epochs_done(first) == 1 and hist.epochs_done(second) == 2
+    assert hist.epoch_entry(second, 1) == record and hist.is_finite(record)
+    assert not hist.is_finite({**record, "test_loss": [0.5, float("nan")]})
+
+
+def test_seed_history_picks_one_seed_and_shares_the_seconds():
+    history = {"train_loss": [[1.0, 2.0], [0.5, 0.6]], "epoch_seconds": [3.0, 2.0],
+               "test_class_accuracy": [[[1.0] * 10, [0.5] * 10]] * 2}
+    assert hist.seed_history(history, 1) == {"train_loss": [2.0, 0.6], "epoch_seconds": [3.0, 2.0],
+                                             "test_class_accuracy": [[0.5] * 10] * 2}
+
+
+def test_class_accuracy_is_recall_per_true_class():
+    confusion = np.zeros((10, 10), int)
+    confusion[3, 3], confusion[3, 5] = 3, 1
+    accuracy = hist.class_accuracy(confusion)
+    assert accuracy[3] == 0.75 and accuracy[0] == 0.0
