@@ -12,7 +12,7 @@ host memory (max RSS), peak device memory (GPU), final test accuracy.
 Where torch and torchvision import (`pip install -e ".[torch]"`), the notebook's own code
 (DataLoader + ToTensor, as written) and the same model with the dataset kept on the device (no
 DataLoader) run `--torch-epochs` epochs each in this process; their median epoch is compared with
-mnist-jax's. With --seeds N, `train --seeds N` also runs once (warm cache): its training time and
+mnist-jax's. With --seeds N, `train --seeds N` also runs once (with the single-seed run's cache): its training time and
 the final test accuracy as mean +- std over the seeds.
 Expect on 2 CPU cores (Sapphire Rapids): mnist-jax ~17 s per epoch, the notebook ~20-26 s; 8 seeds
 ~170-205 s per epoch. `benchmark-data`: first preparation ~3.5 s, loading both splits ~0.6 s.
@@ -48,14 +48,13 @@ def child_max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
-def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, train_examples: int | None,
+def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, smoke_flags: list[str],
               seeds: int = 1) -> dict:
     cmd = [sys.executable, "-m", "mnist_jax", "train", "--epochs", str(epochs), "--run-dir", str(run_dir),
            "--overwrite", "--progress", "off", "--compile-cache", str(cache_dir), "--seeds", str(seeds)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    if train_examples:
-        cmd += ["--train-examples", str(train_examples)]
+    cmd += smoke_flags
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -68,6 +67,13 @@ def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path,
             "compile_seconds": max(seconds[0] - median, 0.0), "epoch_seconds": seconds,
             "final_test_accuracy": record["history"]["test_accuracy"][-1],
             "peak_device_bytes": record["system"].get("peak_device_bytes"), "device": record["system"]["device"]}
+
+
+def seeds_row(run: dict, seeds: int) -> dict:
+    """A `run_train` result of `--seeds N`, with the final test accuracy's mean and std over the seeds."""
+    final = run["final_test_accuracy"]
+    return {**run, "seeds": seeds, "final_test_accuracy_mean": statistics.mean(final),
+            "final_test_accuracy_std": statistics.stdev(final) if len(final) > 1 else 0.0}
 
 
 def mnist_torchvision_root(directory: Path) -> Path:
@@ -161,11 +167,14 @@ def run(args: argparse.Namespace) -> int:
                                 "jax_backend": jax.default_backend()}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        # --train-examples and --test-examples make a smoke run of the benchmark, not a measurement.
+        smoke = [flag for name in ("train_examples", "test_examples") if getattr(args, name)
+                 for flag in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
         cold, warm = [], []
         for r in range(args.repeat):
             cache = tmp / f"cache{r}"
-            cold.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", args.train_examples))
-            warm.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", args.train_examples))
+            cold.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", smoke))
+            warm.append(run_train(args.epochs, args.data_dir, cache, tmp / "run", smoke))
         result["peak_host_bytes"] = child_max_rss_bytes()
 
         def med(runs, key):
@@ -178,10 +187,8 @@ def run(args: argparse.Namespace) -> int:
                        peak_device_bytes=cold[0]["peak_device_bytes"], runs={"cold": cold, "warm": warm})
         result["mnist_jax"] = jax_row
         if args.seeds:
-            run = run_train(args.epochs, args.data_dir, tmp / "cache0", tmp / "seeds", args.train_examples, args.seeds)
-            final = run["final_test_accuracy"]
-            result["seeds"] = {**run, "seeds": args.seeds, "final_test_accuracy_mean": statistics.mean(final),
-                               "final_test_accuracy_std": statistics.stdev(final) if len(final) > 1 else 0.0}
+            result["seeds"] = seeds_row(run_train(args.epochs, args.data_dir, tmp / "cache0", tmp / "seeds", smoke,
+                                                  args.seeds), args.seeds)
 
         if not args.skip_torch:
             try:
@@ -212,10 +219,10 @@ def print_table(result: dict, epochs: int) -> None:
             print(f"| {label} ({t['torch']}, {t['device']}) | {s:.3f} | {s / j['median_epoch_seconds']:.2f}x slower |")
     print()
     print(f"mnist-jax, {epochs} epochs: compile {j['compile_seconds']:.2f} s, training {j['train_seconds']:.2f} s, "
-          f"`python scripts/train.py` wall {j['wall_seconds']:.2f} s (empty compile cache), "
+          f"`mnist-jax train` wall {j['wall_seconds']:.2f} s (empty compile cache), "
           f"{j['warm_cache_wall_seconds']:.2f} s (warm), final test accuracy {j['final_test_accuracy']:.4f}")
     device = f", peak device memory {j['peak_device_bytes'] / gib:.2f} GiB" if j["peak_device_bytes"] else ""
-    print(f"peak host memory (max RSS of the train.py processes) {result['peak_host_bytes'] / gib:.2f} GiB{device}")
+    print(f"peak host memory (max RSS of the mnist-jax train processes) {result['peak_host_bytes'] / gib:.2f} GiB{device}")
     if "seeds" in result:
         s = result["seeds"]
         print(f"{s['seeds']} seeds at once, {epochs} epochs: training {s['train_seconds']:.2f} s "

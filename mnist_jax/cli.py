@@ -134,6 +134,42 @@ def _epochs_phrase(first: int, last: int) -> str:
     return f"epoch {first}" if first == last else f"epochs {first}-{last}"
 
 
+def _resumed_run(run_dir: str, given: dict):
+    """The run to resume and how many epochs its newest checkpoint holds: that, not history.json, is
+    where training goes on from."""
+    from mnist_jax import parallel, runs
+    from mnist_jax.checkpoints import Checkpointer
+
+    run = runs.Run.resume(run_dir, given, primary=parallel.is_primary())
+    done = Checkpointer(run.checkpoint_dir, create=False).latest_epoch() or 0
+    if not done:
+        raise runs.RunError(f"{run.path}: no checkpoint to resume from (the run stopped in its first epoch); "
+                            f"start it again with --run-dir {run.path} --overwrite")
+    if done >= run.config.epochs and runs.read_record(run.path).finished:
+        raise runs.RunError(f"{run.path} already trained {done} epochs; pass --epochs N with N larger to train on")
+    return run, done
+
+
+def _new_run(args: argparse.Namespace, config):
+    """A new run in --run-dir, or in runs/<date>-<time>; with several processes, process 0 decides."""
+    from mnist_jax import parallel, runs
+
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:  # one process picks the name, so that every host writes into the same directory
+        now = datetime.datetime.now()
+        stamp = parallel.from_primary((int(now.strftime("%Y%m%d")), int(now.strftime("%H%M%S"))))
+        run_dir = Path("runs") / "-".join(f"{part:0{width}d}" for part, width in zip(stamp, (8, 6)))
+    try:
+        run, refused = runs.Run.create(run_dir, config, overwrite=args.overwrite, primary=parallel.is_primary()), None
+    except runs.RunError as e:
+        run, refused = None, e
+    if parallel.agree_any(refused is not None):  # all processes fail together, none waits for the others
+        raise refused or runs.RunError(f"{run_dir}: process 0 could not create the run directory")
+    parallel.barrier("run directory ready")  # process 0 has cleared an overwritten run
+    return run
+
+
 def train(args: argparse.Namespace) -> int:
     """Train the notebook's CNN on MNIST and reproduce its log and figures."""
     from mnist_jax import runtime
@@ -146,40 +182,16 @@ def train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mnist_jax import data, parallel, runs, trainer
-    from mnist_jax.checkpoints import Checkpointer
     from mnist_jax.config import TrainConfig
     from mnist_jax.console import EpochProgress, StopRequest
     from mnist_jax.errors import ConfigError
     from mnist_jax.history import epoch_entry, format_epoch
     from mnist_jax.model import classifier_for, init_params, model_summary
 
-    given = {k: getattr(args, k) for k in TRAIN_SETTINGS if getattr(args, k) is not None}
-    primary = parallel.is_primary()
     # Settle the run directory and config before any data or training work, so mistakes fail fast.
-    if args.resume:
-        run = runs.Run.resume(args.resume, given, primary=primary)
-        config = run.config
-        done = Checkpointer(run.checkpoint_dir, create=False).latest_epoch() or 0
-        if not done:
-            raise runs.RunError(f"{run.path}: no checkpoint to resume from (the run stopped in its first epoch); "
-                                f"start it again with --run-dir {run.path} --overwrite")
-        if done >= config.epochs and runs.read_record(run.path).finished:
-            raise runs.RunError(f"{run.path} already trained {done} epochs; pass --epochs N with N larger to train on")
-    else:
-        config = TrainConfig(**given)
-        if args.run_dir:
-            run_dir = Path(args.run_dir)
-        else:  # one process picks the name, so that every host writes into the same directory
-            now = datetime.datetime.now()
-            stamp = parallel.from_primary((int(now.strftime("%Y%m%d")), int(now.strftime("%H%M%S"))))
-            run_dir = Path("runs") / "-".join(f"{part:0{width}d}" for part, width in zip(stamp, (8, 6)))
-        try:
-            run, refused = runs.Run.create(run_dir, config, overwrite=args.overwrite, primary=primary), None
-        except runs.RunError as e:
-            run, refused = None, e
-        if parallel.agree_any(refused is not None):
-            raise refused or runs.RunError(f"{run_dir}: process 0 could not create the run directory")
-        parallel.barrier("run directory ready")  # process 0 has cleared an overwritten run
+    given = {k: getattr(args, k) for k in TRAIN_SETTINGS if getattr(args, k) is not None}
+    run, done = _resumed_run(args.resume, given) if args.resume else (_new_run(args, TrainConfig(**given)), 0)
+    config, primary = run.config, run.primary
     if args.figures_dir:
         runs.check_writable(Path(args.figures_dir))
 
@@ -251,20 +263,18 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     """Report the test loss and accuracy of a saved run (an unfinished run: its latest checkpoint)."""
     _configure(args)
-    import functools
+    import dataclasses
 
     import jax
 
-    from mnist_jax import data, history, runs
-    from mnist_jax.model import classifier_for
-    from mnist_jax.train import evaluate as evaluate_params
+    from mnist_jax import data, history, runs, trainer
 
     config, hist, params = runs.load_run(args.run_dir)
     images, labels = data.load("test", args.data_dir)
-    run_eval = jax.jit(functools.partial(evaluate_params, model=classifier_for(config),
-                                         batch_size=args.batch_size or config.test_batch_size))
-    metrics, _ = jax.device_get(run_eval(params, images, labels))
-    summary = history.summarize(metrics)
+    batch_size = args.batch_size or config.test_batch_size
+    metrics, _ = trainer.programs(dataclasses.replace(config, test_batch_size=batch_size), None).evaluate(
+        params, images, labels)
+    summary = history.summarize(jax.device_get(metrics))
     print(f"Test loss: {summary['loss']:.4f} / accuracy: {summary['accuracy']:.4f} "
           f"({len(labels)} test examples, params after epoch {len(hist['train_loss']) - 1})")
     return 0
@@ -399,6 +409,8 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--skip-torch", action="store_true", help="do not run the PyTorch variants")
     p.add_argument("--train-examples", type=positive(int), default=None,
                    help="mnist-jax trains on the first N examples only (a smoke run, not a benchmark)")
+    p.add_argument("--test-examples", type=positive(int), default=None,
+                   help="mnist-jax evaluates on the first N test examples only (a smoke run, not a benchmark)")
     p.add_argument("--seeds", type=positive(int), default=None,
                    help="also time train --seeds N: N models at once (default: not run)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

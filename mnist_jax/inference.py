@@ -33,11 +33,13 @@ def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
     return jnp.argmax(model.apply({"params": params}, to_float(images)), -1)
 
 
+_probabilities = jax.jit(probabilities, static_argnames=("model", "batch_size"))
+
+
 def classify(params: Params, images: np.ndarray, model: Classifier | None = None, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time."""
-    run = jax.jit(probabilities, static_argnames=("model", "batch_size"))
-    return np.asarray(run(params, jnp.asarray(images), model=model or Classifier(),
-                          batch_size=min(len(images), batch_size)))
+    return np.asarray(_probabilities(params, jnp.asarray(images), model=model or Classifier(),
+                                     batch_size=min(len(images), batch_size)))
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:

@@ -14,6 +14,7 @@ bar) gives the same numbers bit for bit. The training loop around these is `mnis
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.struct
@@ -60,12 +61,21 @@ def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = 
     With `config.seeds > 1`, the states of seeds `seed` ... `seed + seeds - 1` stacked on a leading
     axis, each equal to that seed's single state. `sharding` lays the result out over devices.
     """
-    create = functools.partial(create_train_state, classifier_for(config), optax.adam(config.learning_rate))
-    # Jitted: run eagerly, init would compile each of its dozens of small ops separately.
+    create = _initializer(classifier_for(config), config.learning_rate, config.seeds, sharding)
     if config.seeds == 1:
-        return jax.jit(create, out_shardings=sharding)(jax.random.key(config.seed))
-    seeds = jnp.arange(config.seed, config.seed + config.seeds)
-    return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)(seeds)
+        return create(jax.random.key(config.seed))
+    return create(jnp.arange(config.seed, config.seed + config.seeds))
+
+
+@functools.lru_cache(maxsize=32)
+def _initializer(model: Classifier, learning_rate: float, seeds: int,
+                 sharding: jax.sharding.Sharding | None) -> Callable[[jax.Array], TrainState]:
+    # Jitted (eagerly, init would compile each of its dozens of small ops separately) and kept: the
+    # init runs the model once, and compiling that takes seconds on a CPU.
+    create = functools.partial(create_train_state, model, optax.adam(learning_rate))
+    if seeds == 1:
+        return jax.jit(create, out_shardings=sharding)
+    return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
 
 
 def to_float(images: jax.Array) -> jax.Array:

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from mnist_jax import history as hist
-from mnist_jax import parallel, plotting
+from mnist_jax import parallel
 from mnist_jax.checkpoints import Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.model import classifier_for
@@ -211,6 +211,8 @@ def _finish(config: TrainConfig, run: Run, state: TrainState, history: hist.Hist
     params = parallel.to_host(state.params)  # a collective where the params span hosts
     if not run.primary:
         return
+    from mnist_jax import plotting  # matplotlib takes half a second to import; only this needs it
+
     first_seed = params if config.seeds == 1 else jax.tree_util.tree_map(lambda p: p[0], params)
     images, labels = test_data
     figures = {

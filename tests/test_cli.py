@@ -1,6 +1,7 @@
 """The `mnist-jax` commands in-process, through their functions, on the small setting."""
 
 import contextlib
+import gzip
 import io
 import json
 import re
@@ -88,16 +89,33 @@ def test_train_writes_history_params_and_figures(finished_run):
     assert "Accuracy 0.98" in (run_dir / "training.svg").read_text()
 
 
-def test_a_run_without_figures_dir_writes_under_the_current_directory_only(data_dir, tmp_path, monkeypatch):
-    """Also: the first run in a data dir prepares it, saying so in one line of its own."""
+def test_a_first_run_with_your_own_files_beside_a_stock_mnist(mnist, tmp_path, monkeypatch):
+    """The first run in a data dir prepares it, saying so in one line of its own, from a manual dir of
+    uncompressed IDX files; a stock TFDS `mnist` there is left alone. The run goes under the current
+    directory, and the committed figures stay as they are. A progress bar asked for goes to stderr."""
     monkeypatch.chdir(tmp_path)
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for gz in data.BUNDLED_DIR.glob("*.gz"):
+        (manual / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
     fresh = tmp_path / "tfds"
+    stock = fresh / "mnist" / "3.0.1"
+    stock.mkdir(parents=True)
+    (stock / "dataset_info.json").write_text('{"name": "mnist"}')
     committed = tree_bytes(ROOT / "figures")
-    code, stdout, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", fresh)
+    code, stdout, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", fresh, "--manual-dir", manual,
+                                     "--progress", "on")
     assert code == 0, stderr
-    assert stdout.splitlines()[0] == f"Preparing MNIST from {data.BUNDLED_DIR} (once, a few seconds)"
+    assert "epoch  0:" in stderr and "batch" in stderr  # the bar, on request, on stderr only
+    assert all(LINE.match(line) for line in epoch_lines(stdout)) and len(epoch_lines(stdout)) == 1
+    assert stdout.splitlines()[0] == f"Preparing MNIST from {manual} (once, a few seconds)"
     assert "Downloading and preparing" not in stdout + stderr and "downloaded and prepared" not in stdout + stderr
     assert "Trained 1 epoch in " in stdout
+    assert tree_bytes(stock) == {"dataset_info.json": b'{"name": "mnist"}'}
+    images, labels = data.load_split("test", fresh)
+    np.testing.assert_array_equal(np.sort(labels), np.sort(mnist["test"][1]))
+    np.testing.assert_array_equal(np.sort(images.reshape(len(images), -1).sum(1)),
+                                  np.sort(mnist["test"][0].reshape(len(images), -1).sum(1)))
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1 and re.fullmatch(r"\d{8}-\d{6}", run_dirs[0].name)
     assert runs.read_record(run_dirs[0]).finished

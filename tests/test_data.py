@@ -81,19 +81,6 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_manual_dir_of_uncompressed_files_beside_a_stock_mnist(tmp_path, raw_idx_dir, mnist):
-    data_dir = tmp_path / "tfds"
-    stock = data_dir / "mnist" / "3.0.1"
-    stock.mkdir(parents=True)
-    (stock / "dataset_info.json").write_text('{"name": "mnist"}')
-    path = data.prepare(data_dir, manual_dir=raw_idx_dir)
-    assert path.parent.parent == data_dir and path.parent.name == data.DATASET_NAME
-    assert (stock / "dataset_info.json").read_text() == '{"name": "mnist"}'
-    assert sorted(p.name for p in stock.iterdir()) == ["dataset_info.json"]
-    images, labels = data.load_split("test", data_dir)
-    np.testing.assert_array_equal(as_multiset(images, labels), as_multiset(*mnist["test"]))
-
-
 def _prepare_in(data_dir: str) -> str:
     tfds.display_progress_bar(False)
     return str(data.prepare(data_dir))

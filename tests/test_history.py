@@ -30,11 +30,11 @@ def test_summarize_weights_every_example_once():
 
 
 def test_epoch_record_and_append_leave_the_old_history_alone():
-    metrics = Metrics(np.array([10.0]), np.array([8]), np.array([10]))
+    metrics = Metrics(np.array([8.0], np.float32), np.array([6]), np.array([8]))
     confusion = np.diag([3, 0, 2, 0, 0, 0, 0, 0, 0, 1])
     confusion[1, 2] = 4
     record = hist.epoch_record(metrics, metrics, confusion, seconds=1.5)
-    assert record["train_loss"] == 1.0 and record["test_accuracy"] == 0.8 and record["epoch_seconds"] == 1.5
+    assert record["train_loss"] == 1.0 and record["test_accuracy"] == 0.75 and record["epoch_seconds"] == 1.5
     assert record["test_class_accuracy"][:3] == [1.0, 0.0, 1.0]
     first = hist.append(hist.empty(), record)
     second = hist.append(first, record)

@@ -23,7 +23,7 @@ from mnist_jax.errors import ConfigError
 
 EPOCHS = 2  # as in the small_fits references
 
-# One seed with every batch split over 4 devices, and where the state of 4 seeds is placed; prints
+# One seed with every batch split over 2 devices, and where the state of 2 seeds is placed; prints
 # what the tests compare. One process for both, as starting JAX costs seconds.
 CHILD = r"""
 import json, sys
@@ -40,8 +40,8 @@ config = TrainConfig(epochs=epochs, **small)
 mesh = parallel.make_mesh(config.seeds, (config.batch_size, config.test_batch_size))
 state, history = trainer.fit(config, train_data, test_data, mesh=mesh)
 kernel = state.params["conv2"]["kernel"]
-seeds_mesh = parallel.make_mesh(4, (config.batch_size, config.test_batch_size))
-seeds_kernel = initial_state(TrainConfig(seeds=4), parallel.state_sharding(seeds_mesh)).params["conv2"]["kernel"]
+seeds_mesh = parallel.make_mesh(2, (config.batch_size, config.test_batch_size))
+seeds_kernel = initial_state(TrainConfig(seeds=2), parallel.state_sharding(seeds_mesh)).params["conv2"]["kernel"]
 print(json.dumps({
     "devices": jax.device_count(),
     "mesh": dict(mesh.shape),
@@ -88,7 +88,7 @@ def test_one_device_needs_no_mesh():
 @pytest.fixture(scope="module")
 def child(data_dir) -> dict:
     result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(EPOCHS), json.dumps(SMALL)],
-                            capture_output=True, text=True, env=simulated_devices(4), timeout=600)
+                            capture_output=True, text=True, env=simulated_devices(2), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -101,8 +101,8 @@ def assert_same_histories(mine: dict, reference: dict) -> None:
 
 
 def test_one_seed_is_data_parallel_and_matches_one_device(child, small_fits):
-    assert child["devices"] == 4 and child["mesh"] == {"batch": 4}
-    assert child["kernel_devices"] == 4 and child["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
+    assert child["devices"] == 2 and child["mesh"] == {"batch": 2}
+    assert child["kernel_devices"] == 2 and child["kernel_shard_shape"] == [3, 3, 32, 64]  # params replicated
     state, history = small_fits[1]
     assert_same_histories(child["history"], history)
     # Adam moves each parameter by about the learning rate per step, whatever its gradient's size; a
@@ -115,9 +115,9 @@ def test_one_seed_is_data_parallel_and_matches_one_device(child, small_fits):
 
 
 def test_the_state_of_several_seeds_is_split_over_the_devices(child):
-    assert child["seeds_mesh"] == {"seed": 4}
-    # Each device holds one seed's kernel: the stacked (4, 3, 3, 32, 64) array is split, not copied.
-    assert child["seeds_kernel_devices"] == 4 and child["seeds_kernel_shard_shape"] == [1, 3, 3, 32, 64]
+    assert child["seeds_mesh"] == {"seed": 2}
+    # Each device holds one seed's kernel: the stacked (2, 3, 3, 32, 64) array is split, not copied.
+    assert child["seeds_kernel_devices"] == 2 and child["seeds_kernel_shard_shape"] == [1, 3, 3, 32, 64]
 
 
 class Host:
