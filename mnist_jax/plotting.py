@@ -135,7 +135,11 @@ def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:
     """Save as the file suffix says (SVG, PNG, ...), atomically."""
-    write_atomic(path, figure_bytes(fig, os.fspath(path).rsplit(".", 1)[-1].lower()))
+    content = figure_bytes(fig, os.fspath(path).rsplit(".", 1)[-1].lower())
+    try:
+        write_atomic(path, content)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror})") from None
 
 
 def classification_sample(params: Params, model: Classifier, images: np.ndarray, labels: np.ndarray,

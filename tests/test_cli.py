@@ -329,6 +329,8 @@ def test_plot_commands_redraw_from_the_run_directory(finished_run, data_dir, tmp
     assert code == 0, stderr
     assert (tmp_path / "cls.svg").read_text().count("label: ") == 12
     assert ".xyz" in one_line_error(mnist_jax("plot-history", run_dir, "--out", tmp_path / "history.xyz"))
+    message = one_line_error(mnist_jax("plot-history", run_dir, "--out", tmp_path / "no-such-dir" / "history.svg"))
+    assert "no-such-dir/history.svg: cannot write (No such file or directory)" in message
     assert "not found" in one_line_error(mnist_jax("plot-history", tmp_path / "nothing"))
 
 

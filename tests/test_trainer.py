@@ -48,15 +48,17 @@ def test_a_progress_bar_gets_every_chunk_and_changes_no_number(straight, small_d
     assert any(name.startswith("jit_chunk_fn-") for name in cached), cached
 
 
-def test_the_notebooks_settings_learn_as_fast_as_the_notebook(mnist):
-    """Half an epoch at the notebook's settings (batch 512, Adam 1e-4) on the real digits: the
-    notebook's first full epoch ended at test accuracy 0.7933; half of one already gets near 0.75."""
+def test_the_notebooks_settings_learn_on_the_real_digits(mnist):
+    """The first quarter of an epoch at the notebook's settings (batch 512, Adam 1e-4): 30 steps take
+    the test accuracy from chance to about 0.55 here (the notebook's full first epoch: 0.7933)."""
     records = []
-    config = TrainConfig(epochs=1, train_examples=30_720)  # the first 60 batches of the epoch
+    config = TrainConfig(epochs=1, train_examples=15_360)  # the first 30 batches of the epoch
     _, history = trainer.fit(config, mnist["train"], mnist["test"], on_epoch=lambda e, r: records.append((e, r)))
     assert [e for e, _ in records] == [0] and records[0][1]["test_accuracy"] == history["test_accuracy"][0]
-    assert history["test_accuracy"][0] >= 0.65
-    assert history["train_loss"][0] < 2.25 and history["test_loss"][0] < 2.0  # from ln(10) = 2.30 at the start
+    assert history["test_accuracy"][0] >= 0.45
+    # Below ln(10) = 2.30, the loss of a uniform guess, and the test loss (after the steps) below the
+    # train loss (averaged over them).
+    assert history["test_loss"][0] < history["train_loss"][0] < 2.29
     per_class = history["test_class_accuracy"][0]
     assert len(per_class) == 10 and all(0 <= a <= 1 for a in per_class)
 
