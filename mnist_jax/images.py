@@ -67,4 +67,3 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         out[top : top + h, left : left + w] = digit
         out *= 255.0 / max(out.max(), 1e-6)
     return np.round(out).astype(np.uint8)[..., None]
-

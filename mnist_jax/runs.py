@@ -111,7 +111,7 @@ class Run:
             write_atomic(self.path / HISTORY_FILE, _history_json(self.config, history, False, None))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
-               files: Mapping[str, bytes] = {}) -> None:
+               files: Mapping[str, bytes] | None = None) -> None:
         """Write the final params, each seed's own run, `files` (the figures), and then, last of all,
         history.json marked finished: a run marked finished has everything."""
         if not self.primary:
@@ -128,7 +128,7 @@ class Run:
                              flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params)))
                 write_atomic(seed_dir / HISTORY_FILE,
                              _history_json(seed_config, hist.seed_history(history, i), True, system))
-        for name, content in files.items():
+        for name, content in (files or {}).items():
             write_atomic(self.path / name, content)
         write_atomic(self.path / HISTORY_FILE, _history_json(self.config, history, True, system))
 

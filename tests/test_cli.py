@@ -9,14 +9,12 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from conftest import SMALL_FLAGS
 from PIL import Image
 
 from mnist_jax import cli, data, runs
-from mnist_jax.checkpoints import Checkpointer
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d+\.\d{4} / accuracy: [01]\.\d{4} \| "
@@ -70,7 +68,7 @@ def test_train_prints_summary_then_the_notebooks_lines(finished_run):
     assert len(epochs) == 2 and all(LINE.match(line) for line in epochs), epochs
     assert lines.index("Model Structure") < lines.index(epochs[0])
     assert "batch/s" not in stderr  # output is not a terminal: no progress bar
-    assert f"Trained 2 epochs in " in stdout and str(run_dir) in stdout
+    assert "Trained 2 epochs in " in stdout and str(run_dir) in stdout
 
 
 def test_train_writes_history_params_and_figures(finished_run):
