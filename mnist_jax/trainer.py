@@ -35,7 +35,9 @@ Data = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28, 1), int32 label
 # A progress bar's hook: (epoch, batches done, batches in the epoch), called between chunks of an epoch.
 ProgressFn = Callable[[int, int, int], Any]
 # Updates per epoch when a progress bar is shown: the epoch runs as that many scans, one dispatch each.
-PROGRESS_CHUNKS = 20
+# Each dispatch costs about 70 ms on a 2-core CPU (an epoch in 20 scans took 17.6 s against 16.2 s in
+# one), so the bar moves in tenths.
+PROGRESS_CHUNKS = 10
 
 
 @dataclasses.dataclass
