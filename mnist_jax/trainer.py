@@ -161,7 +161,7 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
             state, history = initial_state(config, state_sharding), hist.empty()
         first_epoch = hist.epochs_done(history)
         start = time.perf_counter()
-        stopped = False
+        stopped, diverged = False, None
         for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
             if on_progress is not None and mesh is None:
@@ -173,8 +173,8 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
             train_metrics, test_metrics, confusion = parallel.to_host((train_metrics, test_metrics, confusion))
             record = hist.epoch_record(train_metrics, test_metrics, confusion, time.perf_counter() - epoch_start)
             if not hist.is_finite(record):
-                return Outcome("diverged", None, history, first_epoch, time.perf_counter() - start,
-                               _divergence_message(epoch, record, checkpointer))
+                diverged = (epoch, record)
+                break
             history = hist.append(history, record)
             if on_epoch is not None:
                 on_epoch(epoch, record)
@@ -188,6 +188,8 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
         if checkpointer is not None:
             checkpointer.close()
     seconds = time.perf_counter() - start
+    if diverged is not None:  # the message names the newest checkpoint: asked once all saves are done
+        return Outcome("diverged", None, history, first_epoch, seconds, _divergence_message(*diverged, checkpointer))
     if stopped:
         return Outcome("stopped", state, history, first_epoch, seconds)
     if run is not None:

@@ -19,8 +19,8 @@ from mnist_jax import data, runtime  # noqa: E402
 runtime.configure()
 
 # The small training setting that every short-run test uses, so that their programs compile once.
-SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test_examples": 2048}
-SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "2048"]
+SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test_examples": 1024}
+SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "1024"]
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def test_the_readme_train_command_stops_at_sigterm_and_resume_finishes(data_dir,
 
 def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     result = run(sys.executable, ROOT / "scripts" / "benchmark.py", "--epochs", 2, "--train-examples", 512,
-                 "--test-examples", 1024, "--skip-torch", "--data-dir", data_dir, "--json", tmp_path / "bench.json")
+                 "--test-examples", 512, "--skip-torch", "--data-dir", data_dir, "--json", tmp_path / "bench.json")
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "bench.json").read_text())
     jax_row = record["mnist_jax"]
