@@ -121,8 +121,8 @@ def test_evaluate_is_exact_whatever_the_batch_size(mnist):
 
 
 def test_multi_seed_state_stacks_the_single_seed_states_exactly():
-    stacked = initial_state(TrainConfig(seed=7, seeds=3))
-    for i in range(3):
+    stacked = initial_state(TrainConfig(seed=7, seeds=2))  # the init program of the suite's 2-seed runs
+    for i in range(2):
         single = initial_state(TrainConfig(seed=7 + i))
         for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
             if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
