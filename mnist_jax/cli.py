@@ -145,7 +145,7 @@ def _resumed_run(run_dir: str, given: dict):
     if not done:
         raise runs.RunError(f"{run.path}: no checkpoint to resume from (the run stopped in its first epoch); "
                             f"start it again with --run-dir {run.path} --overwrite")
-    if done >= run.config.epochs and runs.read_record(run.path).finished:
+    if done >= run.config.epochs and run.saved.finished:
         raise runs.RunError(f"{run.path} already trained {done} epochs; pass --epochs N with N larger to train on")
     return run, done
 
@@ -216,7 +216,7 @@ def train(args: argparse.Namespace) -> int:
     print(model_summary(jax.eval_shape(functools.partial(init_params, classifier_for(config)), jax.random.key(0))),
           flush=True)
     if args.resume:
-        _, history = runs.load_history(run.path)
+        history = run.saved.history
         print(f"Resuming {run.path} after epoch {done - 1}")
         for epoch in range(min(done, len(history["train_loss"]))):
             print(format_epoch(epoch, epoch_entry(history, epoch)))

@@ -183,7 +183,7 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
     if not manual.is_dir():
         raise DataError(f"{manual}: manual dir not found")
     builder = _builder(data_dir)
-    if is_prepared(data_dir):
+    if _prepared(builder):
         return Path(builder.data_path)
     try:
         with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{DATASET_NAME}.lock"):
@@ -201,16 +201,20 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
 
 def is_prepared(data_dir: str | os.PathLike | None = None) -> bool:
     """Whether `prepare(data_dir)` has written the dataset already (then it reads no IDX file)."""
-    return _builder(data_dir).data_path.joinpath("dataset_info.json").exists()
+    return _prepared(_builder(data_dir))
+
+
+def _prepared(builder: MnistIdx) -> bool:
+    return builder.data_path.joinpath("dataset_info.json").exists()
 
 
 def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not is_prepared(data_dir):
-        where = _builder(data_dir).data_dir
-        raise DataError(f"{where}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
+    builder = _builder(data_dir)
+    if not _prepared(builder):
+        raise DataError(f"{builder.data_dir}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
                         f"or data.load(split, data_dir), which prepares it")
     source = tfds.data_source(DATASET_NAME, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
                               download=False)

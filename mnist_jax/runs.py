@@ -71,10 +71,12 @@ def holds_a_run(run_dir: str | os.PathLike) -> bool:
 class Run:
     """A run directory being written by training. Build one with `Run.create` or `Run.resume`."""
 
-    def __init__(self, path: str | os.PathLike, config: TrainConfig, *, primary: bool = True):
+    def __init__(self, path: str | os.PathLike, config: TrainConfig, *, primary: bool = True,
+                 saved: RunRecord | None = None):
         self.path = Path(path)
         self.config = config
         self.primary = primary
+        self.saved = saved  # for a resumed run: its history.json as it was found
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: TrainConfig, *, overwrite: bool = False,
@@ -97,9 +99,10 @@ class Run:
     def resume(cls, path: str | os.PathLike, given: Mapping[str, Any], *, primary: bool = True) -> Run:
         """The run in `path` to train on, its config being the saved one with the `given` settings
         that a resume may change (see `config.resume_config`)."""
-        config = resume_config(read_record(path).config, dict(given))
+        saved = read_record(path)
+        config = resume_config(saved.config, dict(given))
         check_writable(Path(path))
-        return cls(path, config, primary=primary)
+        return cls(path, config, primary=primary, saved=saved)
 
     @property
     def checkpoint_dir(self) -> Path:
