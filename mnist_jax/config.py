@@ -20,6 +20,9 @@ Precision = Literal["default", "high", "highest"]
 # Settings that only choose how the same computation is carried out: a resumed run may change them.
 # Every other setting defines the run, and a resume keeps it.
 RESUMABLE_CHANGES = ("epochs", "conv", "precision")
+# Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
+# they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
+MAX_SEED = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,9 @@ class TrainConfig:
         for name in ("train_examples", "test_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed <= MAX_SEED - (self.seeds - 1):
+            last = f" (and seed + seeds - 1 = {self.seed + self.seeds - 1})" if self.seeds > 1 else ""
+            raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_}{last}, got {self.seed}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.conv not in ("auto", "matmul", "xla"):

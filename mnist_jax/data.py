@@ -216,9 +216,14 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[n
     if not _prepared(builder):
         raise DataError(f"{builder.data_dir}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
                         f"or data.load(split, data_dir), which prepares it")
-    source = tfds.data_source(DATASET_NAME, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
-                              download=False)
-    return _decode_records(source.data_source.__getitems__(range(len(source))))
+    try:
+        source = tfds.data_source(DATASET_NAME, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
+                                  download=False)
+        return _decode_records(source.data_source.__getitems__(range(len(source))))
+    except (RuntimeError, ValueError, OSError) as e:  # ArrayRecord's checksums, or bytes that do not parse
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"{builder.data_dir}: the prepared MNIST is damaged ({reason}); delete that directory "
+                        f"and run again to prepare it anew") from None
 
 
 def load(split: str, data_dir: str | os.PathLike | None = None,

@@ -13,7 +13,8 @@ def test_defaults_are_the_notebooks_hyperparameters():
 
 
 @pytest.mark.parametrize("bad", [{"seeds": 0}, {"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0},
-                                 {"train_examples": 0}, {"precision": "tf32"}, {"conv": "fft"}])
+                                 {"train_examples": 0}, {"precision": "tf32"}, {"conv": "fft"}, {"seed": -1},
+                                 {"seed": 99999999999999999999}, {"seed": 2**31 - 2, "seeds": 3}])
 def test_impossible_settings_are_user_errors(bad):
     with pytest.raises(ConfigError) as info:
         TrainConfig(**bad)

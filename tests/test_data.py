@@ -56,6 +56,22 @@ def test_load_split_of_an_unprepared_data_dir_says_what_to_call(tmp_path):
     assert not data.is_prepared(tmp_path)
 
 
+@pytest.mark.parametrize("damage", ["one bit", "truncated"])
+def test_a_damaged_prepared_dataset_is_a_one_line_error_saying_what_to_do(data_dir, tmp_path, damage):
+    damaged = tmp_path / "tfds"
+    shutil.copytree(data_dir, damaged)
+    (test_file,) = damaged.glob("mnist_idx/*/mnist_idx-test.array_record-*")
+    content = bytearray(test_file.read_bytes())
+    if damage == "one bit":
+        content[len(content) // 2] ^= 0x01
+    else:
+        del content[len(content) // 2:]
+    test_file.write_bytes(bytes(content))
+    with pytest.raises(data.DataError, match=r"the prepared MNIST is damaged \(.*Riegeli.*\); delete that directory") as info:
+        data.load_split("test", damaged)
+    assert "\n" not in str(info.value)
+
+
 def test_a_manual_dir_that_does_not_exist_is_refused_even_when_prepared(data_dir, tmp_path):
     assert data.is_prepared(data_dir)
     with pytest.raises(data.DataError, match="manual dir not found"):

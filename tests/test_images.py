@@ -64,3 +64,42 @@ def test_bad_image_files_are_one_line_errors(tmp_path, content, message):
     with pytest.raises(image_files.ImageError, match=message) as info:
         image_files.load_image(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(mnist, tmp_path):
+    digit = mnist["test"][0][0]
+    Image.fromarray((255 - digit[..., 0]).astype(np.uint16) * 257).save(tmp_path / "digit16.png")  # mode I;16
+    loaded = image_files.load_image(tmp_path / "digit16.png")
+    assert loaded.max() == 255 and correlation(loaded, image_files.to_mnist(Image.fromarray(digit[..., 0]))) > 0.99
+
+
+@pytest.mark.parametrize("ink", ["white", "black"])
+def test_strokes_on_a_transparent_background_are_the_digit_whatever_their_colour(mnist, tmp_path, ink):
+    digit = mnist["test"][0][0][..., 0]
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., :3] = 255 if ink == "white" else 0
+    rgba[..., 3] = digit  # opaque where the digit is, transparent elsewhere
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "drawn.png")
+    loaded = image_files.load_image(tmp_path / "drawn.png")
+    assert correlation(loaded, image_files.to_mnist(Image.fromarray(digit))) > 0.99
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG of width x height 8-bit gray pixels whose data ends at once: all a reader needs
+    to learn the size, and what a decompression bomb looks like until it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [20_000, 7_500])  # beyond Pillow's own bomb limit, and beyond ours only
+def test_images_too_large_are_refused_from_their_header(tmp_path, side):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_only(side, side))
+    with pytest.raises(image_files.ImageError, match="pixels, more than the 50 megapixels accepted; scale it down"):
+        image_files.load_image(path)
