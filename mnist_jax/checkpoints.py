@@ -1,20 +1,28 @@
 """Orbax checkpoints of the whole `TrainState` and the history, one per epoch, the last few kept.
 
     checkpointer = Checkpointer(run_dir / "checkpoints", keep=3)
-    checkpointer.save(epochs_done, state, history)
-    state, history = checkpointer.restore_latest(template_state)
+    checkpointer.save(epochs_done, state, history)     # asynchronous
+    checkpointer.wait()                                 # committed (or a CheckpointError)
+    restored = checkpointer.restore_latest(template_state)   # the newest intact one
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
-mid-save leaves the previous checkpoints intact. Saving is asynchronous: Orbax serializes what
-`save` hands it later, on another thread, so `save` hands it copies that nothing else holds.
+mid-save leaves the previous checkpoints intact (and the next Checkpointer removes the leftover).
+Saving is asynchronous: Orbax serializes what `save` hands it later, on another thread, so `save`
+hands it copies that nothing else holds.
+
+Each checkpoint also holds the SHA-256 of its state and history (the `digest` item, computed with
+hashlib from the arrays' bytes as saved); a restore recomputes it, so a checkpoint damaged on disk is
+refused instead of training on from wrong numbers, and `restore_latest` falls back to an older one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -25,9 +33,18 @@ from mnist_jax.errors import UserError
 from mnist_jax.history import History
 from mnist_jax.train import TrainState
 
+ITEMS = ("state", "history", "digest")
+
 
 class CheckpointError(UserError, ValueError):
-    """A checkpoint is missing, unreadable or does not fit the model; the message is one line."""
+    """A checkpoint is missing, damaged, does not fit the model, or cannot be written; one line."""
+
+
+class Restored(NamedTuple):
+    state: TrainState
+    history: History
+    epoch: int  # epochs done: the checkpoint's step
+    damaged: tuple[CheckpointError, ...]  # newer checkpoints that were skipped, newest first
 
 
 def _to_tree(state: TrainState) -> dict[str, Any]:
@@ -37,51 +54,123 @@ def _to_tree(state: TrainState) -> dict[str, Any]:
                              "key": jax.random.key_data(state.key)})
 
 
+def digest(tree: Any, history: History) -> str:
+    """SHA-256 of a state tree (each leaf's path, dtype, shape and bytes) and of the history."""
+    sha = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        array = np.ascontiguousarray(leaf)
+        sha.update(f"{jax.tree_util.keystr(path)} {array.dtype.str} {array.shape}\n".encode())
+        sha.update(array.tobytes())
+    sha.update(json.dumps(history, sort_keys=True).encode())
+    return f"sha256:{sha.hexdigest()}"
+
+
+def reason(error: BaseException) -> str:
+    """The gist of an I/O error in a few words: the OS's own words where the error carries them."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    code = re.search(r"os_error_code='(\d+)'", text) or re.search(r"OS error (\d+):", text)  # tensorstore's
+    if code:
+        return os.strerror(int(code.group(1)))
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 class Checkpointer:
     def __init__(self, directory: str | os.PathLike, keep: int = 3, create: bool = True):
         """`create=False` only reads: a missing directory then means no checkpoints, and is not made."""
         self.directory = Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(
-            self.directory, item_names=("state", "history"),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, read_only=not create),
-        )
+        try:
+            self.manager = ocp.CheckpointManager(
+                self.directory, item_names=ITEMS,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep, create=create, read_only=not create, cleanup_tmp_directories=create,
+                    # A step directory that cannot be made fails in save() itself; made asynchronously,
+                    # Orbax's other threads wait 300 s for it before the error surfaces.
+                    async_options=ocp.AsyncOptions(create_directories_asynchronously=False)))
+        except Exception as e:  # noqa: BLE001 - OSError, or Orbax's own errors about the directory
+            raise CheckpointError(f"{self.directory}: cannot use as a checkpoint directory ({reason(e)})") from None
 
     def save(self, epochs_done: int, state: TrainState, history: History) -> None:
-        """Checkpoint after `epochs_done` epochs (asynchronously; `close()` waits).
+        """Checkpoint after `epochs_done` epochs, asynchronously: `wait()` says when it is committed.
 
         The state and history are copied first: the caller may go on to change them (the next
         epoch reuses the state's donated buffers and extends the history) while Orbax writes.
+        A damaged checkpoint of the same epoch (one that a resume skipped) is replaced.
         """
         history_snapshot = json.loads(json.dumps(history))
-        self.manager.save(epochs_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_tree(state)), history=ocp.args.JsonSave(history_snapshot)))
+        tree = _to_tree(state)
+        try:
+            if epochs_done in self.manager.all_steps():
+                self.manager.delete(epochs_done)
+            self.manager.save(epochs_done, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree), history=ocp.args.JsonSave(history_snapshot),
+                digest=ocp.args.JsonSave({"state_and_history": digest(tree, history_snapshot)})))
+        except Exception as e:  # noqa: BLE001 - OSError and the wrappers of tensorstore's errors
+            raise CheckpointError(f"{self.directory / str(epochs_done)}: cannot write the checkpoint "
+                                  f"({reason(e)}); the earlier checkpoints are kept") from None
+
+    def wait(self) -> None:
+        """Block until the pending save is committed; a CheckpointError if it failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{self.directory}: cannot write the checkpoint ({reason(e)}); "
+                                  f"the earlier checkpoints are kept") from None
+
+    def epochs(self) -> list[int]:
+        """Epochs done of the checkpoints on disk, oldest first."""
+        return sorted(self.manager.all_steps()) if self.directory.is_dir() else []
 
     def latest_epoch(self) -> int | None:
-        return self.manager.latest_step() if self.directory.is_dir() else None
+        epochs = self.epochs()
+        return epochs[-1] if epochs else None
 
-    def restore_latest(self, template: TrainState) -> tuple[TrainState, History]:
-        """The newest checkpoint, shaped like `template` (a state of the same model and optimizer)."""
-        epoch = self.latest_epoch()
-        if epoch is None:
-            raise CheckpointError(f"{self.directory}: no checkpoint found")
+    def restore(self, epoch: int, template: TrainState) -> tuple[TrainState, History]:
+        """The checkpoint after `epoch` epochs, shaped like `template` (a state of the same model and
+        optimizer), verified against its digest."""
+        where = self.directory / str(epoch)
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_tree(template))
         try:
             restored = self.manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
-            tree, history = restored["state"], restored["history"]
+                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore(),
+                digest=ocp.args.JsonRestore()))
+            tree, history, saved_digest = restored["state"], restored["history"], restored["digest"]
             for got, want in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(abstract)):
                 if np.shape(got) != want.shape:
                     raise ValueError(f"shape {np.shape(got)} where the model has {want.shape}")
-        except Exception as e:  # Orbax and tensorstore raise many types for unreadable data
-            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            raise CheckpointError(f"{self.directory / str(epoch)}: cannot restore checkpoint ({reason})") from None
+        except Exception as e:  # noqa: BLE001 - Orbax and tensorstore raise many types for unreadable data
+            raise CheckpointError(f"{where}: cannot restore checkpoint ({reason(e)})") from None
+        tree = jax.tree_util.tree_map(np.asarray, tree)
+        if not isinstance(saved_digest, dict) or saved_digest.get("state_and_history") != digest(tree, history):
+            raise CheckpointError(f"{where}: damaged checkpoint (its content does not match the SHA-256 "
+                                  f"saved with it)")
         if not isinstance(history, dict) or len(history.get("train_loss", [])) != epoch:
-            raise CheckpointError(f"{self.directory / str(epoch)}: history does not match the checkpoint")
+            raise CheckpointError(f"{where}: history does not match the checkpoint")
         state = TrainState(params=tree["params"], opt_state=tree["opt_state"], step=tree["step"],
                            key=jax.random.wrap_key_data(tree["key"]))
         return state, history
 
+    def restore_latest(self, template: TrainState) -> Restored:
+        """The newest checkpoint that restores and matches its digest; the damaged newer ones are
+        listed in `damaged`. A CheckpointError if there is none, naming the newest's fault."""
+        damaged: list[CheckpointError] = []
+        for epoch in reversed(self.epochs()):
+            try:
+                return Restored(*self.restore(epoch, template), epoch, tuple(damaged))
+            except CheckpointError as e:
+                damaged.append(e)
+        if damaged:
+            older = f" (and the {len(damaged) - 1} older ones too)" if len(damaged) > 1 else ""
+            raise CheckpointError(f"{damaged[0]}{older}")
+        raise CheckpointError(f"{self.directory}: no checkpoint found")
+
     def close(self) -> None:
-        """Wait for pending saves and release Orbax's threads."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Wait for pending saves and release Orbax's threads; a CheckpointError if a save failed."""
+        try:
+            self.wait()
+        finally:
+            try:
+                self.manager.close()
+            except Exception:  # noqa: BLE001 - the failed save's error again; wait() said it
+                pass

@@ -23,12 +23,13 @@ from mnist_jax.errors import UserError
 
 EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
 EXIT_DIVERGED = 3
+MAX_GRID = 16  # rows or columns of digits in a figure: 16 x 16 = 256 digits is already hard to read
 TRAIN_SETTINGS = ("epochs", "learning_rate", "batch_size", "test_batch_size", "seed", "seeds", "train_examples",
                   "test_examples", "conv", "precision")
 
 
-def positive(kind: type) -> Callable[[str], int | float]:
-    """argparse type: a number of `kind` that is > 0."""
+def positive(kind: type, maximum: int | None = None) -> Callable[[str], int | float]:
+    """argparse type: a number of `kind` that is > 0 (and <= `maximum`)."""
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -36,6 +37,8 @@ def positive(kind: type) -> Callable[[str], int | float]:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
         if not value > 0 or value != value or value == float("inf"):
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum}, got {text}")
         return value
 
     parse.__name__ = f"positive {kind.__name__}"
@@ -135,19 +138,29 @@ def _epochs_phrase(first: int, last: int) -> str:
 
 
 def _resumed_run(run_dir: str, given: dict):
-    """The run to resume and how many epochs its newest checkpoint holds: that, not history.json, is
-    where training goes on from."""
-    from mnist_jax import parallel, runs
+    """The run to resume, locked, and where it starts: its newest intact checkpoint (that, not
+    history.json, is where training goes on from); damaged newer checkpoints are named and skipped."""
+    from mnist_jax import parallel, runs, trainer
     from mnist_jax.checkpoints import Checkpointer
+    from mnist_jax.history import epochs_done
 
     run = runs.Run.resume(run_dir, given, primary=parallel.is_primary())
-    done = Checkpointer(run.checkpoint_dir, create=False).latest_epoch() or 0
-    if not done:
-        raise runs.RunError(f"{run.path}: no checkpoint to resume from (the run stopped in its first epoch); "
-                            f"start it again with --run-dir {run.path} --overwrite")
-    if done >= run.config.epochs and run.saved.finished:
-        raise runs.RunError(f"{run.path} already trained {done} epochs; pass --epochs N with N larger to train on")
-    return run, done
+    try:
+        if run.saved.finished and epochs_done(run.saved.history) >= run.config.epochs:
+            raise runs.RunError(f"{run.path} already trained {epochs_done(run.saved.history)} epochs; "
+                                f"pass --epochs N with N larger to train on")
+        if not Checkpointer(run.checkpoint_dir, create=False).epochs():
+            raise runs.RunError(f"{run.path}: no checkpoint to resume from (the run stopped in its first epoch); "
+                                f"start it again with --run-dir {run.path} --overwrite")
+        start = trainer.restore(run.config, run)
+    except BaseException:
+        run.close()
+        raise
+    for damaged in start.damaged:
+        print(f"{damaged}: skipped", file=sys.stderr)
+    if start.damaged:
+        print(f"Resuming from the checkpoint after epoch {start.epoch - 1} instead", file=sys.stderr)
+    return run, start
 
 
 def _new_run(args: argparse.Namespace, config):
@@ -176,21 +189,28 @@ def train(args: argparse.Namespace) -> int:
 
     _configure(args, runtime.Distributed(args.coordinator, args.num_processes, args.process_id)
                if args.distributed else None)
+    from mnist_jax.config import TrainConfig
+
+    # Settle the run directory and config before any data or training work, so mistakes fail fast.
+    # The run directory stays locked until training ends, so no other process writes into it.
+    given = {k: getattr(args, k) for k in TRAIN_SETTINGS if getattr(args, k) is not None}
+    run, start = _resumed_run(args.resume, given) if args.resume else (_new_run(args, TrainConfig(**given)), None)
+    with run:
+        return _train(args, run, start)
+
+
+def _train(args: argparse.Namespace, run, start) -> int:
     import functools
 
     import jax
     import numpy as np
 
-    from mnist_jax import data, parallel, runs, trainer
-    from mnist_jax.config import TrainConfig
+    from mnist_jax import data, memory, parallel, runs, trainer
     from mnist_jax.console import EpochProgress, StopRequest
     from mnist_jax.errors import ConfigError
     from mnist_jax.history import epoch_entry, format_epoch
     from mnist_jax.model import classifier_for, init_params, model_summary
 
-    # Settle the run directory and config before any data or training work, so mistakes fail fast.
-    given = {k: getattr(args, k) for k in TRAIN_SETTINGS if getattr(args, k) is not None}
-    run, done = _resumed_run(args.resume, given) if args.resume else (_new_run(args, TrainConfig(**given)), 0)
     config, primary = run.config, run.primary
     if args.figures_dir:
         runs.check_writable(Path(args.figures_dir))
@@ -204,7 +224,9 @@ def train(args: argparse.Namespace) -> int:
     num_test = len(test_data[1][:config.test_examples])
     if config.batch_size > num_train:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
-    mesh = parallel.make_mesh(config.seeds, (config.batch_size, config.test_batch_size))
+    mesh = parallel.make_mesh(config.seeds, (config.batch_size, memory.eval_batch_size(config.test_batch_size,
+                                                                                        num_test)))
+    memory.check(config, num_test, mesh)
 
     print(f"MNIST: {num_train} train / {num_test} test examples from {path}")
     device = jax.local_devices()[0]
@@ -215,32 +237,31 @@ def train(args: argparse.Namespace) -> int:
               f"each value below is the mean +- std over the seeds")
     print(model_summary(jax.eval_shape(functools.partial(init_params, classifier_for(config)), jax.random.key(0))),
           flush=True)
-    if args.resume:
-        history = run.saved.history
-        print(f"Resuming {run.path} after epoch {done - 1}")
-        for epoch in range(min(done, len(history["train_loss"]))):
-            print(format_epoch(epoch, epoch_entry(history, epoch)))
+    if start is not None:
+        print(f"Resuming {run.path} after epoch {start.epoch - 1}")
+        for epoch in range(start.epoch):
+            print(format_epoch(epoch, epoch_entry(start.history, epoch)))
 
     show_progress = primary and (args.progress == "on" or (
         args.progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty()))
     with StopRequest() as stop:
-        try:
-            outcome = trainer.train_and_evaluate(
-                config, run, train_data, test_data, resume=bool(args.resume), mesh=mesh,
-                on_epoch=lambda epoch, record: print(format_epoch(epoch, record), flush=True),
-                on_progress=EpochProgress() if show_progress else None, should_stop=stop.requested,
-                keep_checkpoints=args.keep_checkpoints)
-        except KeyboardInterrupt:
-            print(f"Stopped mid-epoch. Resume from the last checkpoint with: mnist-jax train --resume {run.path}",
-                  file=sys.stderr)
-            return 128 + 2
+        outcome = trainer.train_and_evaluate(
+            config, run, train_data, test_data, start=start, mesh=mesh,
+            on_epoch=lambda epoch, record: print(format_epoch(epoch, record), flush=True),
+            on_progress=EpochProgress() if show_progress else None, should_stop=stop.requested,
+            stop_now=stop.requested_now, keep_checkpoints=args.keep_checkpoints)
     if outcome.status == "diverged":
         print(f"{args.prog}: error: {outcome.message}", file=sys.stderr)
         return EXIT_DIVERGED
     last = len(outcome.history["train_loss"]) - 1
     if outcome.status == "stopped":
-        print(f"Stopped after epoch {last}; checkpoint and history are in {run.path}. "
-              f"Resume with: mnist-jax train --resume {run.path}", file=sys.stderr)
+        if last < 0:
+            print(f"Stopped in the first epoch, before any checkpoint. Start again with: "
+                  f"mnist-jax train --run-dir {run.path} --overwrite", file=sys.stderr)
+        else:
+            where = "mid-epoch" if outcome.state is None else f"after epoch {last}"
+            print(f"Stopped {where}; the checkpoint after epoch {last} and the history are in {run.path}. "
+                  f"Resume with: mnist-jax train --resume {run.path}", file=sys.stderr)
         return 128 + (stop.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not primary:
         return 0
@@ -267,11 +288,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
     import jax
 
-    from mnist_jax import data, history, runs, trainer
+    from mnist_jax import data, history, memory, runs, trainer
 
     config, hist, params = runs.load_run(args.run_dir)
     images, labels = data.load("test", args.data_dir)
-    batch_size = args.batch_size or config.test_batch_size
+    batch_size = memory.eval_batch_size(args.batch_size or config.test_batch_size, len(labels))
     metrics, _ = trainer.programs(dataclasses.replace(config, test_batch_size=batch_size), None).evaluate(
         params, images, labels)
     summary = history.summarize(jax.device_get(metrics))
@@ -396,12 +417,12 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--out", type=Path, default=None,
                    help="output file, .svg or .png (default: RUN_DIR/classification.svg)")
     p.add_argument("--seed", type=int, default=None, help="which digits to show (default: the run's seed)")
-    p.add_argument("--rows", type=positive(int), default=2, help="grid rows (default: %(default)s)")
-    p.add_argument("--cols", type=positive(int), default=3, help="grid columns (default: %(default)s)")
+    p.add_argument("--rows", type=positive(int, MAX_GRID), default=2, help="grid rows, at most 16 (default: %(default)s)")
+    p.add_argument("--cols", type=positive(int, MAX_GRID), default=3, help="grid columns, at most 16 (default: %(default)s)")
     p = command("plot-errors", plot_errors, [run_dir, runtime, data_dir])
     p.add_argument("--out-dir", type=Path, default=None, help="where to write the figures (default: RUN_DIR)")
-    p.add_argument("--rows", type=positive(int), default=3, help="rows of mistakes shown (default: %(default)s)")
-    p.add_argument("--cols", type=positive(int), default=6, help="columns of mistakes shown (default: %(default)s)")
+    p.add_argument("--rows", type=positive(int, MAX_GRID), default=3, help="rows of mistakes shown (default: %(default)s)")
+    p.add_argument("--cols", type=positive(int, MAX_GRID), default=6, help="columns of mistakes shown (default: %(default)s)")
     p = command("benchmark", benchmark, [runtime, data_dir])
     p.add_argument("--epochs", type=positive(int), default=30, help="mnist-jax epochs (default: %(default)s)")
     p.add_argument("--torch-epochs", type=positive(int), default=3, help="epochs of each torch variant (default: %(default)s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -27,8 +28,12 @@ class EpochProgress:
 
 
 class StopRequest:
-    """SIGINT/SIGTERM ask training to stop at the end of the current epoch; a second Ctrl-C stops now.
+    """SIGINT and SIGTERM ask training to stop after the current epoch, once its checkpoint is saved;
+    a second Ctrl-C asks it to stop sooner, at the next chunk of the epoch (with a progress bar),
+    keeping the checkpoints of every epoch printed so far.
 
+    Neither signal raises an exception: the handler only sets flags that the training loop reads
+    between steps, so no write (a checkpoint, history.json, the final files) is ever cut halfway.
     Use as a context manager: it handles both signals inside the block and restores the old handlers.
     """
 
@@ -36,17 +41,26 @@ class StopRequest:
 
     def __init__(self):
         self.signal: int | None = None
+        self.now = False
         self._previous: dict[int, object] = {}
 
     def __call__(self, signum: int, frame) -> None:
         if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this epoch (Ctrl-C again to stop now)",
-              file=sys.stderr, flush=True)
+            self.now = True
+            message = ("SIGINT again: stopping at the next chunk of the epoch (or its end, without a progress "
+                       "bar); every checkpoint written is kept")
+        else:
+            self.signal = self.signal or signum
+            message = (f"{signal.Signals(signum).name}: stopping after this epoch, once its checkpoint is saved "
+                       f"(Ctrl-C again to stop sooner)")
+        # os.write, not print: a handler may run while the main thread is inside a print to stderr.
+        os.write(sys.stderr.fileno(), f"\n{message}\n".encode())
 
     def requested(self) -> bool:
         return self.signal is not None
+
+    def requested_now(self) -> bool:
+        return self.now
 
     def __enter__(self) -> StopRequest:
         self._previous = {s: signal.signal(s, self) for s in self.SIGNALS}

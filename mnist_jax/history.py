@@ -12,6 +12,7 @@ seed (`epoch_seconds` excepted: the seeds share it); `seed_history(history, i)` 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -71,8 +72,16 @@ def epoch_record(train_metrics: Any, test_metrics: Any, confusion: np.ndarray, s
     }
 
 
-def is_finite(record: dict[str, Any]) -> bool:
-    return bool(np.all(np.isfinite(record["train_loss"])) and np.all(np.isfinite(record["test_loss"])))
+# A uniform guess over ten classes has a cross-entropy of ln 10 = 2.30, where every run starts. An
+# epoch's mean loss ten times that (each correct class given e^-23, about 1e-10, on average) is a run
+# that has blown up, finite or not; one that learns is far below 2.30 after its first epoch.
+DIVERGED_LOSS = 10 * math.log(10)
+
+
+def diverged(record: dict[str, Any]) -> bool:
+    """Whether an epoch's train or test loss (any seed's) is NaN, infinite or above DIVERGED_LOSS."""
+    losses = np.concatenate([np.ravel(record["train_loss"]), np.ravel(record["test_loss"])])
+    return not bool(np.all(losses <= DIVERGED_LOSS))  # NaN compares false
 
 
 def seed_history(history: History, index: int) -> History:

@@ -1,25 +1,30 @@
 """A run directory and its lifecycle. Every file is written atomically:
 
-    history.json        config, per-epoch history, `finished`, where it ran (rewritten each epoch)
+    history.json        config, per-epoch history, `finished`, where it ran, the params' SHA-256
+                        (rewritten after each epoch's checkpoint is committed)
     checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
     params.msgpack      the final params (stacked on a seed axis for --seeds N)
     training.svg, classification.svg   the notebook's two figures
     seed-S/             for a multi-seed run: each seed's own run (history.json, params.msgpack)
+    .lock               held (flock) by the process writing the run, so there is only ever one
 
-    run = Run.create("runs/quick", config)           # refuses a directory that holds a run
-    run.write_history(history)                        # after each epoch
-    run.finish(history, params, system, figures)      # history.json marked finished last
-    config, history, params = load_run("runs/quick")
+    with Run.create("runs/quick", config) as run:     # refuses a directory that holds a run or is in use
+        run.write_history(history)                    # after each epoch's checkpoint is committed
+        run.finish(history, params, system, figures)  # history.json marked finished last
+    config, history, params = load_run("runs/quick")  # params checked against their SHA-256
 
-In a multi-host run every process holds a `Run`; only the primary process (0) writes.
+In a multi-host run every process holds a `Run`; only the primary process (0) locks and writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
+import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +44,10 @@ HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
 FIGURE_FILES = ("training.svg", "classification.svg")
+LOCK_FILE = ".lock"
+# Room left below the OS's path limit for the deepest file Orbax writes inside a run directory
+# (checkpoints/N.orbax-checkpoint-tmp-.../state.orbax-checkpoint-tmp/ocdbt.process_0/d/<32 hex>).
+PATH_ROOM = 200
 
 
 class RunError(UserError, ValueError):
@@ -50,11 +59,19 @@ class RunRecord(NamedTuple):
     history: hist.History
     finished: bool
     system: dict[str, Any]
+    params_sha256: str | None  # of params.msgpack, in a finished run
 
 
-def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None) -> bytes:
+def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None,
+                  params_sha256: str | None = None) -> bytes:
     record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
+    if params_sha256 is not None:
+        record["params_sha256"] = params_sha256
     return (json.dumps(record, indent=1) + "\n").encode()
+
+
+def sha256(content: bytes) -> str:
+    return f"sha256:{hashlib.sha256(content).hexdigest()}"
 
 
 def _seed_dir(run_dir: Path, seed: int) -> Path:
@@ -62,47 +79,118 @@ def _seed_dir(run_dir: Path, seed: int) -> Path:
 
 
 def holds_a_run(run_dir: str | os.PathLike) -> bool:
-    """Whether anything of a run is in `run_dir`: its history, checkpoints, params or seed runs."""
+    """Whether anything of a run is in `run_dir`: its history, a checkpoint, params or seed runs."""
     run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in (HISTORY_FILE, CHECKPOINT_DIR, PARAMS_FILE)) or any(
-        run_dir.glob("seed-*"))
+    checkpoints = run_dir / CHECKPOINT_DIR
+    return (any((run_dir / name).exists() for name in (HISTORY_FILE, PARAMS_FILE)) or any(run_dir.glob("seed-*"))
+            or (checkpoints.is_dir() and any(checkpoints.iterdir())))
+
+
+def _lock(run_dir: Path) -> int:
+    """Hold `run_dir`'s lock file for this process: a RunError if another process holds it.
+    The OS releases it when the process ends, however it ends."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunError(f"{run_dir}: cannot write here ({e.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunError(f"{run_dir} is in use by another mnist-jax process (pid {holder}); wait for it to end "
+                       f"or pick another --run-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _write(path: Path, content: bytes) -> None:
+    """`files.write_atomic`, a failure of the OS (disk full, permissions) being a one-line RunError:
+    the file then keeps its old content, or stays absent."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, content)
+    except OSError as e:
+        raise RunError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Half-written files that a killed process left (see files.write_atomic); only the lock holder
+    calls this, so none of them is being written."""
+    for leftover in (*run_dir.glob(".*.tmp"), *run_dir.glob("seed-*/.*.tmp")):
+        leftover.unlink(missing_ok=True)
 
 
 class Run:
     """A run directory being written by training. Build one with `Run.create` or `Run.resume`."""
 
     def __init__(self, path: str | os.PathLike, config: TrainConfig, *, primary: bool = True,
-                 saved: RunRecord | None = None):
+                 saved: RunRecord | None = None, lock_fd: int | None = None):
         self.path = Path(path)
         self.config = config
         self.primary = primary
         self.saved = saved  # for a resumed run: its history.json as it was found
+        self._lock_fd = lock_fd
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: TrainConfig, *, overwrite: bool = False,
                primary: bool = True) -> Run:
-        """A new run in `path`. A directory that holds a run is refused, unless `overwrite`: then the
-        earlier run's files are deleted (by the primary process only), so none can be mistaken for ours."""
+        """A new run in `path`, locked until `close()`. A directory that holds a run, or that another
+        process is writing, is refused; with `overwrite` the earlier run's files are deleted (by the
+        primary process only), so none can be mistaken for ours."""
         path = Path(path)
-        if holds_a_run(path):
-            if not overwrite:
-                raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, or pass --overwrite")
+        check_writable(path, room=PATH_ROOM)
+        lock_fd = _lock(path) if primary else None
+        try:
+            if holds_a_run(path):
+                if not overwrite:
+                    raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, "
+                                   f"or pass --overwrite")
+                if primary:
+                    for name in (CHECKPOINT_DIR, *(p.name for p in path.glob("seed-*"))):
+                        shutil.rmtree(path / name, ignore_errors=True)
+                    for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES):
+                        (path / name).unlink(missing_ok=True)
             if primary:
-                for name in (CHECKPOINT_DIR, *(p.name for p in path.glob("seed-*"))):
-                    shutil.rmtree(path / name, ignore_errors=True)
-                for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES):
-                    (path / name).unlink(missing_ok=True)
-        check_writable(path)
-        return cls(path, config, primary=primary)
+                _remove_temporaries(path)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(path, config, primary=primary, lock_fd=lock_fd)
 
     @classmethod
     def resume(cls, path: str | os.PathLike, given: Mapping[str, Any], *, primary: bool = True) -> Run:
-        """The run in `path` to train on, its config being the saved one with the `given` settings
-        that a resume may change (see `config.resume_config`)."""
+        """The run in `path` to train on, locked until `close()`; its config is the saved one with
+        the `given` settings that a resume may change (see `config.resume_config`)."""
+        path = Path(path)
+        started = (path / CHECKPOINT_DIR).is_dir() or (path / LOCK_FILE).exists()
+        if started and not (path / HISTORY_FILE).exists():
+            raise RunError(f"{path}: no epoch of this run was completed, so there is nothing to resume; "
+                           f"start it again with --run-dir {path} --overwrite")
+        parent = _multi_seed_parent(path)
+        if parent is not None:
+            raise RunError(f"{path} is one seed's copy of the run {parent}; resume {parent} instead")
         saved = read_record(path)
         config = resume_config(saved.config, dict(given))
-        check_writable(Path(path))
-        return cls(path, config, primary=primary, saved=saved)
+        check_writable(path, room=PATH_ROOM)
+        lock_fd = _lock(path) if primary else None
+        if primary:
+            _remove_temporaries(path)
+        return cls(path, config, primary=primary, saved=saved, lock_fd=lock_fd)
+
+    def close(self) -> None:
+        """Release the run directory's lock."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -111,7 +199,7 @@ class Run:
     def write_history(self, history: hist.History) -> None:
         """history.json of the run so far, not finished."""
         if self.primary:
-            write_atomic(self.path / HISTORY_FILE, _history_json(self.config, history, False, None))
+            _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, None))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
                files: Mapping[str, bytes] | None = None) -> None:
@@ -120,26 +208,41 @@ class Run:
         if not self.primary:
             return
         params = jax.tree_util.tree_map(np.asarray, params)
-        write_atomic(self.path / PARAMS_FILE, flax.serialization.to_bytes(params))
+        content = flax.serialization.to_bytes(params)
+        _write(self.path / PARAMS_FILE, content)
         if self.config.seeds > 1:
             for i in range(self.config.seeds):
                 seed = self.config.seed + i
                 seed_config = dataclasses.replace(self.config, seed=seed, seeds=1)
                 seed_dir = _seed_dir(self.path, seed)
-                seed_dir.mkdir(exist_ok=True)
-                write_atomic(seed_dir / PARAMS_FILE,
-                             flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params)))
-                write_atomic(seed_dir / HISTORY_FILE,
-                             _history_json(seed_config, hist.seed_history(history, i), True, system))
-        for name, content in (files or {}).items():
-            write_atomic(self.path / name, content)
-        write_atomic(self.path / HISTORY_FILE, _history_json(self.config, history, True, system))
+                seed_content = flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params))
+                _write(seed_dir / PARAMS_FILE, seed_content)
+                _write(seed_dir / HISTORY_FILE, _history_json(
+                    seed_config, hist.seed_history(history, i), True, system, sha256(seed_content)))
+        for name, content_ in (files or {}).items():
+            _write(self.path / name, content_)
+        _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content)))
 
 
-def check_writable(directory: Path) -> None:
-    """Make `directory` if needed; a RunError if nothing can be written there."""
+def _multi_seed_parent(path: Path) -> Path | None:
+    """The multi-seed run that `path` is a seed-S copy of, if it is one."""
+    if not re.fullmatch(r"seed-\d+", path.absolute().name):
+        return None
+    try:
+        parent = json.loads((path.absolute().parent / HISTORY_FILE).read_text())
+        return path.parent if parent["config"]["seeds"] > 1 else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_writable(directory: Path, room: int = 0) -> None:
+    """Make `directory` if needed; a RunError if nothing can be written there, or if paths `room`
+    bytes longer than its own would pass the OS's limit."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        if len(os.fsencode(directory.absolute())) + room > os.pathconf(directory, "PC_PATH_MAX"):
+            raise RunError(f"{directory}: the path is too long for the files written inside it "
+                           f"(keep it under {os.pathconf(directory, 'PC_PATH_MAX') - room} bytes)")
         probe = directory / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -152,7 +255,7 @@ def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[Path]:
     figure, which goes to training_seeds.svg so that a single run's training.svg stays."""
     names = {"training.svg": "training_seeds.svg"} if seeds > 1 else {name: name for name in FIGURE_FILES}
     for source, target in names.items():
-        write_atomic(figures_dir / target, (run_dir / source).read_bytes())
+        _write(figures_dir / target, (run_dir / source).read_bytes())
     return [figures_dir / target for target in names.values()]
 
 
@@ -169,7 +272,8 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
         raise RunError(f"{path}: not found (is {run_dir} a run directory of mnist-jax train?)") from None
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
         raise RunError(f"{path}: not a valid run history ({type(e).__name__})") from None
-    return RunRecord(config, history, bool(record.get("finished", True)), record.get("system", {}))
+    return RunRecord(config, history, bool(record.get("finished", True)), record.get("system", {}),
+                     record.get("params_sha256"))
 
 
 def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History]:
@@ -177,16 +281,22 @@ def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History]
     return record.config, record.history
 
 
-def load_params(run_dir: str | os.PathLike, config: TrainConfig) -> Params:
-    """The saved final params; for a multi-seed run, every seed's, stacked on a leading axis."""
+def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256: str | None = None) -> Params:
+    """The saved final params; for a multi-seed run, every seed's, stacked on a leading axis.
+    With `expected_sha256` (history.json's `params_sha256`), damaged bytes are refused."""
     path = Path(run_dir) / PARAMS_FILE
     template = jax.eval_shape(functools.partial(init_params, classifier_for(config)), jax.random.key(0))
     template = jax.tree_util.tree_map(lambda p: np.zeros((config.seeds, *p.shape) if config.seeds > 1 else p.shape,
                                                          p.dtype), template)
     try:
-        params = flax.serialization.from_bytes(template, path.read_bytes())
+        content = path.read_bytes()
+        if expected_sha256 is not None and sha256(content) != expected_sha256:
+            raise RunError(f"{path}: damaged (its SHA-256 does not match the one in {HISTORY_FILE})")
+        params = flax.serialization.from_bytes(template, content)
     except FileNotFoundError:
         raise RunError(f"{path}: not found") from None
+    except RunError:
+        raise
     except Exception as e:  # msgpack raises several unrelated types on bad bytes
         raise RunError(f"{path}: not valid saved params ({type(e).__name__})") from None
     for (where, got), want in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(template)):
@@ -197,22 +307,27 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig) -> Params:
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Params]:
-    """Config, history and params of a run: the final params, or for an unfinished run the latest checkpoint's.
-
-    A history.json without the `finished` flag (older runs) counts as finished.
-    """
+    """Config, history and params of a run: the final params (checked against their SHA-256 in
+    history.json), or for an unfinished run the latest checkpoint's (checked against its digest)."""
     from mnist_jax.checkpoints import CheckpointError, Checkpointer
     from mnist_jax.train import initial_state
 
-    config, history, finished, _ = read_record(run_dir)
+    record = read_record(run_dir)
+    config = record.config
     if config.seeds > 1:
         raise RunError(f"{run_dir} holds {config.seeds} seeds; pass one seed's run, "
                        f"e.g. {_seed_dir(Path(run_dir), config.seed)}")
-    if finished:
-        return config, history, load_params(run_dir, config)
+    if record.finished:
+        if record.params_sha256 is None:
+            raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "
+                           f"(written by an older mnist-jax); train the run again")
+        return config, record.history, load_params(run_dir, config, record.params_sha256)
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:
-        state, history = checkpointer.restore_latest(initial_state(config))
+        latest = checkpointer.latest_epoch()
+        if latest is None:
+            raise CheckpointError(f"{checkpointer.directory}: no checkpoint found")
+        state, history = checkpointer.restore(latest, initial_state(config))
     except CheckpointError as e:
         raise RunError(str(e)) from None
     finally:

@@ -44,8 +44,8 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
       needs little, and a second process (the benchmark's child, another run) can share the GPU.
     - The persistent compilation cache in `compile_cache` (default: `default_compile_cache()`), so
       later runs skip compiling; None turns it off. Every program is cached, however quick to compile.
-    - Library output that says nothing to a user of the commands is hidden: Orbax's warnings
-      (through absl) and TFDS's progress bars while it prepares the dataset.
+    - Library output that says nothing to a user of the commands is hidden: Orbax's warnings and
+      error logs (through absl) and TFDS's progress bars while it prepares the dataset.
     - `distributed`: start `jax.distributed` for a multi-host run.
     """
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -53,7 +53,9 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
 
     import tensorflow_datasets as tfds
 
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # Orbax reports a failed read or write through absl as well as by raising; the commands turn the
+    # exception into one line, so the log's tracebacks would only repeat it.
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     tfds.display_progress_bar(False)
     if compile_cache == _FROM_ENVIRONMENT:
         compile_cache = default_compile_cache()

@@ -1,12 +1,14 @@
 """The training loop: epochs, checkpoints, stopping, divergence and the run's final files.
 
     outcome = train_and_evaluate(config, run, train_data, test_data)     # what `mnist-jax train` does
+    outcome = train_and_evaluate(config, run, train_data, test_data, start=restore(config, run))  # resume
     state, history = fit(config, train_data, test_data)                   # in memory, no files
 
-`train_and_evaluate` trains from `run`'s newest checkpoint (or from scratch), checkpoints after every
-epoch, and ends in one of three ways (`Outcome.status`): "finished" (params, seed runs and figures
-written, then history.json marked finished), "stopped" (`should_stop()` said so after an epoch;
-resume continues it exactly) or "diverged" (a loss became NaN or infinite; the last good
+`train_and_evaluate` trains from a checkpoint (or from scratch), checkpoints after every epoch, and
+ends in one of three ways (`Outcome.status`): "finished" (params, seed runs and figures written,
+then history.json marked finished), "stopped" (`should_stop()` said so after an epoch, or
+`stop_now()` during one; resume continues exactly from the last checkpoint) or "diverged" (a loss
+became NaN, infinite or far above a uniform guess's, see `history.diverged`; the last good
 checkpoint stays). With the notebook's defaults expect epoch 0 at test accuracy ~0.81 and epoch 29
 at ~0.983 (the notebook printed 0.7933 and 0.9836).
 """
@@ -24,8 +26,8 @@ import numpy as np
 import optax
 
 from mnist_jax import history as hist
-from mnist_jax import parallel
-from mnist_jax.checkpoints import Checkpointer
+from mnist_jax import memory, parallel
+from mnist_jax.checkpoints import Checkpointer, Restored
 from mnist_jax.config import TrainConfig
 from mnist_jax.model import classifier_for
 from mnist_jax.runs import Run
@@ -43,7 +45,7 @@ PROGRESS_CHUNKS = 10
 @dataclasses.dataclass
 class Outcome:
     status: Literal["finished", "stopped", "diverged"]
-    state: TrainState | None  # the last good state
+    state: TrainState | None  # the last good state (None if diverged or stopped mid-epoch)
     history: hist.History
     first_epoch: int  # the first epoch this call trained (> 0 when resumed)
     seconds: float  # training time of this call
@@ -111,14 +113,17 @@ def _build_programs(config: TrainConfig, mesh: jax.sharding.Mesh | None) -> Prog
 
 
 def _run_chunked(program: Programs, state: TrainState, images: jax.Array, labels: jax.Array, epoch: int,
-                 batch_size: int, on_progress: ProgressFn) -> tuple[TrainState, Any]:
-    """An epoch as PROGRESS_CHUNKS scans, reporting between them; the same numbers as one scan."""
+                 batch_size: int, on_progress: ProgressFn, stop_now: Callable[[], bool]) -> tuple[TrainState, Any]:
+    """An epoch as PROGRESS_CHUNKS scans, reporting between them; the same numbers as one scan.
+    The metrics are None if `stop_now()` said so between two chunks (the epoch is then abandoned)."""
     total = num_batches(labels.shape[0], batch_size)
     length = -(-total // PROGRESS_CHUNKS)
     state, indices, mask = program.shuffle(state, labels)
     chunks = []
     on_progress(epoch, 0, total)
     for start in range(0, total, length):
+        if stop_now():
+            return state, None
         state, metrics = program.steps(state, images, labels, indices, mask, start, length=min(length, total - start))
         chunks.append(metrics)
         jax.block_until_ready(metrics)
@@ -126,23 +131,40 @@ def _run_chunked(program: Programs, state: TrainState, images: jax.Array, labels
     return state, jax.tree_util.tree_map(lambda *parts: np.concatenate(parts, axis=-1), *jax.device_get(chunks))
 
 
+def restore(config: TrainConfig, run: Run) -> Restored:
+    """Where a resume of `run` starts: its newest intact checkpoint (`Restored.damaged` lists the
+    newer ones that were skipped). A CheckpointError if there is none."""
+    checkpointer = Checkpointer(run.checkpoint_dir, create=False)
+    try:
+        return checkpointer.restore_latest(initial_state(config))
+    finally:
+        checkpointer.close()
+
+
 def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, test_data: Data, *,
-                       resume: bool = False, mesh: jax.sharding.Mesh | None = None,
+                       start: Restored | None = None, mesh: jax.sharding.Mesh | None = None,
                        on_epoch: Callable[[int, dict[str, Any]], Any] | None = None,
                        on_progress: ProgressFn | None = None,
                        should_stop: Callable[[], bool] = lambda: False,
+                       stop_now: Callable[[], bool] = lambda: False,
                        keep_checkpoints: int = 3) -> Outcome:
     """Train `config` up to `config.epochs` epochs; write checkpoints and the run's files into `run`.
 
-    `resume`: continue from the newest checkpoint in `run` (bit for bit as if never stopped). After
-    each epoch, `on_epoch(epoch, record)` is called, then the checkpoint is saved, then training stops
-    if `should_stop()` is true in any process. `on_progress` (a progress bar) runs each epoch in
-    chunks and is called between them. `mesh` (from `parallel.make_mesh`) spreads the seeds, or each
-    batch, over its devices. With `run=None` nothing is written.
+    `start`: continue from that checkpoint (from `restore(config, run)`), bit for bit as if never
+    stopped; otherwise from scratch. After each epoch its checkpoint is saved, `on_epoch(epoch,
+    record)` is called, and training stops if `should_stop()` is true in any process. `on_progress`
+    (a progress bar) runs each epoch in chunks and is called between them; `stop_now()` is asked
+    between chunks and abandons the epoch. `mesh` (from `parallel.make_mesh`) spreads the seeds, or
+    each batch, over its devices. With `run=None` nothing is written.
+
+    Each checkpoint is saved asynchronously, while the next epoch runs, and history.json is
+    rewritten only once the checkpoint is committed: history.json never claims an epoch that no
+    checkpoint holds. A failed write raises CheckpointError before another epoch is recorded.
     """
-    program = programs(config, mesh)
     train_data = tuple(a[:config.train_examples] for a in train_data)  # [:None] keeps all
     test_data = tuple(a[:config.test_examples] for a in test_data)
+    program = programs(dataclasses.replace(
+        config, test_batch_size=memory.eval_batch_size(config.test_batch_size, len(test_data[1]))), mesh)
     arrays = (*train_data, *test_data)
     if mesh is None:
         train_images, train_labels, test_images, test_labels = (jax.device_put(a) for a in arrays)
@@ -151,46 +173,65 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
         train_images, train_labels, test_images, test_labels = parallel.put(arrays, parallel.replicated(mesh))
         state_sharding = parallel.state_sharding(mesh)
 
+    if start is not None:
+        state, history = start.state, start.history
+        if mesh is not None:
+            state = parallel.put(state, state_sharding)
+    else:
+        state, history = initial_state(config, state_sharding), hist.empty()
     checkpointer = Checkpointer(run.checkpoint_dir, keep=keep_checkpoints) if run is not None else None
+    uncommitted: hist.History | None = None  # the history of the checkpoint being written, if any
+
+    def commit() -> None:
+        """Wait for the pending checkpoint, then write the history that claims it."""
+        nonlocal uncommitted
+        if uncommitted is not None:
+            checkpointer.wait()
+            run.write_history(uncommitted)
+            uncommitted = None
+
+    first_epoch = hist.epochs_done(history)
+    begin = time.perf_counter()
+    status, diverged_at = "finished", None
     try:
-        if resume:
-            state, history = checkpointer.restore_latest(initial_state(config))
-            if mesh is not None:
-                state = parallel.put(state, state_sharding)
-        else:
-            state, history = initial_state(config, state_sharding), hist.empty()
-        first_epoch = hist.epochs_done(history)
-        start = time.perf_counter()
-        stopped, diverged = False, None
         for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
             if on_progress is not None and mesh is None:
+                commit()
                 state, train_metrics = _run_chunked(program, state, train_images, train_labels, epoch,
-                                                    config.batch_size, on_progress)
+                                                    config.batch_size, on_progress, stop_now)
+                if train_metrics is None:  # abandoned mid-epoch: its state is of no epoch
+                    status, state = "stopped", None
+                    break
             else:
+                # Dispatched asynchronously: the device trains while the last checkpoint commits.
                 state, train_metrics = program.epoch(state, train_images, train_labels)
+                commit()
             test_metrics, confusion = program.evaluate(state.params, test_images, test_labels)
             train_metrics, test_metrics, confusion = parallel.to_host((train_metrics, test_metrics, confusion))
             record = hist.epoch_record(train_metrics, test_metrics, confusion, time.perf_counter() - epoch_start)
-            if not hist.is_finite(record):
-                diverged = (epoch, record)
+            if hist.diverged(record):
+                status, diverged_at = "diverged", (epoch, record)
                 break
             history = hist.append(history, record)
-            if on_epoch is not None:
-                on_epoch(epoch, record)
             if run is not None:
                 checkpointer.save(epoch + 1, state, history)
-                run.write_history(history)
-            if parallel.agree_any(should_stop()) and epoch + 1 < config.epochs:
-                stopped = True
+                uncommitted = history
+            if on_epoch is not None:
+                on_epoch(epoch, record)
+            if parallel.agree_any(should_stop() or stop_now()) and epoch + 1 < config.epochs:
+                status = "stopped"
                 break
     finally:
         if checkpointer is not None:
-            checkpointer.close()
-    seconds = time.perf_counter() - start
-    if diverged is not None:  # the message names the newest checkpoint: asked once all saves are done
-        return Outcome("diverged", None, history, first_epoch, seconds, _divergence_message(*diverged, checkpointer))
-    if stopped:
+            try:
+                commit()
+            finally:
+                checkpointer.close()
+    seconds = time.perf_counter() - begin
+    if status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
+        return Outcome("diverged", None, history, first_epoch, seconds, _divergence_message(*diverged_at, checkpointer))
+    if status == "stopped":
         return Outcome("stopped", state, history, first_epoch, seconds)
     if run is not None:
         _finish(config, run, state, history, test_data, seconds)
@@ -200,8 +241,8 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
 def _divergence_message(epoch: int, record: dict[str, Any], checkpointer: Checkpointer | None) -> str:
     done = checkpointer.latest_epoch() if checkpointer is not None else None
     kept = f"the last good checkpoint (after epoch {done - 1}) is kept" if done else "no checkpoint was written"
-    return (f"epoch {epoch}: the loss became {record['train_loss']} (train) / {record['test_loss']} (test); "
-            f"lower the learning rate; {kept}")
+    return (f"epoch {epoch}: the loss became {record['train_loss']} (train) / {record['test_loss']} (test), "
+            f"beyond {hist.DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower the learning rate; {kept}")
 
 
 def _finish(config: TrainConfig, run: Run, state: TrainState, history: hist.History, test_data: Data,

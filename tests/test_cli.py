@@ -47,7 +47,9 @@ def epoch_lines(stdout: str) -> list[str]:
 
 
 def tree_bytes(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    """Every file of a run directory but its lock file, which only says who wrote it last."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
 
 
 @pytest.fixture(scope="module")
@@ -144,31 +146,47 @@ def test_resume_with_other_settings_is_refused(finished_run, data_dir, flags, me
     assert tree_bytes(run_dir) == before
 
 
-def test_resume_from_a_corrupted_checkpoint_is_refused_and_overwrites_nothing(finished_run, data_dir, tmp_path):
+def flip_a_bit(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x04
+    path.write_bytes(bytes(content))
+
+
+def largest_file(directory: Path) -> Path:
+    return max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def test_resume_skips_a_damaged_checkpoint_for_the_newest_intact_one(finished_run, data_dir, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
-    for path in (run_dir / "checkpoints" / "2").rglob("*"):
+    flip_a_bit(largest_file(run_dir / "checkpoints" / "2"))  # one bit of its arrays
+    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert stderr.splitlines() == [f"{run_dir}/checkpoints/2: damaged checkpoint (its content does not match the "
+                                   f"SHA-256 saved with it): skipped", "Resuming from the checkpoint after epoch 0 instead"]
+    assert "Trained epochs 1-2 in" in stdout
+    # Epoch 1 trained again from checkpoint 1 is the epoch 1 that checkpoint 2 held.
+    assert epoch_lines(stdout)[:2] == epoch_lines(finished_run[1][1])
+
+
+def test_resume_with_every_checkpoint_damaged_is_refused_and_overwrites_nothing(finished_run, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    for path in (run_dir / "checkpoints").rglob("*"):
         if path.is_file() and path.stat().st_size > 64:
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     before = tree_bytes(run_dir)
     result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
-    assert "cannot restore checkpoint" in one_line_error(result)
+    assert re.search(r"checkpoints/2: cannot restore checkpoint .*\(and the 1 older ones too\)$", one_line_error(result))
     assert tree_bytes(run_dir) == before
 
 
-def test_a_run_killed_during_its_final_save_is_finished_by_resume(finished_run, data_dir, tmp_path):
-    """The last epoch is checkpointed, but params and figures were never written: what a kill
-    between the last checkpoint and the final files leaves."""
+def test_damaged_params_are_refused_by_every_command_that_reads_them(finished_run, data_dir, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
-    record = json.loads((run_dir / "history.json").read_text())
-    (run_dir / "history.json").write_text(json.dumps({**record, "finished": False}))
-    for name in ("params.msgpack", "training.svg", "classification.svg"):
-        (run_dir / name).unlink()
-    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--data-dir", data_dir)
-    assert code == 0, stderr
-    assert "Trained no epoch (all were done)" in stdout and not epoch_lines(stdout)[2:]
-    assert runs.read_record(run_dir).finished and (run_dir / "params.msgpack").exists()
+    flip_a_bit(run_dir / "params.msgpack")
+    for command in (["evaluate", run_dir, "--data-dir", data_dir], ["plot-errors", run_dir, "--data-dir", data_dir]):
+        assert "params.msgpack: damaged (its SHA-256 does not match" in one_line_error(mnist_jax(*command))
 
 
 def test_resume_of_a_run_stopped_in_its_first_epoch_says_what_to_do(data_dir, tmp_path):
@@ -193,25 +211,46 @@ def test_train_refuses_a_used_run_directory_unless_overwriting(finished_run, dat
     message = one_line_error(mnist_jax("train", "--epochs", 1, "--data-dir", data_dir, "--run-dir", run_dir))
     assert "already holds a run" in message and "--overwrite" in message
     assert tree_bytes(run_dir) == before
-    code, _, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir,
-                                "--overwrite")
+    # A test batch larger than the test set is the test set in one batch, not 100000 padded rows (28 GB).
+    code, _, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--test-batch-size", 100000, "--data-dir",
+                                data_dir, "--run-dir", run_dir, "--overwrite")
     assert code == 0, stderr
     assert len(runs.read_record(run_dir).history["train_loss"]) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
 
 
 def test_diverging_run_stops_with_the_epoch_named(data_dir, tmp_path):
-    result = mnist_jax("train", "--epochs", 3, *SMALL_FLAGS[:2], "--lr", 1e30, *SMALL_FLAGS[4:], "--data-dir",
+    """--lr 1e9 makes the loss about 1e30: finite, and no model at all."""
+    result = mnist_jax("train", "--epochs", 3, *SMALL_FLAGS[:2], "--lr", 1e9, *SMALL_FLAGS[4:], "--data-dir",
                        data_dir, "--run-dir", tmp_path / "run")
     last = one_line_error(result, code=3)
-    assert "epoch 0" in last and "no checkpoint was written" in last
+    assert re.search(r"epoch 0: the loss became \d\.\d+e\+\d\d \(train\) / .* beyond 23 .*no checkpoint was written",
+                     last), last
     assert not (tmp_path / "run" / "params.msgpack").exists()
 
 
-def test_batch_larger_than_the_dataset(data_dir, tmp_path):
-    result = mnist_jax("train", "--train-examples", 100, "--batch-size", 512, "--data-dir", data_dir,
-                       "--run-dir", tmp_path / "run")
-    assert "larger than the 100 training examples" in one_line_error(result)
+@pytest.mark.parametrize("flags,message", [
+    (["--train-examples", 100, "--batch-size", 512], "--batch-size 512 is larger than the 100 training examples"),
+    (["--seed", 99999999999999999999], "seed must be in 0 ... 2_147_483_647, got 99999999999999999999"),
+    (["--seed", 2**31 - 2, "--seeds", 8], "seed must be in 0 ... 2_147_483_647 (and seed + seeds - 1 = 2147483653)"),
+    (["--seeds", 1000], r"--seeds 1000 x --batch-size 512 / --test-batch-size 1024 needs about 2\d\d\.\d GB, "
+                        r"more than the \d+\.\d GB free on"),
+])
+def test_settings_that_cannot_run_are_refused_before_training(data_dir, tmp_path, flags, message):
+    code, stdout, stderr = result = mnist_jax("train", *flags, "--data-dir", data_dir, "--run-dir", tmp_path / "run")
+    assert re.search(message if "GB" in message else re.escape(message), one_line_error(result))
+    assert "[epoch" not in stdout and not runs.holds_a_run(tmp_path / "run")
+
+
+def test_a_path_the_os_refuses_is_a_one_line_error(tmp_path):
+    result = mnist_jax("train", "--run-dir", tmp_path / ("x" * 300))
+    assert "cannot write here (File name too long)" in one_line_error(result)
+
+
+def test_grids_too_large_to_draw_are_refused_by_the_parser(finished_run):
+    for command in ("plot-classification", "plot-errors"):
+        code, _, stderr = mnist_jax(command, finished_run[0], "--rows", 100000, "--cols", 100000)
+        assert code == 2 and "argument --rows: at most 16, got 100000" in stderr and "Traceback" not in stderr
 
 
 def test_unwritable_run_directory_fails_before_training(tmp_path):

@@ -16,14 +16,17 @@ def test_positive_accepts_positive_numbers_only():
         positive(int)("2.5")
 
 
-def test_stop_request_waits_for_the_epoch_then_a_second_ctrl_c_stops_now(capsys):
+def test_stop_request_waits_for_the_epoch_then_a_second_ctrl_c_asks_for_sooner_and_never_raises(capfd):
     with StopRequest() as stop:
         assert signal.getsignal(signal.SIGTERM) is stop and not stop.requested()
         signal.raise_signal(signal.SIGTERM)
-        assert stop.signal == signal.SIGTERM and stop.requested()
-        assert "SIGTERM: stopping after this epoch" in capsys.readouterr().err
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
+        assert stop.signal == signal.SIGTERM and stop.requested() and not stop.requested_now()
+        assert "SIGTERM: stopping after this epoch" in capfd.readouterr().err
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM changes nothing
+        assert not stop.requested_now()
+        signal.raise_signal(signal.SIGINT)  # no KeyboardInterrupt: nothing is cut halfway
+        assert stop.requested_now() and stop.signal == signal.SIGTERM
+        assert "SIGINT again: stopping at the next chunk of the epoch" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is not stop  # the old handlers are back
 
 

@@ -39,8 +39,17 @@ def test_epoch_record_and_append_leave_the_old_history_alone():
     first = hist.append(hist.empty(), record)
     second = hist.append(first, record)
     assert hist.epochs_done(first) == 1 and hist.epochs_done(second) == 2
-    assert hist.epoch_entry(second, 1) == record and hist.is_finite(record)
-    assert not hist.is_finite({**record, "test_loss": [0.5, float("nan")]})
+    assert hist.epoch_entry(second, 1) == record
+
+
+def test_a_loss_that_is_not_finite_or_far_above_a_uniform_guess_has_diverged():
+    record = {"train_loss": 2.31, "test_loss": 1.0}  # about ln 10: a run that has not learned yet
+    assert not hist.diverged(record)
+    assert not hist.diverged({**record, "train_loss": [0.1, 23.0]})
+    assert hist.diverged({**record, "test_loss": [0.5, float("nan")]})
+    assert hist.diverged({**record, "train_loss": float("inf")})
+    assert hist.diverged({**record, "train_loss": 9.8e30})  # what --lr 1e9 gives: finite, and no model
+    assert hist.diverged({**record, "test_loss": [0.5, 23.1]})
 
 
 def test_seed_history_picks_one_seed_and_shares_the_seconds():

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from conftest import SMALL
 
 from mnist_jax import plotting, trainer
-from mnist_jax.checkpoints import Checkpointer
+from mnist_jax.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.history import METRIC_KEYS, seed_history
 from mnist_jax.runs import Run, read_record
@@ -71,7 +72,7 @@ def test_a_run_stopped_after_an_epoch_resumes_bit_for_bit(straight, small_data, 
     assert not record.finished and len(record.history["train_loss"]) == 1
     assert not (run.path / "params.msgpack").exists()
 
-    resumed = trainer.train_and_evaluate(CONFIG, Run(run.path, CONFIG), *small_data, resume=True)
+    resumed = trainer.train_and_evaluate(CONFIG, run, *small_data, start=trainer.restore(CONFIG, run))
     assert resumed.status == "finished" and resumed.first_epoch == 1
     for k in METRIC_KEYS:
         assert resumed.history[k] == straight[1][k]
@@ -94,7 +95,8 @@ def test_history_is_marked_finished_only_after_every_other_file(small_data, tmp_
     assert not read_record(run.path).finished
     # The last epoch is checkpointed, so a resume with nothing left to train still finishes the run.
     monkeypatch.undo()
-    outcome = trainer.train_and_evaluate(dataclasses.replace(CONFIG, epochs=1), run, *small_data, resume=True)
+    outcome = trainer.train_and_evaluate(dataclasses.replace(CONFIG, epochs=1), run, *small_data,
+                                         start=trainer.restore(CONFIG, run))
     assert outcome.status == "finished" and outcome.first_epoch == 1 and read_record(run.path).finished
 
 
@@ -102,18 +104,86 @@ def test_divergence_keeps_the_last_good_checkpoint(small_data, tmp_path):
     config = dataclasses.replace(CONFIG, epochs=2)
     run = Run.create(tmp_path / "run", config)
     trainer.train_and_evaluate(config, run, *small_data, should_stop=lambda: True)
-    poisoned_run = Run(run.path, dataclasses.replace(config, learning_rate=1e30))
-    outcome = trainer.train_and_evaluate(poisoned_run.config, poisoned_run, *small_data, resume=True)
+    poisoned_run = Run(run.path, dataclasses.replace(config, learning_rate=1e9))
+    outcome = trainer.train_and_evaluate(poisoned_run.config, poisoned_run, *small_data,
+                                         start=trainer.restore(config, run))
     assert outcome.status == "diverged" and outcome.state is None
     assert "epoch 1:" in outcome.message and "last good checkpoint (after epoch 0) is kept" in outcome.message
-    restored, history = Checkpointer(run.checkpoint_dir).restore_latest(initial_state(config))
-    assert len(history["train_loss"]) == 1
-    assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(restored.params))
+    restored = Checkpointer(run.checkpoint_dir).restore_latest(initial_state(config))
+    assert len(restored.history["train_loss"]) == 1
+    assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(restored.state.params))
 
 
 def test_absurd_learning_rate_diverges_in_epoch_zero(small_data):
-    with pytest.raises(ArithmeticError, match="epoch 0: .*no checkpoint was written"):
-        trainer.fit(dataclasses.replace(CONFIG, learning_rate=1e30), *small_data)
+    """--lr 1e9 gives a finite loss of about 1e30: no model at all, though no NaN either."""
+    with pytest.raises(ArithmeticError, match=r"epoch 0: the loss became \d\.\d+e\+\d\d \(train\) .* beyond 23 "
+                                              r"\(ten times a uniform guess's\); .*no checkpoint was written"):
+        trainer.fit(dataclasses.replace(CONFIG, epochs=1, learning_rate=1e9), *small_data)
+
+
+def test_history_never_claims_an_epoch_whose_checkpoint_is_not_committed(small_data, tmp_path, monkeypatch):
+    """Orbax's saves are held back until someone waits for them, the most asynchronous Orbax could
+    be; each time history.json is written, every epoch it lists must have a committed checkpoint."""
+    held = []
+    save, wait = ocp.CheckpointManager.save, ocp.CheckpointManager.wait_until_finished
+
+    def held_save(manager, *args, **kwargs):
+        held.append((manager, args, kwargs))
+        return True
+
+    def wait_then_save(manager):
+        while held:
+            held_manager, args, kwargs = held.pop(0)
+            save(held_manager, *args, **kwargs)
+        return wait(manager)
+
+    claims, write_history = [], Run.write_history
+
+    def spy(self, history):
+        epochs = len(history["train_loss"])
+        claims.append((epochs, (self.checkpoint_dir / str(epochs)).is_dir()))
+        write_history(self, history)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", held_save)
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait_then_save)
+    monkeypatch.setattr(Run, "write_history", spy)
+    config = dataclasses.replace(CONFIG, epochs=2)
+    with Run.create(tmp_path / "run", config) as run:
+        outcome = trainer.train_and_evaluate(config, run, *small_data, should_stop=lambda: True)
+    assert outcome.status == "stopped" and claims == [(1, True)]
+
+
+def test_a_second_ctrl_c_stops_mid_epoch_with_every_printed_epoch_resumable(straight, small_data, tmp_path):
+    printed, progress = [], []
+
+    def stop_now():  # the second Ctrl-C comes after the first chunk of epoch 1
+        return progress[-1][:2] == (1, 1)
+
+    with Run.create(tmp_path / "run", CONFIG) as run:
+        outcome = trainer.train_and_evaluate(CONFIG, run, *small_data, on_progress=lambda *a: progress.append(a),
+                                             on_epoch=lambda e, r: printed.append(e), stop_now=stop_now)
+        assert outcome.status == "stopped" and outcome.state is None and printed == [0]
+        assert progress[-1] == (1, 1, 4)
+        assert read_record(run.path).history["train_loss"] == outcome.history["train_loss"]
+        resumed = trainer.train_and_evaluate(CONFIG, run, *small_data, start=trainer.restore(CONFIG, run))
+    assert resumed.first_epoch == 1 and resumed.history["train_loss"] == straight[1]["train_loss"]
+    assert leaves_equal(resumed.state.params, straight[0].params)
+
+
+def test_a_failed_checkpoint_write_stops_training_at_once(small_data, tmp_path):
+    """The checkpoint directory becomes unwritable as epoch 1 starts (a file takes its place)."""
+    def break_the_checkpoints(epoch, done, total):
+        if (epoch, done) == (1, 0):
+            (run.path / "checkpoints").rename(run.path / "moved")
+            (run.path / "checkpoints").write_text("")
+
+    config = dataclasses.replace(CONFIG, epochs=3)
+    with Run.create(tmp_path / "run", config) as run:
+        with pytest.raises(CheckpointError, match=r"checkpoints/2: cannot write the checkpoint \(Not a directory\)"):
+            trainer.train_and_evaluate(config, run, *small_data, on_progress=break_the_checkpoints)
+    record = read_record(run.path)
+    assert len(record.history["train_loss"]) == 1 and not record.finished  # nothing claims epoch 1
+    assert Checkpointer(run.path / "moved", create=False).latest_epoch() == 1
 
 
 def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(straight, small_data, tmp_path):
