@@ -172,12 +172,18 @@ class Run:
         parent = _multi_seed_parent(path)
         if parent is not None:
             raise RunError(f"{path} is one seed's copy of the run {parent}; resume {parent} instead")
-        saved = read_record(path)
-        config = resume_config(saved.config, dict(given))
+        read_record(path)  # a directory that is no run is named as such before anything is written there
         check_writable(path, room=PATH_ROOM)
         lock_fd = _lock(path) if primary else None
-        if primary:
-            _remove_temporaries(path)
+        try:  # read under the lock: a process that held it may have written history.json last
+            saved = read_record(path)
+            config = resume_config(saved.config, dict(given))
+            if primary:
+                _remove_temporaries(path)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
         return cls(path, config, primary=primary, saved=saved, lock_fd=lock_fd)
 
     def close(self) -> None:
