@@ -18,6 +18,7 @@ In a multi-host run every process holds a `Run`; only the primary process (0) lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -26,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -105,6 +106,19 @@ def _lock(run_dir: Path) -> int:
     return fd
 
 
+@contextlib.contextmanager
+def _taking_lock(run_dir: Path, primary: bool) -> Iterator[int | None]:
+    """The run directory's lock (the primary process's only) for the work of the block, which keeps
+    it; released again if the block fails."""
+    fd = _lock(run_dir) if primary else None
+    try:
+        yield fd
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
 def _write(path: Path, content: bytes) -> None:
     """`files.write_atomic`, a failure of the OS (disk full, permissions) being a one-line RunError:
     the file then keeps its old content, or stays absent."""
@@ -141,8 +155,7 @@ class Run:
         primary process only), so none can be mistaken for ours."""
         path = Path(path)
         check_writable(path, room=PATH_ROOM)
-        lock_fd = _lock(path) if primary else None
-        try:
+        with _taking_lock(path, primary) as lock_fd:
             if holds_a_run(path):
                 if not overwrite:
                     raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, "
@@ -154,10 +167,6 @@ class Run:
                         (path / name).unlink(missing_ok=True)
             if primary:
                 _remove_temporaries(path)
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
         return cls(path, config, primary=primary, lock_fd=lock_fd)
 
     @classmethod
@@ -174,16 +183,11 @@ class Run:
             raise RunError(f"{path} is one seed's copy of the run {parent}; resume {parent} instead")
         read_record(path)  # a directory that is no run is named as such before anything is written there
         check_writable(path, room=PATH_ROOM)
-        lock_fd = _lock(path) if primary else None
-        try:  # read under the lock: a process that held it may have written history.json last
-            saved = read_record(path)
+        with _taking_lock(path, primary) as lock_fd:
+            saved = read_record(path)  # again, under the lock: its last holder may have written it since
             config = resume_config(saved.config, dict(given))
             if primary:
                 _remove_temporaries(path)
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
         return cls(path, config, primary=primary, saved=saved, lock_fd=lock_fd)
 
     def close(self) -> None:
