@@ -80,6 +80,7 @@ class Checkpointer:
     def __init__(self, directory: str | os.PathLike, keep: int = 3, create: bool = True):
         """`create=False` only reads: a missing directory then means no checkpoints, and is not made."""
         self.directory = Path(directory).absolute()
+        self._saving: int | None = None  # the epoch whose checkpoint is being written
         try:
             self.manager = ocp.CheckpointManager(
                 self.directory, item_names=ITEMS,
@@ -106,17 +107,24 @@ class Checkpointer:
             self.manager.save(epochs_done, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(tree), history=ocp.args.JsonSave(history_snapshot),
                 digest=ocp.args.JsonSave({"state_and_history": digest(tree, history_snapshot)})))
+            self._saving = epochs_done
         except Exception as e:  # noqa: BLE001 - OSError and the wrappers of tensorstore's errors
             raise CheckpointError(f"{self.directory / str(epochs_done)}: cannot write the checkpoint "
                                   f"({reason(e)}); the earlier checkpoints are kept") from None
 
     def wait(self) -> None:
         """Block until the pending save is committed; a CheckpointError if it failed."""
+        saving, self._saving = self._saving, None
         try:
             self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{self.directory}: cannot write the checkpoint ({reason(e)}); "
+            raise CheckpointError(f"{self.directory / str(saving)}: cannot write the checkpoint ({reason(e)}); "
                                   f"the earlier checkpoints are kept") from None
+        # Orbax renames a checkpoint into place when it is complete; its wait can return quietly
+        # after a failure it has already reported once.
+        if saving is not None and not (self.directory / str(saving)).is_dir():
+            raise CheckpointError(f"{self.directory / str(saving)}: the checkpoint was not written; "
+                                  f"the earlier checkpoints are kept")
 
     def epochs(self) -> list[int]:
         """Epochs done of the checkpoints on disk, oldest first."""

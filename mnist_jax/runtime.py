@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,19 @@ class Distributed:
     process_id: int | None = None
 
 
+class _QuietAfterFailedSave:
+    """sys.unraisablehook that drops the one error Orbax's tensorstore callbacks raise, on their own
+    threads, once a failed save has closed Orbax's event loop ("Event loop is closed"): the failure
+    itself is reported as one line, and dozens of these tracebacks would bury it. Others go on."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def __call__(self, unraisable) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            self.hook(unraisable)
+
+
 def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
               distributed: Distributed | None = None) -> None:
     """Settings for this process; call it before any JAX computation.
@@ -47,8 +61,12 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
     - Library output that says nothing to a user of the commands is hidden: Orbax's warnings and
       error logs (through absl) and TFDS's progress bars while it prepares the dataset.
     - `distributed`: start `jax.distributed` for a multi-host run.
+    - After a failed checkpoint write, Orbax's leftover threads print no tracebacks (see
+      `_QuietAfterFailedSave`); the commands report the failure in one line.
     """
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if not isinstance(sys.unraisablehook, _QuietAfterFailedSave):
+        sys.unraisablehook = _QuietAfterFailedSave(sys.unraisablehook)
     import jax
 
     import tensorflow_datasets as tfds

@@ -15,6 +15,7 @@ at ~0.983 (the notebook printed 0.7933 and 0.9836).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -186,9 +187,9 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
         """Wait for the pending checkpoint, then write the history that claims it."""
         nonlocal uncommitted
         if uncommitted is not None:
+            history, uncommitted = uncommitted, None  # a failed wait must not be followed by a write
             checkpointer.wait()
-            run.write_history(uncommitted)
-            uncommitted = None
+            run.write_history(history)
 
     first_epoch = hist.epochs_done(history)
     begin = time.perf_counter()
@@ -222,12 +223,14 @@ def train_and_evaluate(config: TrainConfig, run: Run | None, train_data: Data, t
             if parallel.agree_any(should_stop() or stop_now()) and epoch + 1 < config.epochs:
                 status = "stopped"
                 break
-    finally:
+        commit()  # the last epoch's checkpoint, then the history that claims it
+    except BaseException:
         if checkpointer is not None:
-            try:
-                commit()
-            finally:
+            with contextlib.suppress(Exception):  # the error in flight says more than a second one
                 checkpointer.close()
+        raise
+    if checkpointer is not None:
+        checkpointer.close()
     seconds = time.perf_counter() - begin
     if status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
         return Outcome("diverged", None, history, first_epoch, seconds, _divergence_message(*diverged_at, checkpointer))

@@ -87,6 +87,32 @@ def test_the_readme_train_command_killed_in_its_final_save_is_finished_by_resume
         np.testing.assert_array_equal(got, want)
 
 
+# `mnist-jax` in a process whose disk is full from its first checkpoint on: files it writes may grow
+# to 100 kB only (the checkpoint's array data is about 130 kB).
+DISK_FULL_AT_THE_FIRST_CHECKPOINT = """
+import resource, signal, sys
+from mnist_jax import checkpoints, cli
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+save = checkpoints.Checkpointer.save
+def save_on_a_full_disk(self, *args, **kwargs):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+    return save(self, *args, **kwargs)
+checkpoints.Checkpointer.save = save_on_a_full_disk
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_stops_training_with_one_line_and_nothing_claimed(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run(sys.executable, "-c", DISK_FULL_AT_THE_FIRST_CHECKPOINT, "train", "--epochs", 3, *SMALL_FLAGS,
+                 "--data-dir", data_dir, "--run-dir", run_dir)
+    assert result.returncode == 2
+    assert result.stderr == (f"mnist-jax train: error: {run_dir}/checkpoints/1: cannot write the checkpoint (File too "
+                             f"large); the earlier checkpoints are kept\n")
+    assert not (run_dir / "history.json").exists()  # it would claim an epoch that no checkpoint holds
+    assert [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()] == []
+
+
 def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     result = run(sys.executable, ROOT / "scripts" / "benchmark.py", "--epochs", 2, "--train-examples", 512,
                  "--test-examples", 512, "--skip-torch", "--data-dir", data_dir, "--json", tmp_path / "bench.json")
