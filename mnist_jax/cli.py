@@ -1,7 +1,7 @@
 """The `mnist-jax` command: one function per subcommand, the shared flags, and the error exits.
 
     mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
-    mnist-jax evaluate RUN_DIR        mnist-jax predict RUN_DIR IMAGE...
+    mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
     mnist-jax plot-history RUN_DIR    mnist-jax plot-classification RUN_DIR    mnist-jax plot-errors RUN_DIR
     mnist-jax benchmark               mnist-jax benchmark-data
 
@@ -290,7 +290,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from mnist_jax import data, history, memory, runs, trainer
 
-    config, hist, params = runs.load_run(args.run_dir)
+    config, hist, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
     images, labels = data.load("test", args.data_dir)
     batch_size = memory.eval_batch_size(args.batch_size or config.test_batch_size, len(labels))
     metrics, _ = trainer.programs(dataclasses.replace(config, test_batch_size=batch_size), None).evaluate(
@@ -310,7 +310,7 @@ def predict(args: argparse.Namespace) -> int:
     from mnist_jax.model import classifier_for
 
     digits = np.stack([images.load_image(path) for path in args.images])
-    config, _, params = runs.load_run(args.run_dir)
+    config, _, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
     probabilities = inference.classify(params, digits, classifier_for(config))
     for path, probs in zip(args.images, probabilities):
         ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
@@ -406,10 +406,14 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
 
     p = command("train", train, [runtime, data_dir])
     _add_train(p)
-    p = command("evaluate", evaluate, [run_dir, runtime, data_dir])
+    p = command("evaluate", evaluate, [runtime, data_dir])
+    p.add_argument("run_dir", type=Path, nargs="?", default=None,
+                   help="a run directory written by mnist-jax train (default: the weights bundled in the package)")
     p.add_argument("--batch-size", type=positive(int), default=None, help="evaluation batch (default: the run's)")
-    p = command("predict", predict, [run_dir, runtime])
+    p = command("predict", predict, [runtime])
     p.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
+    p.add_argument("--run", dest="run_dir", type=Path, default=None, metavar="RUN_DIR",
+                   help="a run directory written by mnist-jax train (default: the weights bundled in the package)")
     p.add_argument("--top", type=positive(int), default=3, help="classes shown per image (default: %(default)s)")
     p = command("plot-history", plot_history, [run_dir, runtime])
     p.add_argument("--out", type=Path, default=None, help="output file, .svg or .png (default: RUN_DIR/training.svg)")

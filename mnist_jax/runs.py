@@ -46,6 +46,9 @@ PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
 FIGURE_FILES = ("training.svg", "classification.svg")
 LOCK_FILE = ".lock"
+# The notebook's own run, trained with this code and shipped in the package: history.json (config,
+# every epoch, where it ran, the params' SHA-256) and params.msgpack, read like any run directory.
+BUNDLED_RUN = Path(__file__).parent / "weights" / "notebook"
 # Room left below the OS's path limit for the deepest file Orbax writes inside a run directory
 # (checkpoints/N.orbax-checkpoint-tmp-.../state.orbax-checkpoint-tmp/ocdbt.process_0/d/<32 hex>).
 PATH_ROOM = 200

@@ -341,11 +341,31 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
             chosen[int(labels[i])] = user_photo(images[i], tmp_path / f"digit{labels[i]}.png")
         if len(chosen) == 3:
             break
-    code, stdout, stderr = mnist_jax("predict", run_dir, *chosen.values())
+    code, stdout, stderr = mnist_jax("predict", *chosen.values(), "--run", run_dir)
     assert code == 0, stderr
     for (label, path), line in zip(chosen.items(), stdout.splitlines()):
         assert re.fullmatch(rf"{re.escape(str(path))}: {label} \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)",
                             line), line
+
+
+def test_evaluate_and_predict_use_the_bundled_weights_without_a_run(data_dir, mnist, tmp_path):
+    record = runs.read_record(runs.BUNDLED_RUN)
+    code, stdout, stderr = mnist_jax("evaluate", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert stdout.endswith("(10000 test examples, params after epoch 29)\n")
+    assert reported(stdout) == pytest.approx((record.history["test_loss"][-1], record.history["test_accuracy"][-1]),
+                                             abs=2e-3)
+    from mnist_jax.inference import classify
+    from mnist_jax.model import classifier_for
+
+    _, _, params = runs.load_run(runs.BUNDLED_RUN)
+    images, labels = (a[:50] for a in mnist["test"])
+    probs = classify(params, images, classifier_for(record.config))
+    sure = [i for i in np.argsort(-probs.max(1)) if probs[i].argmax() == labels[i]][:2]
+    paths = [user_photo(images[i], tmp_path / f"digit{n}.png") for n, i in enumerate(sure)]
+    code, stdout, stderr = mnist_jax("predict", *paths)
+    assert code == 0, stderr
+    assert [int(line.split(": ")[1].split()[0]) for line in stdout.splitlines()] == [int(labels[i]) for i in sure]
 
 
 @pytest.mark.parametrize("content", [None, b"", b"%PDF-1.4 not an image"])
@@ -353,7 +373,7 @@ def test_predict_bad_inputs(finished_run, tmp_path, content):
     path = tmp_path / "input.png"
     if content is not None:
         path.write_bytes(content)
-    assert str(path) in one_line_error(mnist_jax("predict", finished_run[0], path))
+    assert str(path) in one_line_error(mnist_jax("predict", path, "--run", finished_run[0]))
 
 
 def test_plot_commands_redraw_from_the_run_directory(finished_run, data_dir, tmp_path):

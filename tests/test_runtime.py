@@ -25,7 +25,7 @@ def test_the_compile_cache_follows_the_environment_unless_given(monkeypatch, tmp
     assert runtime.default_compile_cache() == str(tmp_path / "xdg" / "mnist-jax" / "jax-compile")
 
 
-COMMANDS = [["train"], ["evaluate", "RUN"], ["predict", "RUN", "x.png"], ["plot-history", "RUN"],
+COMMANDS = [["train"], ["evaluate", "RUN"], ["predict", "x.png", "--run", "RUN"], ["plot-history", "RUN"],
             ["plot-classification", "RUN"], ["plot-errors", "RUN"], ["benchmark"]]
 
 
