@@ -115,16 +115,16 @@ class Checkpointer:
     def wait(self) -> None:
         """Block until the pending save is committed; a CheckpointError if it failed."""
         saving, self._saving = self._saving, None
+        where = self.directory if saving is None else self.directory / str(saving)
         try:
             self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{self.directory / str(saving)}: cannot write the checkpoint ({reason(e)}); "
+            raise CheckpointError(f"{where}: cannot write the checkpoint ({reason(e)}); "
                                   f"the earlier checkpoints are kept") from None
         # Orbax renames a checkpoint into place when it is complete; its wait can return quietly
         # after a failure it has already reported once.
-        if saving is not None and not (self.directory / str(saving)).is_dir():
-            raise CheckpointError(f"{self.directory / str(saving)}: the checkpoint was not written; "
-                                  f"the earlier checkpoints are kept")
+        if saving is not None and not where.is_dir():
+            raise CheckpointError(f"{where}: the checkpoint was not written; the earlier checkpoints are kept")
 
     def epochs(self) -> list[int]:
         """Epochs done of the checkpoints on disk, oldest first."""

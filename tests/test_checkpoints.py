@@ -149,3 +149,14 @@ def test_a_failed_write_is_one_error_at_once_and_keeps_the_earlier_checkpoints(t
     (tmp_path / "ckpt").unlink()
     (tmp_path / "moved").rename(tmp_path / "ckpt")
     assert Checkpointer(tmp_path / "ckpt", create=False).restore_latest(state).epoch == 1
+
+
+def test_a_wait_that_returns_without_the_checkpoint_in_place_is_an_error(tmp_path):
+    """Orbax's wait can return quietly after a failure it already reported: the checkpoint's own
+    directory, which Orbax renames into place when the checkpoint is complete, decides."""
+    checkpointer = Checkpointer(tmp_path / "ckpt")
+    checkpointer.manager.save = lambda *args, **kwargs: True  # a save that never completes
+    checkpointer.save(1, initial_state(CONFIG), a_history(1))
+    with pytest.raises(CheckpointError, match=r"ckpt/1: the checkpoint was not written; the earlier checkpoints"):
+        checkpointer.wait()
+    checkpointer.close()
