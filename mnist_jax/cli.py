@@ -309,13 +309,20 @@ def predict(args: argparse.Namespace) -> int:
     from mnist_jax import images, inference, runs
     from mnist_jax.model import classifier_for
 
-    digits = np.stack([images.load_image(path) for path in args.images])
     config, _, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
-    probabilities = inference.classify(params, digits, classifier_for(config))
-    for path, probs in zip(args.images, probabilities):
-        ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
-        print(f"{path}: {ranked}")
-    return 0
+    paths, digits = [], []
+    for path in args.images:  # a bad file is reported and skipped; the others are still classified
+        try:
+            digits.append(images.load_image(path))
+            paths.append(path)
+        except images.ImageError as e:
+            print(f"{args.prog}: error: {e}", file=sys.stderr)
+    if digits:
+        probabilities = inference.classify(params, np.stack(digits), classifier_for(config))
+        for path, probs in zip(paths, probabilities):
+            ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
+            print(f"{path}: {ranked}")
+    return 0 if len(paths) == len(args.images) else EXIT_USER_ERROR
 
 
 def plot_history(args: argparse.Namespace) -> int:

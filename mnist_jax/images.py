@@ -37,7 +37,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             if width * height > MAX_PIXELS:
                 raise _too_large(path, f"{width} x {height}")
             image.load()
-            return to_mnist(image)
+            digit = to_mnist(image)
     except Image.DecompressionBombError as e:  # Pillow refuses the largest images when opening them
         found = re.search(r"\((\d+) pixels\)", str(e))
         raise _too_large(path, found.group(1) if found else "too many") from None
@@ -49,6 +49,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: not an image file Pillow can read (PNG, JPEG, ...)") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
+    if not digit.any():  # a model given nothing would still name a class
+        raise ImageError(f"{path}: no digit found (the image is blank: one colour throughout)")
+    return digit
 
 
 def _too_large(path: str | os.PathLike, size: str) -> ImageError:

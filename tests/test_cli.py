@@ -372,6 +372,17 @@ def test_predict_bad_inputs(finished_run, tmp_path, content):
     assert str(path) in one_line_error(mnist_jax("predict", path, "--run", finished_run[0]))
 
 
+def test_predict_reports_each_bad_file_and_still_classifies_the_others(mnist, tmp_path):
+    good = user_photo(mnist["test"][0][0], tmp_path / "good.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    code, stdout, stderr = mnist_jax("predict", tmp_path / "missing.png", good, tmp_path / "blank.png")
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.splitlines() == [f"mnist-jax predict: error: {tmp_path / 'missing.png'}: file not found",
+                                   f"mnist-jax predict: error: {tmp_path / 'blank.png'}: no digit found (the image "
+                                   f"is blank: one colour throughout)"]
+    assert stdout.startswith(f"{good}: ") and stdout.count("\n") == 1
+
+
 def test_plot_commands_redraw_from_the_run_directory(finished_run, data_dir, tmp_path):
     run_dir, _ = finished_run
     code, _, stderr = mnist_jax("plot-history", run_dir, "--out", tmp_path / "history.svg")

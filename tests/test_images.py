@@ -103,3 +103,10 @@ def test_images_too_large_are_refused_from_their_header(tmp_path, side):
     path.write_bytes(png_header_only(side, side))
     with pytest.raises(image_files.ImageError, match="pixels, more than the 50 megapixels accepted; scale it down"):
         image_files.load_image(path)
+
+
+@pytest.mark.parametrize("colour", ["white", "black", (128, 128, 128)])
+def test_a_blank_page_is_no_digit_rather_than_a_guess(tmp_path, colour):
+    Image.new("RGB", (200, 150), colour).save(tmp_path / "blank.png")
+    with pytest.raises(image_files.ImageError, match=r"blank.png: no digit found \(the image is blank"):
+        image_files.load_image(tmp_path / "blank.png")
