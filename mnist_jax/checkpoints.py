@@ -29,15 +29,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnist_jax import parallel
-from mnist_jax.errors import UserError
+from mnist_jax.errors import CheckpointError
 from mnist_jax.history import History
 from mnist_jax.train import TrainState
 
 ITEMS = ("state", "history", "digest")
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint is missing, damaged, does not fit the model, or cannot be written; one line."""
 
 
 class Restored(NamedTuple):

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mnist_jax.errors import UserError
+from mnist_jax.errors import CheckpointError, UserError
 
 EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
 EXIT_DIVERGED = 3
@@ -458,9 +459,15 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     return p, _add_commands(sub)
 
 
-def run(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = None) -> int:
+def run(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = None, *,
+        leave_after_checkpoint_error: bool = False) -> int:
     """Parse `argv` and run the command; `command` fixes it (as `python scripts/train.py` does),
-    and error messages then start with `prog` alone."""
+    and error messages then start with `prog` alone.
+
+    `leave_after_checkpoint_error` (for a process of its own): after a checkpoint error, end the
+    process at once with exit status 2: a failed Orbax save leaves threads mid-write that can crash
+    the interpreter as it shuts down (seen as SIGSEGV after the error line on this project's CPU).
+    """
     top, parsers = parser(prog)
     if command is not None:
         parsers[command].prog = prog
@@ -477,13 +484,17 @@ def run(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = None
         return args.func(args)
     except UserError as e:
         print(f"{args.prog}: error: {e}", file=sys.stderr)
+        if leave_after_checkpoint_error and isinstance(e, CheckpointError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_USER_ERROR)
         return EXIT_USER_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `mnist-jax` console script."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        return run(sys.argv[1:] if argv is None else argv, leave_after_checkpoint_error=True)
     except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own), e.g. while importing
         print("interrupted", file=sys.stderr)
         return 128 + 2
@@ -492,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def script_main(command: str) -> int:
     """`python scripts/NAME.py ...`: the command `command`, its errors named after the script."""
     try:
-        return run(sys.argv[1:], prog=Path(sys.argv[0]).name, command=command)
+        return run(sys.argv[1:], prog=Path(sys.argv[0]).name, command=command, leave_after_checkpoint_error=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 128 + 2

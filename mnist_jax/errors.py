@@ -13,3 +13,9 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A training setting that cannot work (or may not change on resume)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint is missing, damaged, does not fit the model, or cannot be written; one line.
+    (Raised by mnist_jax.checkpoints; defined here so that the command line can tell it apart
+    without importing Orbax.)"""
