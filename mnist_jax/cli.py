@@ -311,6 +311,8 @@ def predict(args: argparse.Namespace) -> int:
     from mnist_jax.model import classifier_for
 
     config, _, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
+    if args.save_inputs:
+        runs.check_writable(args.save_inputs)
     paths, digits = [], []
     for path in args.images:  # a bad file is reported and skipped; the others are still classified
         try:
@@ -323,7 +325,22 @@ def predict(args: argparse.Namespace) -> int:
         for path, probs in zip(paths, probabilities):
             ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
             print(f"{path}: {ranked}")
+    if args.save_inputs and digits:
+        for digit, out in zip(digits, _input_files(paths, args.save_inputs)):
+            images.save_digit(digit, out)
+        print(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
     return 0 if len(paths) == len(args.images) else EXIT_USER_ERROR
+
+
+def _input_files(paths: Sequence[Path], directory: Path) -> list[Path]:
+    """DIR/NAME-28x28.png for each input NAME.EXT; NAME-2-28x28.png ... when two inputs share a name."""
+    seen: dict[str, int] = {}
+    files = []
+    for path in paths:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        suffix = "" if seen[path.stem] == 1 else f"-{seen[path.stem]}"
+        files.append(directory / f"{path.stem}{suffix}-28x28.png")
+    return files
 
 
 def plot_history(args: argparse.Namespace) -> int:
@@ -423,6 +440,8 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--run", dest="run_dir", type=Path, default=None, metavar="RUN_DIR",
                    help="a run directory written by mnist-jax train (default: the weights bundled in the package)")
     p.add_argument("--top", type=positive(int), default=3, help="classes shown per image (default: %(default)s)")
+    p.add_argument("--save-inputs", type=Path, default=None, metavar="DIR",
+                   help="also write the 28x28 image the model saw for each input, as DIR/NAME-28x28.png")
     p = command("plot-history", plot_history, [run_dir, runtime])
     p.add_argument("--out", type=Path, default=None, help="output file, .svg or .png (default: RUN_DIR/training.svg)")
     p = command("plot-classification", plot_classification, [run_dir, runtime, data_dir])

@@ -188,6 +188,7 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
     try:
         with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{DATASET_NAME}.lock"):
             builder = _builder(data_dir)  # another process may have prepared it while we waited
+            tfds.display_progress_bar(False)  # its bars tell a user of the commands nothing
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
                     manual_dir=os.fspath(manual),

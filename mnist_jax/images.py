@@ -81,6 +81,17 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return digit
 
 
+def save_digit(digit: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a uint8 (28, 28, 1) digit as a 28 x 28 gray PNG, atomically."""
+    import io
+
+    from mnist_jax.files import write_atomic
+
+    buffer = io.BytesIO()
+    Image.fromarray(digit[..., 0], "L").save(buffer, "PNG")
+    write_atomic(path, buffer.getvalue())
+
+
 def _too_large(path: str | os.PathLike, size: str) -> ImageError:
     return ImageError(f"{path}: {size} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels accepted; "
                       f"scale it down first")

@@ -1,10 +1,12 @@
 """Apply a trained model: class probabilities and predictions of uint8 digit images.
 
     from mnist_jax import images, inference, runs
-    config, _, params = runs.load_run("runs/20261129-223500")
+    config, _, params = runs.load_run(runs.BUNDLED_RUN)        # or a run directory of your own
     digit = images.load_image("my_digit.png")                  # uint8 (28, 28, 1), MNIST-style
     for label, p in inference.top_k(inference.classify(params, digit[None])[0]):
         print(label, p)
+
+Imports only JAX, Flax and the model: predicting needs neither Optax, Orbax nor TFDS.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.model import NUM_CLASSES, Classifier, Params
-from mnist_jax.train import padded_batches, to_float
+from mnist_jax.model import NUM_CLASSES, Classifier, Params, to_float
 
 
 def probabilities(params: Params, images: jax.Array, *, model: Classifier, batch_size: int) -> jax.Array:
-    """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time."""
-    indices, _ = padded_batches(jnp.arange(images.shape[0]), batch_size)
+    """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time (N a multiple)."""
+    batches = images.reshape(-1, batch_size, *images.shape[1:])
 
-    def step(carry: None, idx: jax.Array) -> tuple[None, jax.Array]:
-        return None, jax.nn.softmax(model.apply({"params": params}, to_float(images[idx])), -1)
+    def step(carry: None, batch: jax.Array) -> tuple[None, jax.Array]:
+        return None, jax.nn.softmax(model.apply({"params": params}, to_float(batch)), -1)
 
-    _, probs = jax.lax.scan(step, None, indices)
-    return probs.reshape(-1, NUM_CLASSES)[: images.shape[0]]
+    _, probs = jax.lax.scan(step, None, batches)
+    return probs.reshape(-1, NUM_CLASSES)
 
 
 def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
@@ -37,9 +38,17 @@ _probabilities = jax.jit(probabilities, static_argnames=("model", "batch_size"))
 
 
 def classify(params: Params, images: np.ndarray, model: Classifier | None = None, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time."""
-    return np.asarray(_probabilities(params, jnp.asarray(images), model=model or Classifier(),
-                                     batch_size=min(len(images), batch_size)))
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time.
+
+    Fewer images than `batch_size` are padded to the next power of two, so that a few programs,
+    compiled once and kept in the persistent compilation cache, serve every count.
+    """
+    count = len(images)
+    batch_size = min(batch_size, 1 << max(count - 1, 0).bit_length())
+    padded = np.zeros((-(-count // batch_size) * batch_size, *np.shape(images)[1:]), np.uint8)
+    padded[:count] = images
+    probs = _probabilities(params, jnp.asarray(padded), model=model or Classifier(), batch_size=batch_size)
+    return np.asarray(probs)[:count]
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:

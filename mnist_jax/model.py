@@ -34,6 +34,11 @@ NUM_CLASSES = 10
 _CONV_BY_BACKEND = {"cpu": "matmul", "gpu": "matmul", "cuda": "matmul", "rocm": "matmul"}
 
 
+def to_float(images: jax.Array) -> jax.Array:
+    """uint8 pixels to the model's input, floats in [0, 1], as torchvision's `ToTensor`."""
+    return images.astype(jnp.float32) / 255.0
+
+
 def conv_as_matmul(
     lhs: jax.Array,
     rhs: jax.Array,

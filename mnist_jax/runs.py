@@ -322,9 +322,6 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
 def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Params]:
     """Config, history and params of a run: the final params (checked against their SHA-256 in
     history.json), or for an unfinished run the latest checkpoint's (checked against its digest)."""
-    from mnist_jax.checkpoints import CheckpointError, Checkpointer
-    from mnist_jax.train import initial_state
-
     record = read_record(run_dir)
     config = record.config
     if config.seeds > 1:
@@ -335,6 +332,9 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Par
             raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "
                            f"(written by an older mnist-jax); train the run again")
         return config, record.history, load_params(run_dir, config, record.params_sha256)
+    from mnist_jax.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
+    from mnist_jax.train import initial_state
+
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:
         latest = checkpointer.latest_epoch()

@@ -59,7 +59,8 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
     - The persistent compilation cache in `compile_cache` (default: `default_compile_cache()`), so
       later runs skip compiling; None turns it off. Every program is cached, however quick to compile.
     - Library output that says nothing to a user of the commands is hidden: Orbax's warnings and
-      error logs (through absl) and TFDS's progress bars while it prepares the dataset.
+      error logs (through absl). (TFDS's progress bars are turned off by `data.prepare`, so that
+      commands that need no data, such as predict, do not import TFDS.)
     - `distributed`: start `jax.distributed` for a multi-host run.
     - After a failed checkpoint write, Orbax's leftover threads print no tracebacks (see
       `_QuietAfterFailedSave`); the commands report the failure in one line.
@@ -69,12 +70,9 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
         sys.unraisablehook = _QuietAfterFailedSave(sys.unraisablehook)
     import jax
 
-    import tensorflow_datasets as tfds
-
     # Orbax reports a failed read or write through absl as well as by raising; the commands turn the
     # exception into one line, so the log's tracebacks would only repeat it.
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    tfds.display_progress_bar(False)
     if compile_cache == _FROM_ENVIRONMENT:
         compile_cache = default_compile_cache()
     if compile_cache is None:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.model import NUM_CLASSES, Classifier, Params, classifier_for, init_params
+from mnist_jax.model import NUM_CLASSES, Classifier, Params, classifier_for, init_params, to_float
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -76,11 +76,6 @@ def _initializer(model: Classifier, learning_rate: float, seeds: int,
     if seeds == 1:
         return jax.jit(create, out_shardings=sharding)
     return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
-
-
-def to_float(images: jax.Array) -> jax.Array:
-    """uint8 pixels to floats in [0, 1], as torchvision's `ToTensor`."""
-    return images.astype(jnp.float32) / 255.0
 
 
 def batch_loss(params: Params, batch: Batch, model: Classifier) -> tuple[jax.Array, jax.Array]:

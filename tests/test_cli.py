@@ -358,10 +358,16 @@ def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     images, labels = (a[:50] for a in mnist["test"])
     probs = classify(params, images, classifier_for(record.config))
     sure = [i for i in np.argsort(-probs.max(1)) if probs[i].argmax() == labels[i]][:2]
-    paths = [user_photo(images[i], tmp_path / f"digit{n}.png") for n, i in enumerate(sure)]
-    code, stdout, stderr = mnist_jax("predict", *paths)
+    (tmp_path / "b").mkdir()
+    paths = [user_photo(images[sure[0]], tmp_path / "digit.png"), user_photo(images[sure[1]], tmp_path / "b" / "digit.jpg")]
+    code, stdout, stderr = mnist_jax("predict", *paths, "--save-inputs", tmp_path / "seen")
     assert code == 0, stderr
-    assert [int(line.split(": ")[1].split()[0]) for line in stdout.splitlines()] == [int(labels[i]) for i in sure]
+    assert [int(line.split(": ")[1].split()[0]) for line in stdout.splitlines()[:2]] == [int(labels[i]) for i in sure]
+    # What the model saw, one file per input, even when two inputs share a name.
+    from mnist_jax.images import load_image
+
+    for path, seen in zip(paths, ["digit-28x28.png", "digit-2-28x28.png"]):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / seen))[..., None], load_image(path))
 
 
 @pytest.mark.parametrize("content", [None, b"", b"%PDF-1.4 not an image"])
