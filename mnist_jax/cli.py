@@ -3,6 +3,7 @@
     mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
     mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
     mnist-jax plot-history RUN_DIR    mnist-jax plot-classification RUN_DIR    mnist-jax plot-errors RUN_DIR
+    mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
     mnist-jax benchmark               mnist-jax benchmark-data
 
 `python scripts/NAME.py ...` runs the same commands. Exit status: 0 done; 2 a user error (one line
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import os
 import signal
 import sys
@@ -401,6 +403,41 @@ def plot_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """Serve a drawing pad in the browser: draw a digit and watch the model read it (needs the demo extra)."""
+    import socket
+
+    try:  # before anything slow: a taken port is the commonest reason the demo cannot start
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the server binds: a port left in TIME_WAIT by a demo just stopped is free to take.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except socket.gaierror:
+        raise UserError(f"--host {args.host}: not an address of this machine") from None
+    except OSError as e:
+        reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
+        raise UserError(f"cannot serve on {args.host} port {args.port}: {reason}") from None
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise UserError("the demo needs Gradio, which the core install leaves out: "
+                        "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
+    _configure(args)
+    from mnist_jax import demo as pad
+    from mnist_jax import runs
+    from mnist_jax.model import classifier_for
+
+    config, _, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
+    source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
+    try:
+        pad.serve(params, classifier_for(config), source, args.host, args.port,
+                  on_start=lambda url: print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True))
+    except KeyboardInterrupt:
+        print("stopped")
+    return 0
+
+
 def benchmark(args: argparse.Namespace) -> int:
     """Benchmark mnist-jax against the notebook's PyTorch code, side by side on this machine."""
     _configure(args)
@@ -454,6 +491,12 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--out-dir", type=Path, default=None, help="where to write the figures (default: RUN_DIR)")
     p.add_argument("--rows", type=positive(int, MAX_GRID), default=3, help="rows of mistakes shown (default: %(default)s)")
     p.add_argument("--cols", type=positive(int, MAX_GRID), default=6, help="columns of mistakes shown (default: %(default)s)")
+    p = command("demo", demo, [runtime])
+    p.add_argument("--run", dest="run_dir", type=Path, default=None, metavar="RUN_DIR",
+                   help="a run directory written by mnist-jax train (default: the weights bundled in the package)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=positive(int, 65535), default=7860, help="port (default: %(default)s)")
     p = command("benchmark", benchmark, [runtime, data_dir])
     p.add_argument("--epochs", type=positive(int), default=30, help="mnist-jax epochs (default: %(default)s)")
     p.add_argument("--torch-epochs", type=positive(int), default=3, help="epochs of each torch variant (default: %(default)s)")

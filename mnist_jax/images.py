@@ -81,6 +81,16 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return digit
 
 
+def from_array(pixels: np.ndarray) -> Image.Image:
+    """uint8 pixels, (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4) RGBA, as a Pillow image."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (3, 4))):
+        raise ValueError(f"expected gray, RGB or RGBA pixels, got an array of shape {pixels.shape}")
+    return Image.fromarray(pixels.astype(np.uint8))  # L, RGB or RGBA from the shape
+
+
 def save_digit(digit: np.ndarray, path: str | os.PathLike) -> None:
     """Write a uint8 (28, 28, 1) digit as a 28 x 28 gray PNG, atomically."""
     import io
@@ -88,7 +98,7 @@ def save_digit(digit: np.ndarray, path: str | os.PathLike) -> None:
     from mnist_jax.files import write_atomic
 
     buffer = io.BytesIO()
-    Image.fromarray(digit[..., 0], "L").save(buffer, "PNG")
+    Image.fromarray(digit[..., 0]).save(buffer, "PNG")
     write_atomic(path, buffer.getvalue())
 
 
@@ -127,7 +137,7 @@ def _working_size(gray: np.ndarray) -> np.ndarray:
     if scale >= 1:
         return gray
     size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX), np.float32)
+    return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX), np.float32)
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:
@@ -243,7 +253,7 @@ def _centred(digit_ink: np.ndarray) -> np.ndarray:
     crop = np.clip(crop / max(float(np.percentile(crop[crop > 0], 90)), 1e-6), 0, 1)
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    digit = np.asarray(Image.fromarray(crop.astype(np.float32), "F").resize(size, Image.Resampling.LANCZOS),
+    digit = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS),
                        np.float32).clip(0, None)
     h, w = digit.shape
     total = digit.sum() or 1.0

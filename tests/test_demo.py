@@ -1,0 +1,129 @@
+"""The drawing-pad demo (`mnist-jax demo`), served for real on a free local port: a program and a
+headless Chromium use it as people do. Needs the demo extra and, for the browser test, Debian's
+`chromium` (`.ci/run` installs it; elsewhere that one test is skipped when it is missing).
+
+Set MNIST_JAX_DEMO_SCREENSHOT=figures/demo.png to keep the browser's screenshot (the README's)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_jax import cli
+
+DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`mnist-jax demo` in its own process, stopped with Ctrl-C (SIGINT) at the end."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mnist_jax", "demo", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # the first line says where it serves, once it answers
+    if not line.startswith("The drawing pad is at"):
+        process.kill()
+        pytest.fail(f"the demo did not start: {line}{process.stderr.read()}")
+    url = line.split(" at ")[1].split()[0]
+    yield {"url": url, "port": port, "process": process}
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0 and out.strip() == "stopped", err
+
+
+def pad_drawing(path: Path) -> Path:
+    """A 7 drawn on a transparent pad in black, as the Sketchpad hands its composite over."""
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=22, joint="curve")
+    image.save(path)
+    return path
+
+
+def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server["url"], verbose=False)
+    drawing = {"background": None, "layers": [], "composite": handle_file(pad_drawing(tmp_path / "pad.png"))}
+    seen, bars, status = client.predict(drawing, api_name="/classify_drawing")
+    assert bars["label"] == "7" and status.startswith("The model reads a 7")
+    from mnist_jax.images import to_mnist
+
+    pixels = np.asarray(Image.open(seen).convert("L"))  # the input as the model sees it, each pixel 8 x 8
+    assert pixels.shape == (224, 224)
+    assert np.array_equal(pixels[::8, ::8], to_mnist(Image.open(tmp_path / "pad.png"))[..., 0])
+    assert sum(c["confidence"] for c in bars["confidences"]) == pytest.approx(1, abs=1e-5)
+    assert len(bars["confidences"]) == 10
+    seen, bars, status = client.predict(handle_file(DIGIT_PICTURES / "3-pen-pencil.jpg"), api_name="/classify_picture")
+    assert bars["label"] == "3"
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    seen, bars, status = client.predict(handle_file(blank), api_name="/classify_picture")
+    assert seen is None and status.startswith("No digit found (the image is blank")
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="Debian's chromium is not installed (apt install chromium); CI installs it")
+def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM is not None, "CI must run the browser test: install Debian's chromium"
+    with sync_playwright() as playwright:
+        # Flags for a closed network: no background connections that the machine would refuse.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(server["url"])
+            canvas = page.locator("#pad canvas").first
+            expect(canvas).to_be_visible(timeout=30_000)
+            box = canvas.bounding_box()  # the white pad is a square in the middle of the canvas
+            cx, cy, side = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"])
+            stroke = [(-0.25, -0.3), (0.25, -0.3), (0.1, -0.05), (-0.05, 0.3)]  # a 7, in one stroke
+            page.mouse.move(cx + stroke[0][0] * side, cy + stroke[0][1] * side)
+            page.mouse.down()
+            for x, y in stroke[1:]:
+                page.mouse.move(cx + x * side, cy + y * side, steps=12)
+            page.mouse.up()
+            expect(page.locator("#status")).to_contain_text("The model reads a 7", timeout=30_000)
+            screenshot = tmp_path / "demo.png"
+            page.screenshot(path=screenshot, full_page=True)
+            if os.environ.get("MNIST_JAX_DEMO_SCREENSHOT"):
+                shutil.copy(screenshot, os.environ["MNIST_JAX_DEMO_SCREENSHOT"])
+        finally:
+            browser.close()
+
+
+def test_a_taken_port_is_a_one_line_error(server, capsys):
+    assert cli.run(["demo", "--port", str(server["port"])]) == 2
+    assert capsys.readouterr().err == (f"mnist-jax demo: error: cannot serve on 127.0.0.1 port {server['port']}: "
+                                       f"already in use; pick another with --port\n")
+
+
+def test_without_the_demo_extra_the_error_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # what Python does when a module cannot be imported
+    assert cli.run(["demo", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err == ("mnist-jax demo: error: the demo needs Gradio, which the core install leaves "
+                                       "out: pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')\n")
+
+
+def test_an_unknown_host_is_a_one_line_error(capsys):
+    assert cli.run(["demo", "--host", "no-such-host.invalid", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err.startswith("mnist-jax demo: error: --host no-such-host.invalid: not an address")
