@@ -4,6 +4,7 @@
     mnist-jax benchmark --epochs 3 --skip-torch --json bench.json
     mnist-jax benchmark --seeds 8 --skip-torch   # also 8 seeds at once (train --seeds 8)
     mnist-jax benchmark-data --repeat 3
+    mnist-jax benchmark-use --repeat 5           # predict one image end to end; the demo's latency
 
 mnist-jax runs as users run it, `mnist-jax train` in a child process: first with an empty
 compilation cache, then again with the cache warm. Reported: compile time (first epoch minus the
@@ -16,6 +17,7 @@ mnist-jax's. With --seeds N, `train --seeds N` also runs once (with the single-s
 the final test accuracy as mean +- std over the seeds.
 Expect on 2 CPU cores (Sapphire Rapids): mnist-jax ~17 s per epoch, the notebook ~20-26 s; 8 seeds
 ~170-205 s per epoch. `benchmark-data`: first preparation ~3.5 s, loading both splits ~0.6 s.
+`benchmark-use`: see run_use.
 """
 
 from __future__ import annotations
@@ -251,3 +253,141 @@ def run_data(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def _drawn_seven(path: Path) -> Path:
+    """A 7 in black strokes on a transparent 280 x 280 pad, as the demo's pad hands it over."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=22, joint="curve")
+    image.save(path)
+    return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_use(args: argparse.Namespace) -> int:
+    """`mnist-jax predict one.png` end to end in a child process (its first run with an empty
+    compilation cache, then `--repeat` with the cache warm), and the demo's answer to a drawn digit:
+    the work in mnist-jax alone, the round trip of a gradio_client request to a served demo, and,
+    where Playwright and Debian's chromium are installed, strokes drawn on the page."""
+    with tempfile.TemporaryDirectory() as tmp:
+        digit = _drawn_seven(Path(tmp) / "seven.png")
+        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(Path(tmp) / "cache")}
+        command = [sys.executable, "-m", "mnist_jax", "predict", str(digit)]
+        walls = []
+        for _ in range(1 + args.repeat):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            walls.append(time.perf_counter() - start)
+        result = {"predict_cold_cache_seconds": walls[0], "predict_warm_cache_seconds": walls[1:]}
+        result.update(_demo_latency(digit, args.repeat * 4, env))
+    print(f"mnist-jax predict one.png: {walls[0]:.2f} s with an empty compilation cache, "
+          f"median {statistics.median(walls[1:]):.2f} s warm ({args.repeat} runs)")
+    if "demo_round_trip_seconds" in result:
+        print(f"demo, a drawn digit: median {1000 * statistics.median(result['demo_round_trip_seconds']):.0f} ms "
+              f"round trip through gradio_client, of which "
+              f"{1000 * statistics.median(result['demo_server_seconds']):.1f} ms in mnist-jax")
+        if "demo_browser_seconds" in result:
+            print(f"demo in headless Chromium: median {1000 * statistics.median(result['demo_browser_seconds']):.0f} ms "
+                  f"from the pen lifted to the answer on the page")
+    else:
+        print(f"demo: not measured ({result['demo_skipped']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
+    try:
+        from gradio_client import Client
+    except ImportError:
+        return {"demo_skipped": "the demo extra is not installed"}
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    from mnist_jax import demo, runs
+    from mnist_jax.model import classifier_for
+
+    config, _, params = runs.load_run(runs.BUNDLED_RUN)
+    drawing = "data:image/png;base64," + base64.b64encode(digit.read_bytes()).decode()
+    model = classifier_for(config)
+    demo.read_digit(params, model, np.asarray(Image.open(digit)))  # compiled once, as the server does
+    server = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        demo.read_digit(params, model, demo.decode_drawing(drawing))
+        server.append(time.perf_counter() - start)
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mnist_jax", "demo", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        process.stdout.readline()  # "The drawing pad is at ..." once it answers
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
+        trips = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            client.predict(drawing, api_name="/classify_drawing")
+            trips.append(time.perf_counter() - start)
+        result = {"demo_round_trip_seconds": trips, "demo_server_seconds": server}
+        result.update(_browser_latency(url, requests))
+    finally:
+        process.terminate()
+        process.wait()
+    return result
+
+
+BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _browser_latency(url: str, strokes: int) -> dict:
+    """Strokes drawn on the pad in headless Chromium (Debian's, with Playwright): the time from the
+    pen lifted to the answer on the page, measured in the page itself."""
+    import shutil
+
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        return {"browser_skipped": "needs playwright and Debian's chromium"}
+    seconds = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        canvas = page.locator("#pad canvas")
+        canvas.wait_for()
+        # In the page: when the pen is lifted, and when the status line first says what the model read.
+        page.evaluate("""() => {
+          window.lifted = 0; window.answered = 0;
+          const status = document.querySelector('#status');
+          document.querySelector('#pad canvas').addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
+          new MutationObserver(() => {
+            if (window.answered < window.lifted && status.textContent.includes('The model reads')) window.answered = performance.now();
+          }).observe(status, { subtree: true, childList: true, characterData: true });
+        }""")
+        box = canvas.bounding_box()
+        for _ in range(strokes):
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+            page.mouse.down()
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
+            page.mouse.up()
+            page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
+            seconds.append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
+            page.locator("#pad .clear").click()
+            page.locator("#status").filter(has_text="Draw one digit").wait_for()
+        browser.close()
+    return {"demo_browser_seconds": seconds}

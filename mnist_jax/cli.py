@@ -4,7 +4,7 @@
     mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
     mnist-jax plot-history RUN_DIR    mnist-jax plot-classification RUN_DIR    mnist-jax plot-errors RUN_DIR
     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
-    mnist-jax benchmark               mnist-jax benchmark-data
+    mnist-jax benchmark               mnist-jax benchmark-data          mnist-jax benchmark-use
 
 `python scripts/NAME.py ...` runs the same commands. Exit status: 0 done; 2 a user error (one line
 on stderr: `PROG: error: ...`, from any `mnist_jax.errors.UserError`, or from argparse); 3 the loss
@@ -419,7 +419,7 @@ def demo(args: argparse.Namespace) -> int:
         reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
         raise UserError(f"cannot serve on {args.host} port {args.port}: {reason}") from None
     try:
-        import gradio  # noqa: F401
+        import gradio  # noqa: F401  (only to say at once that it is missing)
     except ImportError:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
@@ -430,11 +430,9 @@ def demo(args: argparse.Namespace) -> int:
 
     config, _, params = runs.load_run(args.run_dir or runs.BUNDLED_RUN)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
-    try:
-        pad.serve(params, classifier_for(config), source, args.host, args.port,
-                  on_start=lambda url: print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True))
-    except KeyboardInterrupt:
-        print("stopped")
+    pad.serve(params, classifier_for(config), source, args.host, args.port,
+              on_start=lambda url: print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True))
+    print("stopped")
     return 0
 
 
@@ -444,6 +442,14 @@ def benchmark(args: argparse.Namespace) -> int:
     from mnist_jax import benchmark as bench
 
     return bench.run(args)
+
+
+def benchmark_use(args: argparse.Namespace) -> int:
+    """Time using the model: `mnist-jax predict one.png` end to end, and the demo's answer to a drawing."""
+    from mnist_jax import benchmark as bench
+
+    _configure(args)
+    return bench.run_use(args)
 
 
 def benchmark_data(args: argparse.Namespace) -> int:
@@ -509,6 +515,9 @@ def _add_commands(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--seeds", type=positive(int), default=None,
                    help="also time train --seeds N: N models at once (default: not run)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p = command("benchmark-use", benchmark_use, [runtime])
+    p.add_argument("--repeat", type=positive(int), default=5, help="warm predict runs; 4x as many demo requests (default: %(default)s)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p = command("benchmark-data", benchmark_data, [])
     p.add_argument("--repeat", type=positive(int), default=3, help="measurements of each (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")

@@ -6,13 +6,14 @@ Set MNIST_JAX_DEMO_SCREENSHOT=figures/demo.png to keep the browser's screenshot 
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    """`mnist-jax demo` in its own process, stopped with Ctrl-C (SIGINT) at the end."""
+    """`mnist-jax demo` in its own process, stopped at the end with SIGTERM, as a service manager
+    stops a server (Ctrl-C takes the same path, but a test runner's workers may ignore it)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "mnist_jax", "demo", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -43,31 +45,37 @@ def server():
         pytest.fail(f"the demo did not start: {line}{process.stderr.read()}")
     url = line.split(" at ")[1].split()[0]
     yield {"url": url, "port": port, "process": process}
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0 and out.strip() == "stopped", err
 
 
+def data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
 def pad_drawing(path: Path) -> Path:
-    """A 7 drawn on a transparent pad in black, as the Sketchpad hands its composite over."""
+    """A 7 drawn in black on the transparent pad, as the page sends it (a PNG)."""
     image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=22, joint="curve")
+    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=20, joint="curve")
     image.save(path)
     return path
+
+
+def decoded(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
 
 
 def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server, tmp_path):
     from gradio_client import Client, handle_file
 
-    client = Client(server["url"], verbose=False)
-    drawing = {"background": None, "layers": [], "composite": handle_file(pad_drawing(tmp_path / "pad.png"))}
-    seen, bars, status = client.predict(drawing, api_name="/classify_drawing")
-    assert bars["label"] == "7" and status.startswith("The model reads a 7")
     from mnist_jax.images import to_mnist
 
-    pixels = np.asarray(Image.open(seen).convert("L"))  # the input as the model sees it, each pixel 8 x 8
-    assert pixels.shape == (224, 224)
-    assert np.array_equal(pixels[::8, ::8], to_mnist(Image.open(tmp_path / "pad.png"))[..., 0])
+    client = Client(server["url"], verbose=False)
+    seen, bars, status = client.predict(data_url(pad_drawing(tmp_path / "pad.png")), api_name="/classify_drawing")
+    assert bars["label"] == "7" and status.startswith("The model reads a 7")
+    assert np.array_equal(decoded(seen), to_mnist(Image.open(tmp_path / "pad.png"))[..., 0])  # what the model saw
     assert sum(c["confidence"] for c in bars["confidences"]) == pytest.approx(1, abs=1e-5)
     assert len(bars["confidences"]) == 10
     seen, bars, status = client.predict(handle_file(DIGIT_PICTURES / "3-pen-pencil.jpg"), api_name="/classify_picture")
@@ -75,7 +83,10 @@ def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server,
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
     seen, bars, status = client.predict(handle_file(blank), api_name="/classify_picture")
-    assert seen is None and status.startswith("No digit found (the image is blank")
+    assert seen == "" and status.startswith("No digit found (the image is blank")
+    seen, bars, status = client.predict("data:image/png;base64,bm90IGEgcG5n", api_name="/classify_drawing")
+    assert seen == "" and status.startswith("That drawing could not be read")
+    assert client.predict("", api_name="/classify_drawing")[2].startswith("Draw one digit")  # the pad cleared
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
@@ -92,10 +103,10 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(server["url"])
-            canvas = page.locator("#pad canvas").first
+            canvas = page.locator("#pad canvas")
             expect(canvas).to_be_visible(timeout=30_000)
-            box = canvas.bounding_box()  # the white pad is a square in the middle of the canvas
-            cx, cy, side = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"])
+            box = canvas.bounding_box()
+            cx, cy, side = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"]
             stroke = [(-0.25, -0.3), (0.25, -0.3), (0.1, -0.05), (-0.05, 0.3)]  # a 7, in one stroke
             page.mouse.move(cx + stroke[0][0] * side, cy + stroke[0][1] * side)
             page.mouse.down()
@@ -103,10 +114,14 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
                 page.mouse.move(cx + x * side, cy + y * side, steps=12)
             page.mouse.up()
             expect(page.locator("#status")).to_contain_text("The model reads a 7", timeout=30_000)
+            expect(page.locator("#seen img")).to_be_visible()
+            expect(page.locator("#bars")).to_contain_text("7")
             screenshot = tmp_path / "demo.png"
             page.screenshot(path=screenshot, full_page=True)
             if os.environ.get("MNIST_JAX_DEMO_SCREENSHOT"):
                 shutil.copy(screenshot, os.environ["MNIST_JAX_DEMO_SCREENSHOT"])
+            page.locator("#pad .clear").click()
+            expect(page.locator("#status")).to_contain_text("Draw one digit")
         finally:
             browser.close()
 
