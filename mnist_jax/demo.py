@@ -27,7 +27,7 @@ from mnist_jax.model import Classifier, Params
 TITLE = "mnist-jax: draw a digit"
 DRAW_HINT = "Draw one digit, large, on the white pad: the bars update after every stroke."
 PAD_SIZE = 280  # pixels of the pad's canvas
-BRUSH_SIZE = 20  # about as thick, relative to the pad, as an MNIST stroke is to its 28x28 frame
+BRUSH_SIZE = 24  # a digit drawn 200 pixels tall gets strokes 2.4 pixels wide in 20, as in MNIST
 SEEN_SCALE = 8  # the 28x28 input is shown 224 pixels wide, each of its pixels a visible square
 # The 28x28 input, shown inline (a PNG data URL: no file written, no second request) and scaled up
 # with its pixels kept square.

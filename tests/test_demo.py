@@ -57,7 +57,7 @@ def data_url(path: Path) -> str:
 def pad_drawing(path: Path) -> Path:
     """A 7 drawn in black on the transparent pad, as the page sends it (a PNG)."""
     image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=20, joint="curve")
+    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=24, joint="curve")
     image.save(path)
     return path
 
