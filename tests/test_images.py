@@ -137,6 +137,20 @@ def test_pictures_that_are_not_mnist_are_read_right(bundled):
     assert all(np.mean(hits) >= 0.9 for hits in accuracy.values()), {k: np.mean(v) for k, v in accuracy.items()}
 
 
+def test_the_digit_pictures_are_what_their_script_writes(tmp_path):
+    """tests/fixtures/digits comes from scripts/make_digit_fixtures.py as committed (seeded): written
+    again, every picture decodes to the same pixels, give or take JPEG rounding."""
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).parent.parent / "scripts" / "make_digit_fixtures.py"))
+    assert script["write"](tmp_path / "digits") == 180
+    committed = sorted(p.name for p in DIGIT_PICTURES.iterdir())
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == committed
+    for name in committed:
+        again = np.asarray(Image.open(tmp_path / "digits" / name), float)
+        assert np.abs(again - np.asarray(Image.open(DIGIT_PICTURES / name), float)).mean() < 1, name
+
+
 def pencil_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """An MNIST digit written in pencil on paper lit from one side, with sensor noise, as a JPEG."""
     ink = np.asarray(Image.fromarray(digit[..., 0]).resize((112, 112), Image.Resampling.BILINEAR), float) / 255

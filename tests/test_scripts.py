@@ -31,8 +31,8 @@ def test_a_script_names_itself_in_its_errors(tmp_path):
 def test_the_installed_command_lists_every_subcommand():
     result = run(Path(sys.executable).parent / "mnist-jax", "--help")
     assert result.returncode == 0, result.stderr
-    for command in ("train", "evaluate", "predict", "plot-history", "plot-classification", "plot-errors",
-                    "benchmark", "benchmark-data"):
+    for command in ("train", "evaluate", "predict", "demo", "plot-history", "plot-classification", "plot-errors",
+                    "benchmark", "benchmark-data", "benchmark-use"):
         assert command in result.stdout
 
 
