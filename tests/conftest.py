@@ -25,7 +25,12 @@ SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024"
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("tfds")
+    """Prepared once for the whole run: pytest-xdist's workers share their temporary root's parent,
+    and data.prepare lets one process prepare while the others wait for it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        directory = tmp_path_factory.getbasetemp().parent / "tfds"
+    else:
+        directory = tmp_path_factory.mktemp("tfds")
     data.prepare(directory)
     return directory
 
