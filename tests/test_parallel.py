@@ -86,11 +86,17 @@ def test_one_device_needs_no_mesh():
 
 
 @pytest.fixture(scope="module")
-def child(data_dir) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), str(EPOCHS), json.dumps(SMALL)],
-                            capture_output=True, text=True, env=simulated_devices(2), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def child_process(data_dir) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir), str(EPOCHS), json.dumps(SMALL)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=simulated_devices(2))
+
+
+@pytest.fixture(scope="module")
+def child(child_process, small_fits) -> dict:
+    """The child's report; the one-device references (small_fits) are trained while it runs."""
+    stdout, stderr = child_process.communicate(timeout=600)
+    assert child_process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def assert_same_histories(mine: dict, reference: dict) -> None:
