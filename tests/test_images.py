@@ -166,7 +166,7 @@ def test_mnist_digits_photographed_in_pencil_are_read_almost_as_well_as_the_orig
     rng = np.random.default_rng(0)
     photographed = bundled([image_files.to_mnist(pencil_photo(digit, rng)) for digit in images])
     original = bundled(list(images))
-    assert np.mean(photographed == labels) >= np.mean(original == labels) - 0.03  # 0.975 against 0.985
+    assert np.mean(photographed == labels) >= np.mean(original == labels) - 0.03  # 0.980 against 0.990
 
 
 @pytest.mark.parametrize("name", ["none-sensor-noise.png", "none-paper-gradient.jpg", "none-paper-shadow.jpg",
