@@ -347,6 +347,8 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     return result
 
 
+# Headless Chromium on a closed network, as root: no sandbox, no GPU, and no background connections
+# that the machine would refuse.
 BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_jax import cli
+from mnist_jax.benchmark import BROWSER_FLAGS
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -96,10 +97,7 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
 
     assert CHROMIUM is not None, "CI must run the browser test: install Debian's chromium"
     with sync_playwright() as playwright:
-        # Flags for a closed network: no background connections that the machine would refuse.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(server["url"])
