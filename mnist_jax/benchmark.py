@@ -310,8 +310,6 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
         from gradio_client import Client
     except ImportError:
         return {"demo_skipped": "the demo extra is not installed"}
-    import base64
-
     import numpy as np
     from PIL import Image
 
@@ -319,7 +317,7 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     from mnist_jax.model import classifier_for
 
     config, _, params = runs.load_run(runs.BUNDLED_RUN)
-    drawing = "data:image/png;base64," + base64.b64encode(digit.read_bytes()).decode()
+    drawing = demo.png_data_url(digit.read_bytes())
     model = classifier_for(config)
     demo.read_digit(params, model, np.asarray(Image.open(digit)))  # compiled once, as the server does
     server = []

@@ -96,10 +96,12 @@ def read_digit(params: Params, model: Classifier, picture: np.ndarray | None) ->
         return "", {}, f"No digit found ({e})."
     probs = inference.classify(params, digit[None], model)[0]
     best = int(np.argmax(probs))
-    png = io.BytesIO()
-    Image.fromarray(digit[..., 0]).save(png, "PNG")
-    seen = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
-    return seen, {str(c): float(p) for c, p in enumerate(probs)}, f"The model reads a {best} ({probs[best]:.1%})."
+    return png_data_url(images.png_bytes(digit)), {str(c): float(p) for c, p in enumerate(probs)}, f"The model reads a {best} ({probs[best]:.1%})."
+
+
+def png_data_url(png: bytes) -> str:
+    """PNG bytes as a data URL, the form the page and the API exchange images in."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def decode_drawing(data_url: str | None) -> np.ndarray | None:
@@ -164,10 +166,7 @@ def _first_request(url: str) -> None:
 
     stroke = Image.new("RGBA", (PAD_SIZE, PAD_SIZE))
     ImageDraw.Draw(stroke).line([(140, 40), (140, 240)], fill="black", width=BRUSH_SIZE)
-    png = io.BytesIO()
-    stroke.save(png, "PNG")
-    Client(url, verbose=False).predict("data:image/png;base64," + base64.b64encode(png.getvalue()).decode(),
-                                       api_name="/classify_drawing")
+    Client(url, verbose=False).predict(png_data_url(images.png_bytes(stroke)), api_name="/classify_drawing")
 
 
 def serve(params: Params, model: Classifier, source: str, host: str, port: int, on_start=print) -> None:

@@ -91,15 +91,22 @@ def from_array(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels.astype(np.uint8))  # L, RGB or RGBA from the shape
 
 
-def save_digit(digit: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a uint8 (28, 28, 1) digit as a 28 x 28 gray PNG, atomically."""
+def png_bytes(image: Image.Image | np.ndarray) -> bytes:
+    """A Pillow image, or a uint8 (28, 28, 1) digit, as the bytes of a PNG file."""
     import io
 
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image)[..., 0])
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def save_digit(digit: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a uint8 (28, 28, 1) digit as a 28 x 28 gray PNG, atomically."""
     from mnist_jax.files import write_atomic
 
-    buffer = io.BytesIO()
-    Image.fromarray(digit[..., 0]).save(buffer, "PNG")
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, png_bytes(digit))
 
 
 def _too_large(path: str | os.PathLike, size: str) -> ImageError:
@@ -111,8 +118,7 @@ def _grayscale(image: Image.Image) -> np.ndarray:
     """float32 gray levels in 0 ... 255."""
     if image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA").getchannel("A"), np.float32)
-        border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
-        if np.median(border) < 128:  # strokes on a transparent background: their opacity is the ink
+        if np.median(_border(alpha)) < 128:  # strokes on a transparent background: their opacity is the ink
             return alpha
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     if image.mode.startswith("I") or image.mode == "F":  # 16-bit (or 32-bit) gray levels
@@ -132,6 +138,11 @@ def to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:
     return _centred(np.clip(ink, 0, None) * _digit_region(ink))
 
 
+def _border(pixels: np.ndarray) -> np.ndarray:
+    """The pixels along the four edges, in one array."""
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+
+
 def _working_size(gray: np.ndarray) -> np.ndarray:
     scale = WORK_SIDE / max(gray.shape)
     if scale >= 1:
@@ -148,7 +159,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
 
     side = max(gray.shape)
     smooth = ndimage.gaussian_filter(gray, side / 160) if side >= 64 else gray
-    edges = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
+    edges = _border(smooth)
     darker, lighter = np.percentile(smooth - np.median(edges), [1, 99])
     if -darker > lighter:  # the ink is darker than the paper; MNIST is light on dark
         smooth, edges = 255.0 - smooth, 255.0 - edges
@@ -172,7 +183,7 @@ def _stroke_width(ink: np.ndarray) -> float:
     from scipy import ndimage
 
     labels, _ = ndimage.label(ink, structure=np.ones((3, 3)))
-    on_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    on_edge = np.unique(_border(labels))
     strokes = ink & ~np.isin(labels, on_edge)
     distance = ndimage.distance_transform_edt(strokes)
     middle = (distance > 0) & (distance == ndimage.maximum_filter(distance, 3))
@@ -183,8 +194,7 @@ def _evenly_lit(smooth: np.ndarray, paper: np.ndarray) -> bool:
     """Whether the paper's light varies across the picture by less than a quarter of the ink's
     contrast, measured as the median of the paper in each of 4 x 4 cells (noise averages out), and
     nothing ink-like lies along the edges (a shadow there reads as ink until flattened)."""
-    edges = np.concatenate([paper[0], paper[-1], paper[:, 0], paper[:, -1]])
-    if edges.mean() < 0.95:
+    if _border(paper).mean() < 0.95:
         return False
     light = []
     for rows in np.array_split(np.arange(smooth.shape[0]), 4):
@@ -216,8 +226,7 @@ def _digit_region(ink: np.ndarray) -> np.ndarray:
     areas = ndimage.sum_labels(strokes, labels, index)
     boxes = ndimage.find_objects(labels)
     edge = np.zeros(count + 1, bool)
-    for border in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        edge[border] = True
+    edge[_border(labels)] = True
     edge = edge[1:]
     extents = np.array([max(b[0].stop - b[0].start, b[1].stop - b[1].start) for b in boxes])
     large = extents >= MIN_EXTENT * max(ink.shape)

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from mnist_jax import cli
 from mnist_jax.benchmark import BROWSER_FLAGS
+from mnist_jax.demo import png_data_url
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -51,10 +52,6 @@ def server():
     assert process.returncode == 0 and out.strip() == "stopped", err
 
 
-def data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
 def pad_drawing(path: Path) -> Path:
     """A 7 drawn in black on the transparent pad, as the page sends it (a PNG)."""
     image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
@@ -74,7 +71,7 @@ def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server,
     from mnist_jax.images import to_mnist
 
     client = Client(server["url"], verbose=False)
-    seen, bars, status = client.predict(data_url(pad_drawing(tmp_path / "pad.png")), api_name="/classify_drawing")
+    seen, bars, status = client.predict(png_data_url(pad_drawing(tmp_path / "pad.png").read_bytes()), api_name="/classify_drawing")
     assert bars["label"] == "7" and status.startswith("The model reads a 7")
     assert np.array_equal(decoded(seen), to_mnist(Image.open(tmp_path / "pad.png"))[..., 0])  # what the model saw
     assert sum(c["confidence"] for c in bars["confidences"]) == pytest.approx(1, abs=1e-5)
