@@ -1,22 +1,27 @@
 """mnist-jax: the PyTorch MNIST notebook in pure-functional JAX/Flax.
 
-Modules, each one concern, lower ones first: errors, config, files; model, data; train (pure steps),
-history, parallel, checkpoints, runs, inference, images, plotting; trainer (the loop); runtime,
-console, benchmark and cli (the `mnist-jax` command). `import mnist_jax` is instant: a module is
-imported when first used, so `mnist_jax.runs.load_run(...)` works after `import mnist_jax` alone.
+The core, lowest first: config, model, data, optimizer, steps (pure train and eval steps),
+history, hooks, parallel, loop (the training loop). Around it: checkpoints, rundir (a run
+directory), memory, console, experiment (a whole run, as `mnist-jax train`), inference, images,
+plotting, demo, environment, cli. Each imports only modules before it.
+
+`import mnist_jax` is instant: a submodule is imported when first used, so
+`mnist_jax.rundir.load_run(...)` works after `import mnist_jax` alone.
 """
 
 import importlib
+import pkgutil
 
-_MODULES = ("benchmark", "checkpoints", "cli", "config", "console", "data", "errors", "files", "history", "images",
-            "inference", "model", "parallel", "plotting", "runs", "runtime", "train", "trainer")
+__version__ = "0.2.0"
+
+_SUBMODULES = frozenset(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def __getattr__(name: str):
-    if name in _MODULES:
+    if name in _SUBMODULES:
         return importlib.import_module(f"mnist_jax.{name}")
     raise AttributeError(f"module 'mnist_jax' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_MODULES])
+    return sorted([*globals(), *_SUBMODULES])

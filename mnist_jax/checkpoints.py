@@ -4,6 +4,7 @@
     checkpointer.save(epochs_done, state, history)     # asynchronous
     checkpointer.wait()                                 # committed (or a CheckpointError)
     restored = checkpointer.restore_latest(template_state)   # the newest intact one
+    hook = CheckpointHook(checkpointer, write_history)  # both, after every epoch of mnist_jax.loop
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous checkpoints intact (and the next Checkpointer removes the leftover).
@@ -17,10 +18,12 @@ refused instead of training on from wrong numbers, and `restore_latest` falls ba
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +34,8 @@ import orbax.checkpoint as ocp
 from mnist_jax import parallel
 from mnist_jax.errors import CheckpointError
 from mnist_jax.history import History
-from mnist_jax.train import TrainState
+from mnist_jax.hooks import Hook
+from mnist_jax.steps import TrainState
 
 ITEMS = ("state", "history", "digest")
 
@@ -169,6 +173,16 @@ class Checkpointer:
             raise CheckpointError(f"{damaged[0]}{older}")
         raise CheckpointError(f"{self.directory}: no checkpoint found")
 
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, error_type, *rest) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):  # the error in flight says more than a second one
+                self.close()
+
     def close(self) -> None:
         """Wait for pending saves and release Orbax's threads; a CheckpointError if a save failed."""
         try:
@@ -178,3 +192,35 @@ class Checkpointer:
                 self.manager.close()
             except Exception:  # noqa: BLE001 - the failed save's error again; wait() said it
                 pass
+
+
+class CheckpointHook(Hook):
+    """Checkpoints every epoch, asynchronously, and calls `write_history` (the run's history.json)
+    only once that checkpoint is committed: the history never claims an epoch no checkpoint holds.
+
+    Epoch N's checkpoint is written while epoch N+1 trains: the hook waits for it once epoch N+1 is
+    dispatched, then writes the history. A failed write raises CheckpointError there, before
+    another epoch is recorded.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, write_history: Callable[[History], None]):
+        self.checkpointer = checkpointer
+        self.write_history = write_history
+        self.pending: History | None = None  # the history of the checkpoint being written
+
+    def on_epoch(self, epoch, record, state, history):
+        self.checkpointer.save(epoch + 1, state, history)
+        self.pending = history
+
+    def on_epoch_dispatched(self, epoch):
+        self.commit()
+
+    def on_end(self, outcome):
+        self.commit()
+
+    def commit(self) -> None:
+        """Wait for the pending checkpoint, then write the history that claims it."""
+        history, self.pending = self.pending, None  # a failed wait must not be followed by a write
+        if history is not None:
+            self.checkpointer.wait()
+            self.write_history(history)

@@ -1,76 +1,192 @@
-"""The training configuration: one small frozen dataclass, and the rule for what a resume may change.
+"""The configuration: what a run computes (`TrainConfig`) and how this process runs it (`RunOptions`).
 
     config = TrainConfig()                          # the notebook's hyperparameters
     config = TrainConfig(epochs=3, seeds=8)         # 8 models at once, 3 epochs
+    options = RunOptions(keep_checkpoints=5, progress="off")
 
-The defaults are the original PyTorch notebook's: 30 epochs of Adam at learning rate 1e-4 over
-batches of 512 training images, evaluated in batches of 1024.
+Each field carries its help text, bounds and flag spelling, and the command line's flags are made
+from them (`mnist_jax.cli`), so a new setting is one new field here. `TrainConfig` is saved in the
+run's history.json and a resume keeps it, except RESUMABLE_CHANGES; `RunOptions` is not saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import functools
+import math
+import typing
+from pathlib import Path
+from typing import Any, Literal
 
 from mnist_jax.errors import ConfigError
 
-ConvImpl = Literal["auto", "matmul", "xla"]
+ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
 Precision = Literal["default", "high", "highest"]
+Progress = Literal["auto", "on", "off"]
 
 # Settings that only choose how the same computation is carried out: a resumed run may change them.
-# Every other setting defines the run, and a resume keeps it.
-RESUMABLE_CHANGES = ("epochs", "conv", "precision")
+RESUMABLE_CHANGES = ("epochs", "conv", "microbatch", "precision")
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """What a training run does; the defaults are the notebook's."""
+def setting(default: Any, help: str, *, minimum: float | None = None, above: float | None = None,
+            maximum: float | None = None, aliases: tuple[str, ...] = (), default_text: str | None = None,
+            metavar: str | None = None) -> Any:
+    """A config field with what its flag needs: help, bounds (`minimum` <= value, `above` < value,
+    value <= `maximum`), other flag spellings, and how to show the default when `default_text` is
+    clearer than the value."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "minimum": minimum, "above": above, "maximum": maximum, "aliases": aliases,
+        "default_text": default_text, "metavar": metavar})
 
-    epochs: int = 30
-    learning_rate: float = 1e-4
-    batch_size: int = 512
-    test_batch_size: int = 1024
-    seed: int = 0
-    seeds: int = 1  # > 1: train seeds seed, seed+1, ... at once, vmapped
-    train_examples: int | None = None  # train on the first N training examples only (quick runs)
-    test_examples: int | None = None  # evaluate on the first N test examples only (quick runs)
-    conv: ConvImpl = "auto"  # how convolutions are computed (same parameters; see mnist_jax.model)
-    # float32 matmul precision. "default" is JAX's: full float32 on a CPU, TF32 on Ampere and newer
-    # NVIDIA GPUs (10-bit mantissa inputs, float32 accumulation). "highest" is full float32 everywhere,
-    # as PyTorch's matmuls are by default.
-    precision: Precision = "default"
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A config field as the command line and the checks see it."""
+
+    name: str
+    kind: type  # int, float, str, bool or Path
+    optional: bool = False  # None allowed
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+    help: str = ""
+    minimum: float | None = None
+    above: float | None = None
+    maximum: float | None = None
+    aliases: tuple[str, ...] = ()
+    default_text: str | None = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def shown_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        return "off" if self.kind is bool else str(self.default)
+
+    def check(self, value: Any) -> None:
+        """A ConfigError naming the field if `value` is not of its type, choices or bounds."""
+        if value is None and self.optional:
+            return
+        number = self.kind in (int, float)
+        if self.kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif self.kind is Path:
+            ok = isinstance(value, (str, Path)) and str(value) != ""
+        else:
+            ok = isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool))
+        if not ok:
+            kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+                    Path: "a path"}[self.kind]
+            raise ConfigError(f"{self.name} must be {kind}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{self.name} must be {', '.join(self.choices[:-1])} or {self.choices[-1]}, "
+                              f"got {value!r}")
+        if number:
+            if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
+                raise ConfigError(f"{self.name} must be in {self.minimum:g} ... {self.maximum:_}, got {value}")
+            if self.minimum is not None and value < self.minimum:
+                raise ConfigError(f"{self.name} must be >= {self.minimum:g}, got {value}")
+            if self.above is not None and not value > self.above:
+                raise ConfigError(f"{self.name} must be > {self.above:g}, got {value}")
+            if self.maximum is not None and value > self.maximum:
+                raise ConfigError(f"{self.name} must be <= {self.maximum:_}, got {value}")
+
+
+@functools.cache
+def fields(cls: type) -> tuple[Field, ...]:
+    """The fields of a config class, with their types resolved."""
+    hints = typing.get_type_hints(cls)
+    described = []
+    for f in dataclasses.fields(cls):
+        kind, optional, choices = hints[f.name], False, None
+        args = typing.get_args(kind)
+        if type(None) in args:
+            optional, (kind,) = True, [a for a in args if a is not type(None)]
+        if typing.get_origin(kind) is Literal:
+            choices, kind = typing.get_args(kind), str
+        described.append(Field(f.name, kind, optional, choices, f.default, **f.metadata))
+    return tuple(described)
+
+
+class _Checked:
+    """Checks every field against its type and bounds when the object is made."""
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "test_batch_size", "seeds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_examples", "test_examples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.seed <= MAX_SEED - (self.seeds - 1):
-            last = f" (and seed + seeds - 1 = {self.seed + self.seeds - 1})" if self.seeds > 1 else ""
-            raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_}{last}, got {self.seed}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.conv not in ("auto", "matmul", "xla"):
-            raise ConfigError(f"conv must be auto, matmul or xla, got {self.conv!r}")
-        if self.precision not in ("default", "high", "highest"):
-            raise ConfigError(f"precision must be default, high or highest, got {self.precision!r}")
+        for f in fields(type(self)):
+            value = getattr(self, f.name)
+            if f.kind is Path and isinstance(value, str):
+                object.__setattr__(self, f.name, Path(value))
+            f.check(value)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: Any):
         """A config saved with `dataclasses.asdict`; settings added since then take their defaults."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a mapping of settings, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown settings {', '.join(unknown)}")
+            raise ConfigError(f"unknown settings {', '.join(map(str, unknown))}")
         return cls(**values)
 
 
-def resume_config(saved: TrainConfig, given: dict) -> TrainConfig:
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Checked):
+    """What a training run computes; the defaults are the notebook's."""
+
+    epochs: int = setting(30, "passes over the training set (with --resume: up to this many in all)", minimum=1)
+    learning_rate: float = setting(1e-4, "Adam learning rate", above=0, aliases=("--lr",), metavar="LR")
+    batch_size: int = setting(512, "training batch; the last short batch is kept, as in PyTorch", minimum=1)
+    test_batch_size: int = setting(1024, "evaluation batch; metrics are exact over the whole test set, and a batch "
+                                         "larger than the test set is the test set", minimum=1)
+    seed: int = setting(0, "seed of the jax.random key: initialisation, shuffling, the digits shown",
+                        minimum=0, maximum=MAX_SEED)
+    seeds: int = setting(1, "train N models at once, seeds SEED ... SEED+N-1, in one vmapped program", minimum=1)
+    train_examples: int | None = setting(None, "train on only the first N training examples (quick runs)",
+                                         minimum=1, default_text="all", metavar="N")
+    test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
+                                        minimum=1, default_text="all", metavar="N")
+    conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
+                                     "fastest measured for the backend (see mnist_jax.model)")
+    microbatch: int | None = setting(
+        None, "compute each batch's gradient in slices of N examples, one after another, and add them up: the "
+              "same result up to float rounding; auto: 32 on a CPU, where a slice's activations stay in the "
+              "cache, the whole batch elsewhere", minimum=1, default_text="auto", metavar="N")
+    precision: Precision = setting(
+        "default", "float32 matmul precision: default is JAX's (full float32 on a CPU, TF32 on Ampere and newer "
+                   "GPUs), highest is full float32 everywhere, as PyTorch", default_text="'default', JAX's own")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.microbatch is not None and self.batch_size % self.microbatch:
+            raise ConfigError(f"microbatch must divide batch_size ({self.batch_size}), got {self.microbatch}")
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_} (and seed + seeds - 1 = "
+                              f"{self.seed + self.seeds - 1}), got {self.seed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions(_Checked):
+    """How this process runs a config: data, checkpoints, extra outputs, the terminal. Not saved."""
+
+    data_dir: Path | None = setting(None, "TFDS data dir for the prepared dataset", metavar="DIR",
+                                    default_text="$TFDS_DATA_DIR or ~/tensorflow_datasets")
+    manual_dir: Path | None = setting(None, "your own four MNIST IDX files (.gz or not) instead of the bundled ones",
+                                      metavar="DIR", default_text="the bundled files")
+    overwrite: bool = setting(False, "replace the run that the run directory holds")
+    keep_checkpoints: int = setting(3, "checkpoints kept, one per epoch, newest first", minimum=1)
+    figures_dir: Path | None = setting(None, "also copy the run's figures here (training.svg and classification.svg; "
+                                             "training_seeds.svg for several seeds)", metavar="DIR", default_text="none")
+    progress: Progress = setting("auto", "a progress bar within each epoch; auto: on a CPU when stderr is a terminal "
+                                         "(on a GPU an epoch takes well under a second)")
+
+
+def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
     """The config of a resumed run: `saved`, with the settings in `given` that a resume may change.
 
     A given setting that differs from the saved one and is not in RESUMABLE_CHANGES is refused.

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mnist_jax import images, inference
-from mnist_jax.model import Classifier, Params
+from mnist_jax.model import Model, Params
 
 TITLE = "mnist-jax: draw a digit"
 DRAW_HINT = "Draw one digit, large, on the white pad: the bars update after every stroke."
@@ -85,7 +85,7 @@ element.querySelector('.clear').addEventListener('click', () => {
 """.replace("BRUSH", str(BRUSH_SIZE))
 
 
-def read_digit(params: Params, model: Classifier, picture: np.ndarray | None) -> tuple[str, dict, str]:
+def read_digit(params: Params, model: Model, picture: np.ndarray | None) -> tuple[str, dict, str]:
     """What the page shows for a picture (gray, RGB or RGBA pixels): the 28x28 input the model sees
     (a PNG data URL; "" for none), the ten probabilities by class name, and a line of text."""
     if picture is None:
@@ -121,7 +121,7 @@ def decode_drawing(data_url: str | None) -> np.ndarray | None:
         raise ValueError(f"not a readable image ({e})") from None
 
 
-def build_app(params: Params, model: Classifier, source: str):
+def build_app(params: Params, model: Model, source: str):
     """The Gradio app and its theme; `source` says where the weights come from, shown on the page.
 
     API (gradio_client): /classify_drawing takes a drawing as a PNG data URL, /classify_picture a
@@ -169,7 +169,7 @@ def _first_request(url: str) -> None:
     Client(url, verbose=False).predict(png_data_url(images.png_bytes(stroke)), api_name="/classify_drawing")
 
 
-def serve(params: Params, model: Classifier, source: str, host: str, port: int, on_start=print) -> None:
+def serve(params: Params, model: Model, source: str, host: str, port: int, on_start=print) -> None:
     """Serve the app on host:port until Ctrl-C or SIGTERM; `on_start(url)` once it answers.
 
     The signals only ask for the stop, which the main thread makes between its checks: the server

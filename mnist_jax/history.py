@@ -84,6 +84,13 @@ def diverged(record: dict[str, Any]) -> bool:
     return not bool(np.all(losses <= DIVERGED_LOSS))  # NaN compares false
 
 
+def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | None) -> str:
+    """What happened when epoch `epoch` diverged, and the newest checkpoint kept (epochs done), if any."""
+    kept = f"the last good checkpoint (after epoch {kept_epoch - 1}) is kept" if kept_epoch else "no checkpoint was written"
+    return (f"epoch {epoch}: the loss became {record['train_loss']} (train) / {record['test_loss']} (test), "
+            f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower the learning rate; {kept}")
+
+
 def seed_history(history: History, index: int) -> History:
     """Seed `index`'s own history from a multi-seed history (`epoch_seconds` is shared by all seeds)."""
     return {k: list(v) if k == "epoch_seconds" else [epoch[index] for epoch in v] for k, v in history.items()}

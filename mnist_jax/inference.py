@@ -1,9 +1,11 @@
 """Apply a trained model: class probabilities and predictions of uint8 digit images.
 
-    from mnist_jax import images, inference, runs
-    config, _, params = runs.load_run(runs.BUNDLED_RUN)        # or a run directory of your own
+    from mnist_jax import images, inference, rundir
+    from mnist_jax.model import model_for
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)    # or a run directory of your own
     digit = images.load_image("my_digit.png")                  # uint8 (28, 28, 1), MNIST-style
-    for label, p in inference.top_k(inference.classify(params, digit[None])[0]):
+    probs = inference.classify(params, digit[None], model_for(config))[0]
+    for label, p in inference.top_k(probs):
         print(label, p)
 
 Imports only JAX, Flax and the model: predicting needs neither Optax, Orbax nor TFDS.
@@ -15,29 +17,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.model import NUM_CLASSES, Classifier, Params, to_float
+from mnist_jax.model import NUM_CLASSES, Model, Params
 
 
-def probabilities(params: Params, images: jax.Array, *, model: Classifier, batch_size: int) -> jax.Array:
+def probabilities(params: Params, images: jax.Array, *, model: Model, batch_size: int) -> jax.Array:
     """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time (N a multiple)."""
     batches = images.reshape(-1, batch_size, *images.shape[1:])
 
     def step(carry: None, batch: jax.Array) -> tuple[None, jax.Array]:
-        return None, jax.nn.softmax(model.apply({"params": params}, to_float(batch)), -1)
+        return None, jax.nn.softmax(model.apply(params, batch), -1)
 
     _, probs = jax.lax.scan(step, None, batches)
     return probs.reshape(-1, NUM_CLASSES)
 
 
-def predict(params: Params, images: jax.Array, model: Classifier) -> jax.Array:
+def predict(params: Params, images: jax.Array, model: Model) -> jax.Array:
     """Predicted classes of uint8 images."""
-    return jnp.argmax(model.apply({"params": params}, to_float(images)), -1)
+    return jnp.argmax(model.apply(params, images), -1)
 
 
 _probabilities = jax.jit(probabilities, static_argnames=("model", "batch_size"))
 
 
-def classify(params: Params, images: np.ndarray, model: Classifier | None = None, batch_size: int = 1024) -> np.ndarray:
+def classify(params: Params, images: np.ndarray, model: Model, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time.
 
     Fewer images than `batch_size` are padded to the next power of two, so that a few programs,
@@ -47,7 +49,7 @@ def classify(params: Params, images: np.ndarray, model: Classifier | None = None
     batch_size = min(batch_size, 1 << max(count - 1, 0).bit_length())
     padded = np.zeros((-(-count // batch_size) * batch_size, *np.shape(images)[1:]), np.uint8)
     padded[:count] = images
-    probs = _probabilities(params, jnp.asarray(padded), model=model or Classifier(), batch_size=batch_size)
+    probs = _probabilities(params, jnp.asarray(padded), model=model, batch_size=batch_size)
     return np.asarray(probs)[:count]
 
 

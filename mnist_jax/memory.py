@@ -3,10 +3,10 @@
     memory.check(config, num_test=10_000)   # a ConfigError naming the settings if they cannot fit
 
 The programs' working memory grows linearly with the examples they hold at once: XLA's memory
-analysis of the compiled programs (JAX 0.10.2, the matmul convolutions, a 2-core x86 CPU) gives
-518 KB per training example of a batch and 279 KB per evaluated example, for every seed, the same
-at batch 256, 512 and 1024 and for 1 or 2 seeds. Training and evaluation run one after the other,
-so the larger of the two counts, plus the uint8 dataset itself.
+analysis of the compiled programs (JAX 0.10.2, a 2-core x86 CPU) gives up to 518 KB per training
+example in a gradient slice (the "matmul" formulation; "custom_vjp" 390 KB) and 279 KB per evaluated
+example, for every seed, the same at batch 256, 512 and 1024 and for 1 or 2 seeds. Training and
+evaluation run one after the other, so the larger of the two counts, plus the uint8 dataset itself.
 """
 
 from __future__ import annotations
@@ -17,21 +17,20 @@ import jax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.loop import gradient_slices
+from mnist_jax.steps import eval_batch_size
 
 TRAIN_BYTES_PER_EXAMPLE = 518_000
 EVAL_BYTES_PER_EXAMPLE = 279_000
 DATASET_BYTES = 70_000 * (28 * 28 + 4)  # all of MNIST as uint8 images and int32 labels
 
 
-def eval_batch_size(batch_size: int, num_test: int) -> int:
-    """The evaluation batch actually used: no larger than the test set, which it would only pad."""
-    return max(1, min(batch_size, num_test))
-
-
-def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1) -> int:
-    """About how much memory training `config` takes on each of `devices` that share its seeds or
-    batches (see mnist_jax.parallel), evaluating `num_test` examples per epoch."""
-    train = TRAIN_BYTES_PER_EXAMPLE * config.batch_size * config.seeds
+def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1,
+                 mesh: jax.sharding.Mesh | None = None) -> int:
+    """About how much memory training `config` over `mesh` takes on each of `devices` that share its
+    seeds or batches (see mnist_jax.parallel), evaluating `num_test` examples per epoch."""
+    at_once = config.batch_size // gradient_slices(config, mesh)
+    train = TRAIN_BYTES_PER_EXAMPLE * at_once * config.seeds
     evaluate = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(config.test_batch_size, num_test) * config.seeds
     return -(-max(train, evaluate) // devices) + DATASET_BYTES
 
@@ -63,7 +62,7 @@ def check(config: TrainConfig, num_test: int, mesh: jax.sharding.Mesh | None = N
     `available_bytes()`) in each of its memories."""
     available = available_bytes() if available is None else available
     shared_by = pools(mesh)
-    needed = needed_bytes(config, num_test, shared_by)
+    needed = needed_bytes(config, num_test, shared_by, mesh)
     if available is not None and needed > available:
         seeds = f"--seeds {config.seeds} x " if config.seeds > 1 else ""
         each = f" on each of {shared_by} devices" if shared_by > 1 else ""

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
 from mnist_jax.inference import predict
-from mnist_jax.model import Classifier, Params
+from mnist_jax.model import Model, Params
 
 
 def plot_history(history: Mapping[str, Sequence]) -> Figure:
@@ -142,7 +142,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
         raise UserError(f"{path}: cannot write ({e.strerror})") from None
 
 
-def classification_sample(params: Params, model: Classifier, images: np.ndarray, labels: np.ndarray,
+def classification_sample(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
                           key: jax.Array, size: tuple[int, int] = (2, 3)) -> Figure:
     """`plot_classification` of randomly chosen test digits, as the notebook's last cell."""
     idx = np.asarray(jax.random.randint(key, (size[0] * size[1],), 0, len(labels)))

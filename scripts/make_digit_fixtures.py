@@ -14,7 +14,7 @@ Plus `none-*.png|jpg`: pictures with no digit (sensor noise, noisy paper with a 
 texture with a shadow), which must be reported as such.
 
 File names are `{digit}-{source}-{condition}.{png|jpg}`; tests/test_images.py reads the label from
-the name, and the README reports the bundled model's accuracy on them (`mnist-jax predict` on all).
+the name, and docs/photos.md reports the bundled model's accuracy on them (`mnist-jax predict` on all).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Write tests/fixtures/torch_parity.npz: a seeded notebook PyTorch model, MNIST inputs, its logits.
 
-Needs torch (the rest of mnist_jax never imports it), run once:
+Needs torch (mnist_jax never imports it; the model is benchmarks/torch_notebook.py's), run once:
 
     pip install -e ".[torch]" && python scripts/make_torch_fixture.py
 
@@ -25,10 +25,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "torch_parity.npz")
     p.add_argument("--examples", type=int, default=16)
     args = p.parse_args()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import torch
-
-        from mnist_jax.torch_reference import Classifier
+        from torch_notebook import Classifier
     except ImportError:
         print(f"{Path(sys.argv[0]).name}: error: needs torch; install it with: pip install -e \".[torch]\"",
               file=sys.stderr)

@@ -4,9 +4,15 @@ $JAX_COMPILATION_CACHE_DIR, so that a program compiled once is not compiled agai
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import pickle
 import tempfile
+from pathlib import Path
+from typing import NamedTuple
 
+import jax
 import numpy as np
 import pytest
 
@@ -14,14 +20,14 @@ import pytest
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
-from mnist_jax import data, runtime  # noqa: E402
+from mnist_jax import data, environment  # noqa: E402
 
-runtime.configure()
+environment.configure()
 
 # The slowest test files, slowest first (seconds on 2 cores, two workers): pytest-xdist hands whole
 # files to its workers in collection order, so starting with the longest leaves no long file to
 # finish alone at the end. The others follow in their usual order.
-SLOWEST_FILES = ("test_cli.py", "test_parallel.py", "test_scripts.py", "test_trainer.py", "test_train.py",
+SLOWEST_FILES = ("test_cli.py", "test_parallel.py", "test_scripts.py", "test_loop.py", "test_steps.py",
                  "test_notebook.py", "test_images.py", "test_demo.py")  # about 110, 80, 45, 45, 30, 25, 20, 20
 
 
@@ -35,14 +41,25 @@ SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test
 SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "1024"]
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory that every pytest-xdist worker of this run sees (their temporary roots' parent)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.getbasetemp().parent
+    return tmp_path_factory.getbasetemp()
+
+
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """One process at a time in the block, across the workers."""
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Prepared once for the whole run: pytest-xdist's workers share their temporary root's parent,
-    and data.prepare lets one process prepare while the others wait for it."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        directory = tmp_path_factory.getbasetemp().parent / "tfds"
-    else:
-        directory = tmp_path_factory.mktemp("tfds")
+    """Prepared once for the whole run: data.prepare lets one worker prepare while the others wait."""
+    directory = shared_dir(tmp_path_factory) / "tfds"
     data.prepare(directory)
     return directory
 
@@ -54,15 +71,29 @@ def mnist(data_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def small_data(mnist) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Both splits, for train_and_evaluate with the small setting."""
+    """Both splits, for the loop with the small setting."""
     return mnist["train"], mnist["test"]  # the configs' train_examples and test_examples cut them
 
 
+class Trained(NamedTuple):
+    params: dict
+
+
 @pytest.fixture(scope="session")
-def small_fits(small_data) -> dict:
-    """The small setting trained 2 epochs from scratch, in memory on one device: for one seed and for
-    two seeds at once, each (state, history). The references that sharded and resumed runs must match."""
-    from mnist_jax import trainer
+def small_fits(small_data, tmp_path_factory) -> dict:
+    """The small setting trained 2 epochs from scratch, in memory on one device, for one seed and for
+    two seeds at once: each (a state with its params, history). The references that sharded and
+    resumed runs must match; trained by the first worker that needs them, read by the others."""
+    from mnist_jax import loop
     from mnist_jax.config import TrainConfig
 
-    return {seeds: trainer.fit(TrainConfig(epochs=2, seeds=seeds, **SMALL), *small_data) for seeds in (1, 2)}
+    shared = shared_dir(tmp_path_factory)
+    with exclusive(shared / "small_fits.lock"):
+        if not (shared / "small_fits.pickle").exists():
+            fits = {seeds: loop.fit(TrainConfig(epochs=2, seeds=seeds, **SMALL), *small_data) for seeds in (1, 2)}
+            content = pickle.dumps({seeds: (jax.device_get(state.params), history)
+                                    for seeds, (state, history) in fits.items()})
+            (shared / "small_fits.pickle.tmp").write_bytes(content)
+            (shared / "small_fits.pickle.tmp").rename(shared / "small_fits.pickle")
+    fits = pickle.loads((shared / "small_fits.pickle").read_bytes())
+    return {seeds: (Trained(params), history) for seeds, (params, history) in fits.items()}

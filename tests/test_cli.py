@@ -14,7 +14,7 @@ import pytest
 from conftest import SMALL_FLAGS
 from PIL import Image
 
-from mnist_jax import cli, data, runs
+from mnist_jax import cli, data, rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d+\.\d{4} / accuracy: [01]\.\d{4} \| "
@@ -28,7 +28,7 @@ def mnist_jax(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = cli.run([str(a) for a in argv])
+            code = cli.execute([str(a) for a in argv])
         except SystemExit as e:  # argparse's exits
             code = e.code
     return code, out.getvalue(), err.getvalue()
@@ -73,8 +73,10 @@ def test_train_prints_summary_then_the_notebooks_lines(finished_run):
     assert "Trained 2 epochs in " in stdout and str(run_dir) in stdout
 
 
-def test_train_writes_history_params_and_figures(finished_run):
+def test_train_writes_history_params_and_figures(finished_run, small_fits):
     run_dir, (_, stdout, _) = finished_run
+    config, history, params = rundir.load_run(run_dir)  # the same as the experiment in-process, or loop.fit
+    assert all(history[k] == small_fits[1][1][k] for k in ("train_loss", "test_loss", "test_class_accuracy"))
     record = json.loads((run_dir / "history.json").read_text())
     assert record["finished"] and record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 256
     assert record["config"]["precision"] == "default"
@@ -118,7 +120,7 @@ def test_a_first_run_with_your_own_files_beside_a_stock_mnist(mnist, tmp_path, m
                                   np.sort(mnist["test"][0].reshape(len(images), -1).sum(1)))
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1 and re.fullmatch(r"\d{8}-\d{6}", run_dirs[0].name)
-    assert runs.read_record(run_dirs[0]).finished
+    assert rundir.read_record(run_dirs[0]).finished
     assert tree_bytes(ROOT / "figures") == committed
 
 
@@ -128,9 +130,13 @@ def test_resume_continues_a_finished_run(finished_run, data_dir, tmp_path):
     code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
     assert code == 0, stderr
     assert f"Resuming {run_dir} after epoch 1" in stdout and "Trained epoch 2 in" in stdout
-    assert [line[:10] for line in epoch_lines(stdout)] == ["[epoch  0]", "[epoch  1]", "[epoch  2]"]
-    record = runs.read_record(run_dir)
+    lines = epoch_lines(stdout)
+    assert lines[:2] == epoch_lines(finished_run[1][1]) and len(lines) == 3
+    record = rundir.read_record(run_dir)
     assert record.finished and len(record.history["train_loss"]) == 3
+    # Epoch 2 went on from the trained params: a restart from fresh ones would be back at epoch 0's loss.
+    losses = record.history["train_loss"]
+    assert losses[2] < losses[1] < losses[0]
     assert record.config.batch_size == 256 and record.config.train_examples == 1024
     result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
     assert "already trained 3 epochs" in one_line_error(result)
@@ -215,7 +221,7 @@ def test_train_refuses_a_used_run_directory_unless_overwriting(finished_run, dat
     code, _, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--test-batch-size", 100000, "--data-dir",
                                 data_dir, "--run-dir", run_dir, "--overwrite")
     assert code == 0, stderr
-    assert len(runs.read_record(run_dir).history["train_loss"]) == 1
+    assert len(rundir.read_record(run_dir).history["train_loss"]) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
 
 
@@ -239,7 +245,7 @@ def test_diverging_run_stops_with_the_epoch_named(data_dir, tmp_path):
 def test_settings_that_cannot_run_are_refused_before_training(data_dir, tmp_path, flags, message):
     code, stdout, stderr = result = mnist_jax("train", *flags, "--data-dir", data_dir, "--run-dir", tmp_path / "run")
     assert re.search(message if "GB" in message else re.escape(message), one_line_error(result))
-    assert "[epoch" not in stdout and not runs.holds_a_run(tmp_path / "run")
+    assert "[epoch" not in stdout and not rundir.holds_a_run(tmp_path / "run")
 
 
 def test_a_path_the_os_refuses_is_a_one_line_error(tmp_path):
@@ -249,8 +255,8 @@ def test_a_path_the_os_refuses_is_a_one_line_error(tmp_path):
 
 def test_grids_too_large_to_draw_are_refused_by_the_parser(finished_run):
     for command in ("plot-classification", "plot-errors"):
-        code, _, stderr = mnist_jax(command, finished_run[0], "--rows", 100000, "--cols", 100000)
-        assert code == 2 and "argument --rows: at most 16, got 100000" in stderr and "Traceback" not in stderr
+        result = mnist_jax(command, finished_run[0], "--rows", 100000, "--cols", 100000)
+        assert "argument --rows: rows must be in 1 ... 16, got 100000" in one_line_error(result)
 
 
 def test_unwritable_run_directory_fails_before_training(tmp_path):
@@ -279,15 +285,34 @@ def test_a_manual_dir_that_does_not_exist_is_an_error_even_when_prepared(data_di
                                    ["--lr", "nan"], ["--no-such-flag"], ["--seeds", "0"], ["--precision", "tf32"],
                                    ["--process-id", "1"], ["--resume", "x", "--overwrite"]])
 def test_bad_flags_are_one_line_errors(flags, tmp_path):
-    code, _, stderr = mnist_jax("train", *flags, "--run-dir", tmp_path / "run")
-    assert code == 2 and "Traceback" not in stderr
-    assert stderr.splitlines()[-1].startswith("mnist-jax train: error:")
+    message = one_line_error(mnist_jax("train", *flags, "--run-dir", tmp_path / "run"))
+    assert message.startswith("mnist-jax train: error:") and message.endswith("(see mnist-jax train --help)")
     assert not (tmp_path / "run").exists()
+
+
+def test_version():
+    code, stdout, _ = mnist_jax("--version")
+    import mnist_jax as package
+
+    assert code == 0 and stdout == f"mnist-jax {package.__version__}\n" and package.__version__[0].isdigit()
+
+
+def test_every_setting_has_a_flag_and_a_row_in_the_docs():
+    """The flags are made from the config's fields, and docs/command-line.md shows the table they make."""
+    from mnist_jax import config
+
+    _, parsers = cli.parser()
+    flags = {flag for action in parsers["train"]._actions for flag in action.option_strings}
+    docs = (ROOT / "docs" / "command-line.md").read_text()
+    for cls in (config.TrainConfig, config.RunOptions):
+        for field in config.fields(cls):
+            assert field.flag in flags and field.help
+        assert cli.flag_table(cls) in docs, f"docs/command-line.md lacks the table of cli.flag_table({cls.__name__})"
 
 
 def test_help_explains_the_flags(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.run(["train", "--help"])
+        cli.execute(["train", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--epochs", "--learning-rate", "--batch-size", "--test-batch-size", "--seed", "--data-dir",
@@ -298,11 +323,11 @@ def test_help_explains_the_flags(capsys):
 def full_test_metrics(run_dir: Path, mnist) -> tuple[float, float]:
     """Loss and accuracy of a run's params on all 10,000 test digits, computed here on the host."""
     from mnist_jax.inference import classify
-    from mnist_jax.model import classifier_for
+    from mnist_jax.model import model_for
 
-    config, _, params = runs.load_run(run_dir)
+    config, _, params = rundir.load_run(run_dir)
     images, labels = mnist["test"]
-    probs = classify(params, images, classifier_for(config)).astype(np.float64)
+    probs = classify(params, images, model_for(config)).astype(np.float64)
     return -np.log(probs[np.arange(len(labels)), labels]).mean(), (probs.argmax(1) == labels).mean()
 
 
@@ -328,12 +353,12 @@ def user_photo(digit: np.ndarray, path: Path) -> Path:
 
 def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
     run_dir, _ = finished_run
-    config, _, params = runs.load_run(run_dir)
+    config, _, params = rundir.load_run(run_dir)
     from mnist_jax.inference import classify
-    from mnist_jax.model import classifier_for
+    from mnist_jax.model import model_for
 
     images, labels = (a[:300] for a in mnist["test"])
-    probs = classify(params, images, classifier_for(config))
+    probs = classify(params, images, model_for(config))
     # Digits of three classes that the run reads surely and rightly, each saved as a photo would be.
     chosen = {}
     for i in np.argsort(-probs.max(1)):
@@ -343,6 +368,7 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
             break
     code, stdout, stderr = mnist_jax("predict", *chosen.values(), "--run", run_dir)
     assert code == 0, stderr
+    assert len(stdout.splitlines()) == len(chosen) == 3
     for (label, path), line in zip(chosen.items(), stdout.splitlines()):
         assert re.fullmatch(rf"{re.escape(str(path))}: {label} \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)",
                             line), line
@@ -350,13 +376,13 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
 
 def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     """(test_weights evaluates them on the whole test set, as `evaluate` without a run does.)"""
-    record = runs.read_record(runs.BUNDLED_RUN)
+    record = rundir.read_record(rundir.BUNDLED_RUN)
     from mnist_jax.inference import classify
-    from mnist_jax.model import classifier_for
+    from mnist_jax.model import model_for
 
-    _, _, params = runs.load_run(runs.BUNDLED_RUN)
+    _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     images, labels = (a[:50] for a in mnist["test"])
-    probs = classify(params, images, classifier_for(record.config))
+    probs = classify(params, images, model_for(record.config))
     sure = [i for i in np.argsort(-probs.max(1)) if probs[i].argmax() == labels[i]][:2]
     (tmp_path / "b").mkdir()
     paths = [user_photo(images[sure[0]], tmp_path / "digit.png"), user_photo(images[sure[1]], tmp_path / "b" / "digit.jpg")]
@@ -387,6 +413,18 @@ def test_predict_reports_each_bad_file_and_still_classifies_the_others(mnist, tm
                                    f"mnist-jax predict: error: {tmp_path / 'blank.png'}: no digit found (the image "
                                    f"is blank: one colour throughout)"]
     assert stdout.startswith(f"{good}: ") and stdout.count("\n") == 1
+
+
+def test_plot_commands_use_the_bundled_run_and_write_here_without_one(data_dir, tmp_path, monkeypatch):
+    """The bundled run's directory is part of the package: its figures go to the current directory."""
+    monkeypatch.chdir(tmp_path)
+    bundled = tree_bytes(rundir.BUNDLED_RUN)
+    assert mnist_jax("plot-history")[0] == 0
+    assert "Accuracy 0.98" in (tmp_path / "training.svg").read_text()
+    code, stdout, stderr = mnist_jax("plot-errors", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert "170 errors in 10000" in stdout and (tmp_path / "confusion.svg").exists()
+    assert tree_bytes(rundir.BUNDLED_RUN) == bundled
 
 
 def test_plot_commands_redraw_from_the_run_directory(finished_run, data_dir, tmp_path):
@@ -429,7 +467,7 @@ def test_seeds_print_mean_and_std_and_save_every_seeds_run(seeds_run):
     assert "2 seeds (0-1); each value below is the mean +- std over the seeds" in stdout
     lines = epoch_lines(stdout)
     assert len(lines) == 2 and all(SEEDS_LINE.match(line) for line in lines), lines
-    top = runs.read_record(out / "run")
+    top = rundir.read_record(out / "run")
     assert top.finished and top.config.seeds == 2 and np.shape(top.history["test_accuracy"]) == (2, 2)
     final = np.array(top.history["test_accuracy"][-1])
     assert f"Final test accuracy over 2 seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f}" in stdout
@@ -454,10 +492,10 @@ def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_pat
     shutil.copytree(out / "run", run_dir)
     result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--seeds", 3, "--data-dir", data_dir)
     assert "--seeds 3 differs from the resumed run's 2" in one_line_error(result)
-    before = runs.read_record(run_dir).history
+    before = rundir.read_record(run_dir).history
     code, _, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
     assert code == 0, stderr
-    after = runs.read_record(run_dir).history
+    after = rundir.read_record(run_dir).history
     assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)
-    seed_run = runs.read_record(run_dir / "seed-1").history
+    seed_run = rundir.read_record(run_dir / "seed-1").history
     assert seed_run["test_accuracy"] == [epoch[1] for epoch in after["test_accuracy"]]

@@ -14,7 +14,9 @@ def test_defaults_are_the_notebooks_hyperparameters():
 
 @pytest.mark.parametrize("bad", [{"seeds": 0}, {"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0},
                                  {"train_examples": 0}, {"precision": "tf32"}, {"conv": "fft"}, {"seed": -1},
-                                 {"seed": 99999999999999999999}, {"seed": 2**31 - 2, "seeds": 3}])
+                                 {"seed": 99999999999999999999}, {"seed": 2**31 - 2, "seeds": 3},
+                                 {"microbatch": 100}, {"test_batch_size": 100.5}, {"seed": 0.5}, {"epochs": True},
+                                 {"learning_rate": float("nan")}, {"learning_rate": "1e-4"}, {"conv": 3}])
 def test_impossible_settings_are_user_errors(bad):
     with pytest.raises(ConfigError) as info:
         TrainConfig(**bad)
@@ -32,7 +34,7 @@ def test_a_saved_config_reads_back_and_older_ones_take_new_defaults():
 
 def test_a_resume_may_change_only_how_the_same_run_is_computed():
     saved = TrainConfig(epochs=2, batch_size=256, seed=3)
-    assert set(RESUMABLE_CHANGES) == {"epochs", "conv", "precision"}
+    assert set(RESUMABLE_CHANGES) == {"epochs", "conv", "microbatch", "precision"}
     resumed = resume_config(saved, {"epochs": 5, "precision": "highest", "conv": "xla", "seed": 3, "batch_size": 256})
     assert resumed == dataclasses.replace(saved, epochs=5, precision="highest", conv="xla")
     with pytest.raises(ConfigError, match="--batch-size 128 differs from the resumed run's 256"):

@@ -21,11 +21,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_jax import cli
-from mnist_jax.benchmark import BROWSER_FLAGS
 from mnist_jax.demo import png_data_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)
+
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium")
 
 
 def free_port() -> int:
@@ -122,18 +124,18 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
 
 
 def test_a_taken_port_is_a_one_line_error(server, capsys):
-    assert cli.run(["demo", "--port", str(server["port"])]) == 2
+    assert cli.execute(["demo", "--port", str(server["port"])]) == 2
     assert capsys.readouterr().err == (f"mnist-jax demo: error: cannot serve on 127.0.0.1 port {server['port']}: "
                                        f"already in use; pick another with --port\n")
 
 
 def test_without_the_demo_extra_the_error_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # what Python does when a module cannot be imported
-    assert cli.run(["demo", "--port", str(free_port())]) == 2
+    assert cli.execute(["demo", "--port", str(free_port())]) == 2
     assert capsys.readouterr().err == ("mnist-jax demo: error: the demo needs Gradio, which the core install leaves "
                                        "out: pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')\n")
 
 
 def test_an_unknown_host_is_a_one_line_error(capsys):
-    assert cli.run(["demo", "--host", "no-such-host.invalid", "--port", str(free_port())]) == 2
+    assert cli.execute(["demo", "--host", "no-such-host.invalid", "--port", str(free_port())]) == 2
     assert capsys.readouterr().err.startswith("mnist-jax demo: error: --host no-such-host.invalid: not an address")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mnist_jax import history as hist
-from mnist_jax.train import Metrics
+from mnist_jax.steps import Metrics
 
 
 def test_format_epoch_is_the_notebooks_line():

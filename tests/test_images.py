@@ -7,16 +7,16 @@ import pytest
 from PIL import Image
 
 from mnist_jax import images as image_files
-from mnist_jax import inference, runs
-from mnist_jax.model import Classifier, classifier_for, init_params
+from mnist_jax import inference, rundir
+from mnist_jax.model import Classifier, LinenModel, model_for
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"  # written by scripts/make_digit_fixtures.py
 
 
 @pytest.fixture(scope="module")
 def bundled():
-    config, _, params = runs.load_run(runs.BUNDLED_RUN)
-    return lambda digits: inference.classify(params, np.stack(digits), classifier_for(config)).argmax(1)
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    return lambda digits: inference.classify(params, np.stack(digits), model_for(config)).argmax(1)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,12 +52,12 @@ def test_light_on_dark_images_are_not_inverted(mnist, tmp_path):
 def test_classify_gives_the_models_probabilities_and_top_k(mnist):
     import jax
 
-    model = Classifier(precision="highest")
-    params = init_params(model, jax.random.key(0))
+    model = LinenModel(Classifier(precision="highest"))
+    params = model.init(jax.random.key(0))
     digits = mnist["test"][0][:5]
     probs = inference.classify(params, digits, model, batch_size=2)  # batches of 2, 2 and a padded 1
     assert probs.shape == (5, 10)
-    logits = jax.jit(model.apply)({"params": params}, digits.astype(np.float32) / 255)
+    logits = jax.jit(model.apply)(params, digits)
     expected = np.asarray(jax.nn.softmax(logits))
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     top = inference.top_k(probs[0], 3)

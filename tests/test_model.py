@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.model import (Classifier, classifier_for, conv_as_matmul, count_params, init_params, matmul_precision,
-                             max_pool_2x2, model_summary, params_from_torch)
+from mnist_jax.model import (Classifier, LinenModel, conv_as_matmul, conv_im2col, count_params, matmul_precision,
+                             max_pool_2x2, max_pool_first, model_for, model_summary, params_from_torch)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_parity.npz"
 
 
-@pytest.mark.parametrize("conv", ["matmul", "xla"])
+FORMULATIONS = ["matmul", "custom_vjp", "xla"]
+
+
+@pytest.mark.parametrize("conv", FORMULATIONS)
 def test_output_shape_and_parameter_count(conv):
     model = Classifier(conv=conv)
-    params = init_params(model, jax.random.key(0))
+    params = LinenModel(model).init(jax.random.key(0))
     assert count_params(params) == 34_826
     logits = model.apply({"params": params}, jnp.zeros((5, 28, 28, 1)))
     assert logits.shape == (5, 10)
@@ -31,24 +34,50 @@ def test_matmul_formulation_equals_lax_conv_and_max_pool():
     dims = ("NHWC", "HWIO", "NHWC")
     expected = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=dims,
                                             precision="highest")
-    got = conv_as_matmul(x, kernel, (1, 1), "VALID", dimension_numbers=dims, precision="highest")
+    got = conv_as_matmul(x, kernel, precision="highest")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(conv_im2col(x, kernel, jax.lax.Precision.HIGHEST), got)
     # Odd sizes floor, as PyTorch's MaxPool2d(2) does on the 11x11 map.
     y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
     np.testing.assert_array_equal(max_pool_2x2(y), nn.max_pool(y, (2, 2), strides=(2, 2)))
+    np.testing.assert_array_equal(max_pool_first(y), max_pool_2x2(y))
 
 
-def test_both_formulations_give_the_same_logits():
-    params = init_params(Classifier(conv="xla"), jax.random.key(0))
+def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
+    x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 32))
+    kernel = jax.random.normal(jax.random.key(2), (3, 3, 32, 64))
+    dy = jax.random.normal(jax.random.key(5), (4, 11, 11, 64))
+    want = jax.vjp(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", precision="highest",
+                                                             dimension_numbers=("NHWC", "HWIO", "NHWC")), x, kernel)[1](dy)
+    got = jax.vjp(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST), x, kernel)[1](dy)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+    # Without ties (random values) every formulation of pooling passes each window's gradient to its maximum.
+    y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
+    g = jax.random.normal(jax.random.key(6), (2, 5, 5, 8))
+    np.testing.assert_array_equal(jax.vjp(max_pool_first, y)[1](g)[0], jax.vjp(max_pool_2x2, y)[1](g)[0])
+
+
+def test_pooling_gives_a_tied_windows_gradient_to_its_first_maximum_as_pytorch():
+    """MNIST's blank background makes whole windows equal; PyTorch's MaxPool2d passes the gradient to
+    the first of them (top left, then along the row), not half to each as the maxima's autodiff."""
+    x = jnp.array([[0.0, 0.0, 1.0, 2.0, 0.5], [0.0, 0.0, 2.0, 2.0, 0.5], [3.0, 1.0, 4.0, 4.0, 9.0]])[None, :, :, None]
+    dx = jax.vjp(max_pool_first, x)[1](jnp.array([[10.0, 20.0]])[None, :, :, None])[0][0, :, :, 0]
+    np.testing.assert_array_equal(dx, [[10, 0, 0, 20, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("conv", ["matmul", "custom_vjp"])
+def test_every_formulation_gives_the_same_logits(conv):
+    params = LinenModel(Classifier(conv="xla")).init(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(4), (8, 28, 28, 1))
     # Pinned to full float32: under TF32 (a GPU's default) the two would differ by more than rounding.
     a = Classifier(conv="xla", precision="highest").apply({"params": params}, x)
-    b = Classifier(conv="matmul", precision="highest").apply({"params": params}, x)
+    b = Classifier(conv=conv, precision="highest").apply({"params": params}, x)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_initialisation_is_pytorch_default_uniform():
-    params = init_params(Classifier(), jax.random.key(0))
+    params = LinenModel(Classifier()).init(jax.random.key(0))
     fan_in = {"conv1": 9, "conv2": 288, "linear": 1600}
     for layer, n in fan_in.items():
         bound = 1 / math.sqrt(n)
@@ -64,7 +93,7 @@ def test_params_from_torch_reproduces_pytorch_logits():
     fixture = np.load(FIXTURE)
     params = params_from_torch({k: fixture[k] for k in fixture.files})
     images = fixture["images_nchw"].transpose(0, 2, 3, 1).astype(np.float32) / 255.0
-    for conv in ("matmul", "xla"):  # PyTorch's CPU matmuls are full float32: compare at the highest precision
+    for conv in FORMULATIONS:  # PyTorch's CPU matmuls are full float32: compare at the highest precision
         logits = Classifier(conv=conv, precision="highest").apply({"params": params}, images)
         np.testing.assert_allclose(logits, fixture["logits"], atol=1e-5, rtol=0)
     assert "torch" not in sys.modules
@@ -75,15 +104,23 @@ def test_params_from_torch_names_a_missing_weight():
         params_from_torch({})
 
 
-def test_precision_reaches_every_matmul_and_the_config_builds_the_model():
+@pytest.mark.parametrize("conv", FORMULATIONS)
+def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
+    """On a CPU every precision computes the same numbers, so only the program shows it; on a GPU a
+    matmul left at the default would run in TF32."""
     assert matmul_precision("default") is None
     assert matmul_precision("highest") == jax.lax.Precision.HIGHEST
     assert matmul_precision("high") == jax.lax.Precision.HIGH
-    model = classifier_for(TrainConfig(conv="xla", precision="highest"))
-    assert model == Classifier(conv="xla", precision="highest")
-    params = init_params(model, jax.random.key(0))
-    jaxpr = str(jax.make_jaxpr(lambda x: model.apply({"params": params}, x))(jnp.zeros((2, 28, 28, 1))))
+    model = model_for(TrainConfig(conv=conv, precision="highest"))
+    assert model == LinenModel(Classifier(conv=conv, precision="highest"))
+    params = model.init(jax.random.key(0))
+    images = jnp.zeros((2, 28, 28, 1), jnp.uint8)
+    jaxpr = str(jax.make_jaxpr(model.apply)(params, images))
     # Both convolutions and the dense layer carry the precision; nothing is left at the default.
     assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == 3, jaxpr
-    default = str(jax.make_jaxpr(lambda x: Classifier().apply({"params": params}, x))(jnp.zeros((2, 28, 28, 1))))
+    default = str(jax.make_jaxpr(model_for(TrainConfig(conv=conv)).apply)(params, images))
     assert "Precision.HIGHEST" not in default
+    # And every matmul and convolution of the gradient, the hand-written ones included.
+    grad = str(jax.make_jaxpr(jax.grad(lambda p: model.apply(p, images).sum()))(params))
+    ops = grad.count("dot_general[") + grad.count("conv_general_dilated[")
+    assert ops >= 8 and grad.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == ops, grad

@@ -28,17 +28,17 @@ EPOCHS = 2  # as in the small_fits references
 CHILD = r"""
 import json, sys
 import jax, numpy as np
-from mnist_jax import data, parallel, runtime, trainer
+from mnist_jax import data, environment, loop, parallel
 from mnist_jax.config import TrainConfig
 from mnist_jax.history import METRIC_KEYS
-from mnist_jax.train import initial_state
+from mnist_jax.loop import initial_state
 
-runtime.configure()
+environment.configure()
 data_dir, epochs, small = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 train_data, test_data = data.load_split("train", data_dir), data.load_split("test", data_dir)
 config = TrainConfig(epochs=epochs, **small)
 mesh = parallel.make_mesh(config.seeds, (config.batch_size, config.test_batch_size))
-state, history = trainer.fit(config, train_data, test_data, mesh=mesh)
+state, history = loop.fit(config, train_data, test_data, mesh=mesh)
 kernel = state.params["conv2"]["kernel"]
 seeds_mesh = parallel.make_mesh(2, (config.batch_size, config.test_batch_size))
 seeds_kernel = initial_state(TrainConfig(seeds=2), parallel.state_sharding(seeds_mesh)).params["conv2"]["kernel"]
@@ -93,7 +93,7 @@ def child_process(data_dir) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def child(child_process, small_fits) -> dict:
-    """The child's report; the one-device references (small_fits) are trained while it runs."""
+    """The child's report; the one-device references (small_fits) are trained while it rundir."""
     stdout, stderr = child_process.communicate(timeout=600)
     assert child_process.returncode == 0, stderr[-3000:]
     return json.loads(stdout.strip().splitlines()[-1])

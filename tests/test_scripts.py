@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_FLAGS
 
-from mnist_jax import cli, runs
+from mnist_jax import cli, rundir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +31,7 @@ def test_a_script_names_itself_in_its_errors(tmp_path):
 def test_the_installed_command_lists_every_subcommand():
     result = run(Path(sys.executable).parent / "mnist-jax", "--help")
     assert result.returncode == 0, result.stderr
-    for command in ("train", "evaluate", "predict", "demo", "plot-history", "plot-classification", "plot-errors",
-                    "benchmark", "benchmark-data", "benchmark-use"):
+    for command in ("train", "evaluate", "predict", "demo", "plot-history", "plot-classification", "plot-errors"):
         assert command in result.stdout
 
 
@@ -52,13 +51,13 @@ def test_the_torch_tool_without_torch_says_what_to_install():
 # soon as the final params are written: the moment of a final save where a run could be lost for good.
 KILLED_AFTER_WRITING_PARAMS = """
 import os, runpy, signal, sys
-from mnist_jax import runs
-write_atomic = runs.write_atomic
+from mnist_jax import rundir
+write_atomic = rundir.write_atomic
 def write_then_die(path, content):
     write_atomic(path, content)
     if path.name == "params.msgpack":
         os.kill(os.getpid(), signal.SIGKILL)
-runs.write_atomic = write_then_die
+rundir.write_atomic = write_then_die
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -75,12 +74,12 @@ def test_the_readme_train_command_killed_in_its_final_save_is_finished_by_resume
     assert "Total parameters: 34,826" in killed.stdout and "Traceback" not in killed.stderr
     assert len(re.findall(r"^\[epoch  \d\] Train loss: \d\.\d{4} / accuracy: [01]\.\d{4} \| Test loss: ",
                           killed.stdout, re.M)) == 2
-    record = runs.read_record(run_dir)
+    record = rundir.read_record(run_dir)
     assert not record.finished and len(record.history["train_loss"]) == 2
     assert "2" in [p.name for p in (run_dir / "checkpoints").iterdir()]  # committed before the final files
-    assert cli.run(["train", "--resume", str(run_dir), "--data-dir", str(data_dir)]) == 0
+    assert cli.execute(["train", "--resume", str(run_dir), "--data-dir", str(data_dir)]) == 0
     assert "Trained no epoch (all were done)" in capsys.readouterr().out
-    config, history, params = runs.load_run(run_dir)
+    config, history, params = rundir.load_run(run_dir)
     state, reference = small_fits[1]
     assert history["train_loss"] == reference["train_loss"] and history["test_accuracy"] == reference["test_accuracy"]
     for got, want in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.params)):
@@ -113,9 +112,10 @@ def test_a_full_disk_stops_training_with_one_line_and_nothing_claimed(data_dir, 
     assert [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()] == []
 
 
-def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
-    result = run(sys.executable, ROOT / "scripts" / "benchmark.py", "--epochs", 2, "--train-examples", 512,
-                 "--test-examples", 512, "--skip-torch", "--data-dir", data_dir, "--json", tmp_path / "bench.json")
+def test_the_training_benchmark_runs_train_cold_warm_and_with_seeds(data_dir, tmp_path):
+    result = run(sys.executable, ROOT / "benchmarks" / "train_speed.py", "--epochs", 2, "--train-examples", 512,
+                 "--test-examples", 512, "--skip-torch", "--seeds", 2, "--data-dir", data_dir,
+                 "--json", tmp_path / "bench.json")
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "bench.json").read_text())
     jax_row = record["mnist_jax"]
@@ -124,21 +124,10 @@ def test_benchmark_runs_train_cold_and_warm_and_writes_json(data_dir, tmp_path):
     # The warm run found the compiled programs in the cache.
     assert jax_row["warm_cache_compile_seconds"] < jax_row["compile_seconds"]
     assert record["peak_host_bytes"] > 0 and "| mnist-jax |" in result.stdout
-    assert "seeds" not in record
-
-
-def test_the_benchmark_summarizes_a_run_of_several_seeds(capsys):
-    """`--seeds N` times one more `run_train` (the call tested above), then summarizes it so."""
-    from mnist_jax import benchmark
-
-    run = {"wall_seconds": 9.0, "train_seconds": 6.0, "median_epoch_seconds": 2.0, "compile_seconds": 1.0,
-           "epoch_seconds": [3.0, 2.0, 2.0], "final_test_accuracy": [0.98, 0.97, 0.99],
-           "peak_device_bytes": None, "device": "cpu"}
-    row = benchmark.seeds_row(run, 3)
-    assert row["final_test_accuracy_mean"] == pytest.approx(0.98) and row["final_test_accuracy_std"] == pytest.approx(0.01)
-    one = {"median_epoch_seconds": 2.0, "compile_seconds": 1.0, "train_seconds": 6.0, "wall_seconds": 9.0,
-           "warm_cache_wall_seconds": 8.0, "final_test_accuracy": 0.98, "device": "cpu", "peak_device_bytes": None}
-    benchmark.print_table({"machine": {"cpu_count": 2, "processor": "x", "jax": "0", "jax_backend": "cpu"},
-                           "mnist_jax": one, "peak_host_bytes": 2**30, "seeds": row}, epochs=3)
-    assert "3 seeds at once, 3 epochs: training 6.00 s (median epoch 2.000 s), wall 9.00 s, final test accuracy " \
-           "0.9800 +- 0.0100" in capsys.readouterr().out
+    seeds = record["seeds"]
+    final = seeds["final_test_accuracy"]  # one per seed, from the run's own history.json
+    assert len(final) == 2 and final[0] != final[1]
+    assert seeds["final_test_accuracy_mean"] == pytest.approx(np.mean(final))
+    assert seeds["final_test_accuracy_std"] == pytest.approx(np.std(final, ddof=1))
+    assert (f"2 seeds at once, 2 epochs: training {seeds['train_seconds']:.2f} s" in result.stdout
+            and f"final test accuracy {np.mean(final):.4f} +- {np.std(final, ddof=1):.4f}" in result.stdout)

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from mnist_jax import history as hist
-from mnist_jax import runs, trainer
+from mnist_jax import loop, rundir
 from mnist_jax.config import TrainConfig
+from mnist_jax.model import model_for
 
 
 def test_the_bundled_run_is_the_notebooks_30_epochs():
-    config, history, params = runs.load_run(runs.BUNDLED_RUN)  # checks the params' SHA-256 too
+    config, history, params = rundir.load_run(rundir.BUNDLED_RUN)  # checks the params' SHA-256 too
     assert config == TrainConfig()  # the notebook's settings, seed 0
-    assert hist.epochs_done(history) == 30 and runs.read_record(runs.BUNDLED_RUN).finished
+    assert hist.epochs_done(history) == 30 and rundir.read_record(rundir.BUNDLED_RUN).finished
     assert sum(p.size for p in jax.tree_util.tree_leaves(params)) == 34_826
     assert all(p.dtype == np.float32 for p in jax.tree_util.tree_leaves(params))
 
@@ -21,9 +22,9 @@ def test_the_bundled_run_is_the_notebooks_30_epochs():
 def test_the_bundled_weights_give_their_recorded_test_loss_and_accuracy(mnist):
     """Bit for bit on the platform that trained them (the record says which); within float
     differences elsewhere, e.g. TF32 matmuls on a GPU."""
-    record = runs.read_record(runs.BUNDLED_RUN)
-    _, _, params = runs.load_run(runs.BUNDLED_RUN)
-    metrics, _ = trainer.programs(record.config, None).evaluate(params, *mnist["test"])
+    record = rundir.read_record(rundir.BUNDLED_RUN)
+    _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    metrics, _ = loop.eval_program(model_for(record.config), record.config.test_batch_size)(params, *mnist["test"])
     summary = hist.summarize(jax.device_get(metrics))
     loss, accuracy = record.history["test_loss"][-1], record.history["test_accuracy"][-1]
     device = jax.local_devices()[0]

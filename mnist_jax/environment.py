@@ -1,8 +1,8 @@
 """Process-wide JAX settings, made once by every entry point before JAX starts its backends.
 
-    from mnist_jax import runtime
-    runtime.configure()                              # what every `mnist-jax` command does first
-    runtime.configure(compile_cache=None)            # no persistent compilation cache
+    from mnist_jax import environment
+    environment.configure()                          # what every `mnist-jax` command does first
+    environment.configure(compile_cache=None)        # no persistent compilation cache
 
 Float32 matmul precision is not set here: it is part of each run's config (`TrainConfig.precision`),
 passed to the model's layers, and recorded in the run's history.json.
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mnist_jax.errors import UserError
 
@@ -89,3 +91,24 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
             jax.distributed.initialize(distributed.coordinator, distributed.num_processes, distributed.process_id)
         except (RuntimeError, ValueError, TypeError) as e:
             raise UserError(f"--distributed: cannot start the multi-host runtime ({str(e).splitlines()[0]})") from None
+
+
+def system_info(seconds: float) -> dict[str, Any]:
+    """Where a run was trained: what decides whether another machine gets the same bits."""
+    import jax
+
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() or {}  # None on a CPU
+    return {"backend": jax.default_backend(), "device": device.device_kind, "jax": jax.__version__,
+            "cpu": cpu_model(), "cpu_threads": len(os.sched_getaffinity(0)), "processes": jax.process_count(),
+            "devices": jax.device_count(), "train_seconds": seconds, "peak_device_bytes": stats.get("peak_bytes_in_use")}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

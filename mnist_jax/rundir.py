@@ -8,12 +8,12 @@
     seed-S/             for a multi-seed run: each seed's own run (history.json, params.msgpack)
     .lock               held (flock) by the process writing the run, so there is only ever one
 
-    with Run.create("runs/quick", config) as run:     # refuses a directory that holds a run or is in use
+    with RunDir.create("runs/quick", config) as run:  # refuses a directory that holds a run or is in use
         run.write_history(history)                    # after each epoch's checkpoint is committed
         run.finish(history, params, system, figures)  # history.json marked finished last
     config, history, params = load_run("runs/quick")  # params checked against their SHA-256
 
-In a multi-host run every process holds a `Run`; only the primary process (0) locks and writes.
+In a multi-host run every process holds a `RunDir`; only the primary process (0) locks and writes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -39,7 +38,7 @@ from mnist_jax import history as hist
 from mnist_jax.config import TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.model import Params, classifier_for, init_params
+from mnist_jax.model import Params, param_shapes
 
 HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
@@ -139,8 +138,8 @@ def _remove_temporaries(run_dir: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-class Run:
-    """A run directory being written by training. Build one with `Run.create` or `Run.resume`."""
+class RunDir:
+    """A run directory being written by training. Build one with `RunDir.create` or `RunDir.resume`."""
 
     def __init__(self, path: str | os.PathLike, config: TrainConfig, *, primary: bool = True,
                  saved: RunRecord | None = None, lock_fd: int | None = None):
@@ -152,7 +151,7 @@ class Run:
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: TrainConfig, *, overwrite: bool = False,
-               primary: bool = True) -> Run:
+               primary: bool = True) -> RunDir:
         """A new run in `path`, locked until `close()`. A directory that holds a run, or that another
         process is writing, is refused; with `overwrite` the earlier run's files are deleted (by the
         primary process only), so none can be mistaken for ours."""
@@ -173,7 +172,7 @@ class Run:
         return cls(path, config, primary=primary, lock_fd=lock_fd)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, given: Mapping[str, Any], *, primary: bool = True) -> Run:
+    def resume(cls, path: str | os.PathLike, given: Mapping[str, Any], *, primary: bool = True) -> RunDir:
         """The run in `path` to train on, locked until `close()`; its config is the saved one with
         the `given` settings that a resume may change (see `config.resume_config`)."""
         path = Path(path)
@@ -199,7 +198,7 @@ class Run:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> RunDir:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -298,9 +297,8 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
     """The saved final params; for a multi-seed run, every seed's, stacked on a leading axis.
     With `expected_sha256` (history.json's `params_sha256`), damaged bytes are refused."""
     path = Path(run_dir) / PARAMS_FILE
-    template = jax.eval_shape(functools.partial(init_params, classifier_for(config)), jax.random.key(0))
     template = jax.tree_util.tree_map(lambda p: np.zeros((config.seeds, *p.shape) if config.seeds > 1 else p.shape,
-                                                         p.dtype), template)
+                                                         p.dtype), param_shapes(config))
     try:
         content = path.read_bytes()
         if expected_sha256 is not None and sha256(content) != expected_sha256:
@@ -333,7 +331,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Par
                            f"(written by an older mnist-jax); train the run again")
         return config, record.history, load_params(run_dir, config, record.params_sha256)
     from mnist_jax.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
-    from mnist_jax.train import initial_state
+    from mnist_jax.loop import initial_state
 
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:

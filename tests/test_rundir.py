@@ -10,11 +10,11 @@ import pytest
 from conftest import SMALL
 
 from mnist_jax import history as hist
-from mnist_jax import runs
+from mnist_jax import rundir
 from mnist_jax.checkpoints import Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.train import initial_state
+from mnist_jax.loop import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
@@ -22,7 +22,7 @@ RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accu
 
 
 def finished_run(path, config=CONFIG):
-    with runs.Run.create(path, config) as run:
+    with rundir.RunDir.create(path, config) as run:
         state = initial_state(config)
         record = RECORD if config.seeds == 1 else {
             k: v if k == "epoch_seconds" else [v] * config.seeds for k, v in RECORD.items()}
@@ -34,7 +34,7 @@ def finished_run(path, config=CONFIG):
 
 def test_a_finished_run_loads_back(tmp_path):
     run, state = finished_run(tmp_path / "run")
-    config, history, params = runs.load_run(run.path)
+    config, history, params = rundir.load_run(run.path)
     assert config == CONFIG and history["test_accuracy"] == [0.9]
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.params)):
         np.testing.assert_array_equal(a, b)
@@ -46,11 +46,11 @@ def test_a_directory_holding_any_part_of_a_run_is_refused(tmp_path, leftover):
     run_dir = tmp_path / "run"
     (run_dir / leftover).parent.mkdir(parents=True, exist_ok=True)
     (run_dir / leftover).mkdir() if "." not in leftover else (run_dir / leftover).write_text("{}")
-    with pytest.raises(runs.RunError, match="already holds a run; --resume it, .* or pass --overwrite") as info:
-        runs.Run.create(run_dir, CONFIG)
+    with pytest.raises(rundir.RunError, match="already holds a run; --resume it, .* or pass --overwrite") as info:
+        rundir.RunDir.create(run_dir, CONFIG)
     assert isinstance(info.value, UserError)
-    runs.Run.create(run_dir, CONFIG, overwrite=True).close()
-    assert not runs.holds_a_run(run_dir)
+    rundir.RunDir.create(run_dir, CONFIG, overwrite=True).close()
+    assert not rundir.holds_a_run(run_dir)
 
 
 def test_what_a_failed_start_or_a_killed_write_leaves_does_not_block_the_directory(tmp_path):
@@ -58,7 +58,7 @@ def test_what_a_failed_start_or_a_killed_write_leaves_does_not_block_the_directo
     (run_dir / "checkpoints").mkdir(parents=True)  # made by the checkpointer before the first epoch
     (run_dir / ".history.json.x1y2.tmp").write_text('{"half')  # an atomic write killed halfway
     (run_dir / ".lock").write_text("12345\n")  # a lock file whose process is gone
-    runs.Run.create(run_dir, CONFIG).close()
+    rundir.RunDir.create(run_dir, CONFIG).close()
     assert not list(run_dir.glob(".*.tmp"))
 
 
@@ -67,71 +67,71 @@ def test_one_process_at_a_time_writes_a_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     finished_run(run_dir)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mnist_jax import runs; "
-                               f"run = runs.Run.resume({str(run_dir)!r}, {{}}); print('locked', flush=True); "
+        [sys.executable, "-c", "import sys, time; from mnist_jax import rundir; "
+                               f"run = rundir.RunDir.resume({str(run_dir)!r}, {{}}); print('locked', flush=True); "
                                "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         in_use = f"{run_dir} is in use by another mnist-jax process \\(pid {holder.pid}\\); wait for it to end"
-        with pytest.raises(runs.RunError, match=in_use):
-            runs.Run.resume(run_dir, {"epochs": 2})
-        with pytest.raises(runs.RunError, match=in_use):
-            runs.Run.create(run_dir, CONFIG, overwrite=True)
+        with pytest.raises(rundir.RunError, match=in_use):
+            rundir.RunDir.resume(run_dir, {"epochs": 2})
+        with pytest.raises(rundir.RunError, match=in_use):
+            rundir.RunDir.create(run_dir, CONFIG, overwrite=True)
         assert (run_dir / "params.msgpack").exists()  # the refused overwrite deleted nothing
     finally:
         holder.kill()
         holder.wait()
-    runs.Run.resume(run_dir, {"epochs": 2}).close()
+    rundir.RunDir.resume(run_dir, {"epochs": 2}).close()
 
 
 def test_overwrite_leaves_nothing_of_the_earlier_run(tmp_path):
     run, _ = finished_run(tmp_path / "run", TrainConfig(epochs=1, seeds=2, **SMALL))
     assert (run.path / "seed-1" / "params.msgpack").exists()
     (run.path / "notes.txt").write_text("mine")
-    runs.Run.create(run.path, CONFIG, overwrite=True).close()
+    rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
     assert sorted(p.name for p in run.path.iterdir()) == [".lock", "notes.txt"]  # the user's own file stays
 
 
 def test_a_multi_seed_run_points_to_its_seed_runs(tmp_path):
     run, state = finished_run(tmp_path / "run", TrainConfig(epochs=1, seed=4, seeds=2, **SMALL))
-    with pytest.raises(runs.RunError, match=f"pass one seed's run, e.g. {run.path / 'seed-4'}"):
-        runs.load_run(run.path)
-    config, history, params = runs.load_run(run.path / "seed-5")
+    with pytest.raises(rundir.RunError, match=f"pass one seed's run, e.g. {run.path / 'seed-4'}"):
+        rundir.load_run(run.path)
+    config, history, params = rundir.load_run(run.path / "seed-5")
     assert config.seed == 5 and config.seeds == 1 and history["test_accuracy"] == [0.9]
     np.testing.assert_array_equal(params["conv1"]["kernel"], state.params["conv1"]["kernel"][1])
 
 
 def test_an_unfinished_run_loads_its_latest_checkpoint(tmp_path):
-    run = runs.Run(tmp_path / "run", CONFIG)
+    run = rundir.RunDir(tmp_path / "run", CONFIG)
     state = initial_state(CONFIG)
     history = hist.append(hist.empty(), RECORD)
     checkpointer = Checkpointer(run.checkpoint_dir)
     checkpointer.save(1, state, history)
     checkpointer.close()
     run.write_history(history)
-    config, loaded, params = runs.load_run(run.path)
-    assert not runs.read_record(run.path).finished and loaded == history
+    config, loaded, params = rundir.load_run(run.path)
+    assert not rundir.read_record(run.path).finished and loaded == history
     np.testing.assert_array_equal(params["linear"]["bias"], state.params["linear"]["bias"])
 
 
 def test_resume_keeps_the_runs_settings(tmp_path):
     run, _ = finished_run(tmp_path / "run")
-    with runs.Run.resume(run.path, {"epochs": 4, "precision": "highest"}) as resumed:
+    with rundir.RunDir.resume(run.path, {"epochs": 4, "precision": "highest"}) as resumed:
         assert resumed.config == TrainConfig(epochs=4, precision="highest", **SMALL)
     with pytest.raises(ConfigError, match="--learning-rate 0.1 differs"):
-        runs.Run.resume(run.path, {"learning_rate": 0.1})
+        rundir.RunDir.resume(run.path, {"learning_rate": 0.1})
 
 
 def test_a_resume_that_cannot_be_names_what_to_do_instead(tmp_path):
     started = tmp_path / "started"
     (started / "checkpoints").mkdir(parents=True)  # killed in its first epoch
-    with pytest.raises(runs.RunError, match=f"{started}: no epoch of this run was completed, .* "
+    with pytest.raises(rundir.RunError, match=f"{started}: no epoch of this run was completed, .* "
                                             f"start it again with --run-dir {started} --overwrite"):
-        runs.Run.resume(started, {})
+        rundir.RunDir.resume(started, {})
     run, _ = finished_run(tmp_path / "run", TrainConfig(epochs=1, seeds=2, **SMALL))
-    with pytest.raises(runs.RunError, match=f"{run.path / 'seed-1'} is one seed's copy of the run {run.path}; "
+    with pytest.raises(rundir.RunError, match=f"{run.path / 'seed-1'} is one seed's copy of the run {run.path}; "
                                             f"resume {run.path} instead"):
-        runs.Run.resume(run.path / "seed-1", {"epochs": 3})
+        rundir.RunDir.resume(run.path / "seed-1", {"epochs": 3})
     assert not (run.path / "seed-1" / "checkpoints").exists()
 
 
@@ -139,8 +139,8 @@ def test_a_run_directory_too_deep_for_the_files_inside_is_refused_up_front(tmp_p
     deep = tmp_path
     while len(str(deep)) < 4096 - 100:  # room for the directory, not for Orbax's files inside it
         deep = deep / ("d" * 200)
-    with pytest.raises(runs.RunError, match="the path is too long for the files written inside it"):
-        runs.Run.create(deep, CONFIG)
+    with pytest.raises(rundir.RunError, match="the path is too long for the files written inside it"):
+        rundir.RunDir.create(deep, CONFIG)
 
 
 def test_damaged_or_unchecked_params_are_refused(tmp_path):
@@ -148,13 +148,13 @@ def test_damaged_or_unchecked_params_are_refused(tmp_path):
     content = bytearray((run.path / "params.msgpack").read_bytes())
     content[len(content) // 2] ^= 0x01  # one bit of a weight
     (run.path / "params.msgpack").write_bytes(bytes(content))
-    with pytest.raises(runs.RunError, match=r"params.msgpack: damaged \(its SHA-256 does not match the one in history"):
-        runs.load_run(run.path)
+    with pytest.raises(rundir.RunError, match=r"params.msgpack: damaged \(its SHA-256 does not match the one in history"):
+        rundir.load_run(run.path)
     record = json.loads((run.path / "history.json").read_text())
     del record["params_sha256"]
     (run.path / "history.json").write_text(json.dumps(record))
-    with pytest.raises(runs.RunError, match="no SHA-256 of the params to check them against"):
-        runs.load_run(run.path)
+    with pytest.raises(rundir.RunError, match="no SHA-256 of the params to check them against"):
+        rundir.load_run(run.path)
 
 
 @pytest.mark.parametrize("content,message", [(None, "not found"), ("{", "not a valid run history"),
@@ -163,8 +163,8 @@ def test_damaged_or_unchecked_params_are_refused(tmp_path):
 def test_a_bad_history_file_is_a_one_line_error(tmp_path, content, message):
     if content is not None:
         (tmp_path / "history.json").write_text(content)
-    with pytest.raises(runs.RunError, match=message) as info:
-        runs.read_record(tmp_path)
+    with pytest.raises(rundir.RunError, match=message) as info:
+        rundir.read_record(tmp_path)
     assert "\n" not in str(info.value)
 
 
@@ -173,36 +173,36 @@ def test_params_of_another_shape_are_refused(tmp_path):
     record = json.loads((run.path / "history.json").read_text())
     record["config"]["seeds"] = 3
     (run.path / "history.json").write_text(json.dumps(record))
-    with pytest.raises(runs.RunError, match="not valid saved params"):
-        runs.load_params(run.path, runs.read_record(run.path).config)
+    with pytest.raises(rundir.RunError, match="not valid saved params"):
+        rundir.load_params(run.path, rundir.read_record(run.path).config)
 
 
 def test_a_full_disk_during_the_final_save_is_a_one_line_error_and_the_run_stays_unfinished(tmp_path, monkeypatch):
     run, _ = finished_run(tmp_path / "run")
-    record = runs.read_record(run.path)
+    record = rundir.read_record(run.path)
     run.write_history(record.history)  # back to unfinished, as during training
 
     def full_disk(path, content):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runs, "write_atomic", full_disk)
-    with pytest.raises(runs.RunError, match=r"params.msgpack: cannot write \(No space left on device\)$"):
+    monkeypatch.setattr(rundir, "write_atomic", full_disk)
+    with pytest.raises(rundir.RunError, match=r"params.msgpack: cannot write \(No space left on device\)$"):
         run.finish(record.history, initial_state(CONFIG).params, {})
-    assert not runs.read_record(run.path).finished
+    assert not rundir.read_record(run.path).finished
 
 
 def test_figures_are_copied_only_where_asked(tmp_path):
     run, _ = finished_run(tmp_path / "run")
     figures = tmp_path / "figures"
     figures.mkdir()
-    copied = runs.copy_figures(run.path, figures, seeds=1)
+    copied = rundir.copy_figures(run.path, figures, seeds=1)
     assert [p.name for p in copied] == ["training.svg", "classification.svg"]
-    assert [p.name for p in runs.copy_figures(run.path, figures, seeds=2)] == ["training_seeds.svg"]
+    assert [p.name for p in rundir.copy_figures(run.path, figures, seeds=2)] == ["training_seeds.svg"]
     assert sorted(p.name for p in figures.iterdir()) == ["classification.svg", "training.svg", "training_seeds.svg"]
 
 
 def test_import_mnist_jax_then_use_any_module():
-    code = "import mnist_jax, sys; print('jax' in sys.modules); print(mnist_jax.runs.load_run.__name__)"
+    code = "import mnist_jax, sys; print('jax' in sys.modules); print(mnist_jax.rundir.load_run.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "load_run"]  # nothing heavy until a module is used

@@ -1,4 +1,4 @@
-"""The pure steps of mnist_jax.train, checked against host recomputations on real digits."""
+"""The pure steps of mnist_jax.steps, checked against host recomputations on real digits."""
 
 import functools
 
@@ -9,18 +9,15 @@ import optax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.history import summarize
-from mnist_jax.model import Classifier
-from mnist_jax.train import (Batch, batch_loss, create_train_state, evaluate, initial_state, padded_batches, shuffle,
-                             train_epoch, train_steps)
+from mnist_jax.loop import initial_state
+from mnist_jax.model import model_for
+from mnist_jax.steps import (Batch, create_train_state, evaluate, loss_and_gradient, mean_loss, padded_batches,
+                             shuffle, train_epoch, train_steps)
 
 # Full float32 wherever numbers are compared across programs or batch sizes: under TF32 (a GPU's
 # default) rounding would differ by more than these tolerances allow.
-MODEL = Classifier(precision="highest")
-
-
-@jax.jit
-def logits_of(params, images):
-    return MODEL.apply({"params": params}, jnp.asarray(images, jnp.float32) / 255)
+MODEL = model_for(TrainConfig(precision="highest"))
+logits_of = jax.jit(MODEL.apply)
 
 
 def test_padded_batches_cover_every_index_once():
@@ -49,7 +46,7 @@ def test_masked_short_batch_gives_the_unpadded_gradient(mnist):
     short = Batch(jnp.asarray(images[:96]), jnp.asarray(labels[:96]), jnp.ones(96, bool))
     # Padding filled with other real digits: if the mask leaked, the gradient would change.
     padded = Batch(jnp.asarray(images[:512]), jnp.asarray(labels[:512]), jnp.arange(512) < 96)
-    loss_and_grad = jax.jit(functools.partial(jax.value_and_grad(batch_loss, has_aux=True), model=MODEL))
+    loss_and_grad = jax.jit(functools.partial(jax.value_and_grad(mean_loss, has_aux=True), model=MODEL))
     (loss_short, _), g_short = loss_and_grad(params, short)
     (loss_padded, _), g_padded = loss_and_grad(params, padded)
     for a, b in zip(jax.tree_util.tree_leaves(g_short), jax.tree_util.tree_leaves(g_padded)):
@@ -132,6 +129,19 @@ def test_multi_seed_state_stacks_the_single_seed_states_exactly():
 
 def test_the_config_precision_and_conv_leave_the_initial_params_alone():
     a = initial_state(TrainConfig())
-    b = initial_state(TrainConfig(precision="highest", conv="xla"))
-    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
-        np.testing.assert_array_equal(x, y)
+    for other in (TrainConfig(precision="highest", conv="xla"), TrainConfig(conv="matmul", microbatch=64)):
+        b = initial_state(other)
+        for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
+    images, labels = (jnp.asarray(a[:512]) for a in mnist["train"])
+    batch = Batch(images, labels, jnp.arange(512) < 500)  # a short last batch: 12 padded examples
+    params = MODEL.init(jax.random.key(0))
+    whole = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 1))(params, batch)
+    sliced = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 16))(params, batch)
+    np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
+    np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(sliced[2]), jax.tree_util.tree_leaves(whole[2])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())

@@ -1,0 +1,160 @@
+"""Time using the model: `mnist-jax predict one.png` end to end, and the demo's answer to a drawing.
+
+    python benchmarks/use_latency.py --repeat 5 [--json use.json]
+
+`mnist-jax predict` runs in a child process, first with an empty compilation cache, then `--repeat`
+times warm; the demo is served on a free port and answers 4 x `--repeat` drawn digits through
+gradio_client and, where Playwright and Debian's chromium are installed, strokes drawn in headless
+Chromium (needs the demo extra). Expect on 2 Sapphire Rapids cores: predict ~1.5 s warm, the demo
+~65 ms from the pen lifted to the answer on the page (targets: 3 s and 100 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import browser
+
+
+def _drawn_seven(path: Path) -> Path:
+    """A 7 in black strokes on a transparent 280 x 280 pad, as the demo's pad hands it over."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    ImageDraw.Draw(image).line([(70, 50), (210, 50), (120, 240)], fill=(0, 0, 0, 255), width=22, joint="curve")
+    image.save(path)
+    return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    """`mnist-jax predict one.png` end to end in a child process (its first run with an empty
+    compilation cache, then `--repeat` with the cache warm), and the demo's answer to a drawn digit:
+    the work in mnist-jax alone, the round trip of a gradio_client request to a served demo, and,
+    where Playwright and Debian's chromium are installed, strokes drawn on the page."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=5, help="warm predict runs; 4x as many demo requests (default: %(default)s)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        digit = _drawn_seven(Path(tmp) / "seven.png")
+        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(Path(tmp) / "cache")}
+        command = [sys.executable, "-m", "mnist_jax", "predict", str(digit)]
+        walls = []
+        for _ in range(1 + args.repeat):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            walls.append(time.perf_counter() - start)
+        result = {"predict_cold_cache_seconds": walls[0], "predict_warm_cache_seconds": walls[1:]}
+        result.update(_demo_latency(digit, args.repeat * 4, env))
+    print(f"mnist-jax predict one.png: {walls[0]:.2f} s with an empty compilation cache, "
+          f"median {statistics.median(walls[1:]):.2f} s warm ({args.repeat} runs)")
+    if "demo_round_trip_seconds" in result:
+        print(f"demo, a drawn digit: median {1000 * statistics.median(result['demo_round_trip_seconds']):.0f} ms "
+              f"round trip through gradio_client, of which "
+              f"{1000 * statistics.median(result['demo_server_seconds']):.1f} ms in mnist-jax")
+        if "demo_browser_seconds" in result:
+            print(f"demo in headless Chromium: median {1000 * statistics.median(result['demo_browser_seconds']):.0f} ms "
+                  f"from the pen lifted to the answer on the page")
+    else:
+        print(f"demo: not measured ({result['demo_skipped']})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
+    try:
+        from gradio_client import Client
+    except ImportError:
+        return {"demo_skipped": "the demo extra is not installed"}
+    import numpy as np
+    from PIL import Image
+
+    from mnist_jax import demo, rundir
+    from mnist_jax.model import model_for
+
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    drawing = demo.png_data_url(digit.read_bytes())
+    model = model_for(config)
+    demo.read_digit(params, model, np.asarray(Image.open(digit)))  # compiled once, as the server does
+    server = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        demo.read_digit(params, model, demo.decode_drawing(drawing))
+        server.append(time.perf_counter() - start)
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mnist_jax", "demo", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        process.stdout.readline()  # "The drawing pad is at ..." once it answers
+        url = f"http://127.0.0.1:{port}/"
+        client = Client(url, verbose=False)
+        trips = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            client.predict(drawing, api_name="/classify_drawing")
+            trips.append(time.perf_counter() - start)
+        result = {"demo_round_trip_seconds": trips, "demo_server_seconds": server}
+        result.update(_browser_latency(url, requests))
+    finally:
+        process.terminate()
+        process.wait()
+    return result
+
+
+def _browser_latency(url: str, strokes: int) -> dict:
+    """Strokes drawn on the pad in headless Chromium (Debian's, with Playwright): the time from the
+    pen lifted to the answer on the page, measured in the page itself."""
+    chromium = browser.chromium()
+    if chromium is None:
+        return {"browser_skipped": "needs playwright and Debian's chromium"}
+    from playwright.sync_api import sync_playwright
+
+    seconds = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=browser.FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        canvas = page.locator("#pad canvas")
+        canvas.wait_for()
+        # In the page: when the pen is lifted, and when the status line first says what the model read.
+        page.evaluate("""() => {
+          window.lifted = 0; window.answered = 0;
+          const status = document.querySelector('#status');
+          document.querySelector('#pad canvas').addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
+          new MutationObserver(() => {
+            if (window.answered < window.lifted && status.textContent.includes('The model reads')) window.answered = performance.now();
+          }).observe(status, { subtree: true, childList: true, characterData: true });
+        }""")
+        box = canvas.bounding_box()
+        for _ in range(strokes):
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+            page.mouse.down()
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
+            page.mouse.up()
+            page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
+            seconds.append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
+            page.locator("#pad .clear").click()
+            page.locator("#status").filter(has_text="Draw one digit").wait_for()
+        browser.close()
+    return {"demo_browser_seconds": seconds}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""A whole training run in a run directory: what `mnist-jax train` does, callable from Python.
+
+    from mnist_jax import experiment
+    from mnist_jax.config import RunOptions, TrainConfig
+
+    outcome = experiment.run(TrainConfig(epochs=3), "runs/quick")        # prints as the command does
+    outcome = experiment.resume("runs/quick", {"epochs": 5})             # on from the last checkpoint
+    outcome.status, outcome.history["test_accuracy"][-1]                 # "finished", ~0.91
+
+Both prepare the data (once per data dir), check the settings against the data and the memory
+free, lay the work out over the devices, lock the run directory, train with a checkpoint after
+every epoch, and write the final files: params.msgpack, the two figures, and history.json marked
+finished last. Ctrl-C or SIGTERM stops after the epoch (`outcome.status == "stopped"`); every
+mistake in the input is a `mnist_jax.errors.UserError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from mnist_jax import console, data, environment, loop, memory, parallel
+from mnist_jax import history as hist
+from mnist_jax import rundir as rd
+from mnist_jax.checkpoints import Checkpointer, CheckpointHook, Restored
+from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.errors import ConfigError
+from mnist_jax.hooks import Hook, Hooks, Start
+from mnist_jax.model import model_for
+from mnist_jax.steps import eval_batch_size
+
+
+def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
+        hooks: Sequence[Hook] | None = None) -> loop.Outcome:
+    """Train `config` in a new run directory `workdir` (default: runs/<date>-<time> under the
+    current directory), which must hold no run unless `options.overwrite`. `hooks` default to
+    `console.default_hooks(options.progress)`."""
+    workdir = Path(workdir) if workdir is not None else default_workdir()
+    with _create(workdir, config, options.overwrite) as run_dir:
+        return _train(run_dir, None, options, hooks)
+
+
+def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None, options: RunOptions = RunOptions(),
+           hooks: Sequence[Hook] | None = None) -> loop.Outcome:
+    """Continue the run in `workdir` from its newest intact checkpoint, bit for bit as if it had
+    never stopped. `changes` may raise `epochs` and change `conv` or `precision`; another setting
+    that differs from the run's is refused (`config.RESUMABLE_CHANGES`)."""
+    run_dir = rd.RunDir.resume(workdir, dict(changes or {}), primary=parallel.is_primary())
+    with run_dir:
+        done = hist.epochs_done(run_dir.saved.history)
+        if run_dir.saved.finished and done >= run_dir.config.epochs:
+            raise rd.RunError(f"{run_dir.path} already trained {done} epochs; pass --epochs N with N larger to "
+                              f"train on")
+        with Checkpointer(run_dir.checkpoint_dir, create=False) as checkpointer:
+            if not checkpointer.epochs():
+                raise rd.RunError(f"{run_dir.path}: no checkpoint to resume from (the run stopped in its first "
+                                  f"epoch); start it again with --run-dir {run_dir.path} --overwrite")
+            # The newest intact checkpoint, not history.json, is where training goes on from.
+            start = checkpointer.restore_latest(loop.initial_state(run_dir.config))
+        return _train(run_dir, start, options, hooks)
+
+
+def default_workdir() -> Path:
+    """runs/<date>-<time>; with several processes, process 0's clock names it for all."""
+    now = datetime.datetime.now()
+    stamp = parallel.from_primary((int(now.strftime("%Y%m%d")), int(now.strftime("%H%M%S"))))
+    return Path("runs") / "-".join(f"{part:0{width}d}" for part, width in zip(stamp, (8, 6)))
+
+
+def _create(workdir: Path, config: TrainConfig, overwrite: bool) -> rd.RunDir:
+    """A new locked run directory, made by every process together: if process 0 cannot make it,
+    all of them fail, and none waits for the others."""
+    try:
+        run_dir, refused = rd.RunDir.create(workdir, config, overwrite=overwrite, primary=parallel.is_primary()), None
+    except rd.RunError as e:
+        run_dir, refused = None, e
+    if parallel.agree_any(refused is not None):
+        if run_dir is not None:
+            run_dir.close()
+        raise refused or rd.RunError(f"{workdir}: process 0 could not create the run directory")
+    parallel.barrier("run directory ready")  # process 0 has cleared an overwritten run
+    return run_dir
+
+
+def _load_data(options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
+    if not data.is_prepared(options.data_dir):
+        hooks.on_prepare(options.manual_dir or data.BUNDLED_DIR)
+    path = data.prepare(options.data_dir, options.manual_dir)
+    return data.load_split("train", options.data_dir), data.load_split("test", options.data_dir), path
+
+
+def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None) -> loop.Outcome:
+    """Everything after the run directory is settled: data, checks, training, the final files."""
+    config = run_dir.config
+    hooks = Hooks(console.default_hooks(options.progress) if hooks is None else hooks)
+    if options.figures_dir:
+        rd.check_writable(options.figures_dir)
+    train_data, test_data, dataset = _load_data(options, hooks)
+    num_train, num_test = len(train_data[1][:config.train_examples]), len(test_data[1][:config.test_examples])
+    if config.batch_size > num_train:
+        raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
+    mesh = parallel.make_mesh(config.seeds, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
+    memory.check(config, num_test, mesh)
+    hooks.on_start(Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
+                         start.history if start is not None else hist.empty(),
+                         tuple(map(str, start.damaged)) if start is not None else ()))
+
+    # Leaving the block waits for the last checkpoint; an error in flight closes it without a second one.
+    with Checkpointer(run_dir.checkpoint_dir, keep=options.keep_checkpoints) as checkpointer, \
+            console.StopOnSignal() as stop:
+        outcome = loop.train(config, train_data, test_data, mesh=mesh,
+                             start=(start.state, start.history) if start is not None else None,
+                             hooks=[CheckpointHook(checkpointer, run_dir.write_history), stop, hooks])
+    outcome = dataclasses.replace(outcome, workdir=run_dir.path, signal=stop.signal)
+    if outcome.status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
+        return dataclasses.replace(outcome, message=hist.divergence_message(
+            *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch()))
+    if outcome.status == "finished":
+        _finish(run_dir, outcome, test_data)
+        if options.figures_dir and run_dir.primary:
+            copied = rd.copy_figures(run_dir.path, options.figures_dir, seeds=config.seeds)
+            outcome = dataclasses.replace(outcome, copied_figures=tuple(copied))
+    return outcome
+
+
+def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> None:
+    """The run's final files: params, seed runs, the two figures, then history.json marked finished."""
+    config = run_dir.config
+    system = environment.system_info(outcome.seconds)
+    params = parallel.to_host(outcome.state.params)  # a collective where the params span hosts
+    if not run_dir.primary:
+        return
+    from mnist_jax import plotting  # matplotlib takes half a second to import; only this needs it
+
+    first_seed = params if config.seeds == 1 else jax.tree_util.tree_map(lambda p: p[0], params)
+    images, labels = test_data
+    figures = {
+        "training.svg": plotting.plot_history(outcome.history),
+        "classification.svg": plotting.classification_sample(first_seed, model_for(config), images, labels,
+                                                             jax.random.key(config.seed)),
+    }
+    run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()})

@@ -1,0 +1,185 @@
+"""Pure training and evaluation steps; no I/O, no jit. `mnist_jax.loop` compiles and runs them.
+
+    model = model_for(config)
+    optimizer = make_optimizer(config, steps_per_epoch)
+    state = create_train_state(model, optimizer, jax.random.key(0))
+    state, step_metrics = train_epoch(state, images, labels, model=model, optimizer=optimizer,
+                                      batch_size=512)
+    step_metrics, confusion = evaluate(state.params, test_images, test_labels, model=model, batch_size=1024)
+
+An epoch is a `lax.scan` of `train_step` over batches gathered on the device from the whole
+dataset. Metrics come back per batch (`Metrics`, stacked over the scan) and are added up by
+`mnist_jax.history.summarize`, so an epoch run in one scan or in several chunks (for a progress
+bar) gives the same numbers bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from mnist_jax.model import NUM_CLASSES, Model, Params
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training; a pytree, so it passes through `jit` whole."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array  # consumed once per epoch for the shuffle
+
+
+class Batch(NamedTuple):
+    images: jax.Array  # uint8 (B, 28, 28, 1)
+    labels: jax.Array  # int32 (B,)
+    mask: jax.Array  # bool (B,): False for the padding of a short last batch
+
+
+class Metrics(NamedTuple):
+    """Per batch; stacked over batches by the scans. `mnist_jax.history.summarize` adds them up."""
+
+    loss_sum: jax.Array  # sum over the batch's examples of the loss (train: batch mean x batch size, as the notebook)
+    correct: jax.Array
+    count: jax.Array
+
+
+def create_train_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    init_key, shuffle_key = jax.random.split(key)
+    params = model.init(init_key)
+    return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32), key=shuffle_key)
+
+
+def batch_losses(params: Params, batch: Batch, model: Model) -> tuple[jax.Array, jax.Array]:
+    """Each example's cross-entropy, zero for padding (mask), and the logits."""
+    logits = model.apply(params, batch.images)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
+    return losses * batch.mask.astype(losses.dtype), logits
+
+
+def batch_metrics(losses: jax.Array, logits: jax.Array, batch: Batch) -> Metrics:
+    correct = jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
+    return Metrics(jnp.sum(losses), correct, jnp.sum(batch.mask))
+
+
+def mean_loss(params: Params, batch: Batch, model: Model) -> tuple[jax.Array, jax.Array]:
+    """Mean cross-entropy over the batch's real examples, and the logits."""
+    losses, logits = batch_losses(params, batch, model)
+    return jnp.sum(losses) / jnp.sum(batch.mask), logits
+
+
+def loss_and_gradient(params: Params, batch: Batch, model: Model,
+                      slices: int = 1) -> tuple[jax.Array, jax.Array, Params]:
+    """The batch's mean loss, its logits and the gradient of the mean loss, the batch computed in
+    `slices` equal slices one after the other (a `lax.scan`) and their sums added: the same result
+    up to float rounding, with each slice's activations small enough to stay in a CPU's cache."""
+    if slices == 1:
+        (loss, logits), grads = jax.value_and_grad(mean_loss, has_aux=True)(params, batch, model)
+        return loss, logits, grads
+
+    def summed_loss(params: Params, part: Batch) -> tuple[jax.Array, jax.Array]:
+        losses, logits = batch_losses(params, part, model)
+        return jnp.sum(losses), logits
+
+    def add_slice(total, part: Batch):
+        (loss, logits), grads = jax.value_and_grad(summed_loss, has_aux=True)(params, part)
+        return jax.tree_util.tree_map(jnp.add, total, (loss, grads)), logits
+
+    parts = jax.tree_util.tree_map(lambda a: a.reshape(slices, -1, *a.shape[1:]), batch)
+    zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
+    (loss_sum, grads), logits = jax.lax.scan(add_slice, zeros, parts)
+    count = jnp.sum(batch.mask)
+    return loss_sum / count, logits.reshape(-1, logits.shape[-1]), jax.tree_util.tree_map(lambda g: g / count, grads)
+
+
+def train_step(state: TrainState, batch: Batch, *, model: Model, optimizer: optax.GradientTransformation,
+               slices: int = 1) -> tuple[TrainState, Metrics]:
+    """One optimizer step on a batch (its gradient in `slices`, see `loss_and_gradient`); metrics
+    as the notebook accumulates them."""
+    loss, logits, grads = loss_and_gradient(state.params, batch, model, slices)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
+                          step=state.step + 1)
+    # The notebook adds up batch mean x batch size; the per-example sum would round differently.
+    return state, batch_metrics(loss * jnp.sum(batch.mask), logits, batch)
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+    return -(-num_examples // batch_size)
+
+
+def eval_batch_size(batch_size: int, num_examples: int) -> int:
+    """The evaluation batch actually used: no larger than the examples, which it would only pad."""
+    return max(1, min(batch_size, num_examples))
+
+
+def padded_batches(order: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """`order` cut into (num_batches, batch_size) indices; the last batch padded, with its mask."""
+    n = order.shape[0]
+    total = num_batches(n, batch_size) * batch_size
+    padded = jnp.zeros(total, order.dtype).at[:n].set(order)
+    mask = jnp.arange(total) < n
+    return padded.reshape(-1, batch_size), mask.reshape(-1, batch_size)
+
+
+def shuffle(state: TrainState, num_examples: int, batch_size: int) -> tuple[TrainState, jax.Array, jax.Array]:
+    """An epoch's batches in a fresh `jax.random` order: (state with the next key, indices, mask).
+
+    The last short batch is kept (PyTorch's `drop_last=False`): padded to `batch_size` and masked,
+    so its loss and gradient are the mean over its real examples.
+    """
+    key, shuffle_key = jax.random.split(state.key)
+    indices, mask = padded_batches(jax.random.permutation(shuffle_key, num_examples), batch_size)
+    return state.replace(key=key), indices, mask
+
+
+def _gather(images: jax.Array, labels: jax.Array, idx: jax.Array, mask: jax.Array,
+            sharding: jax.sharding.Sharding | None) -> Batch:
+    batch = Batch(images[idx], labels[idx], mask)
+    return batch if sharding is None else jax.lax.with_sharding_constraint(batch, sharding)
+
+
+def train_steps(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array, mask: jax.Array, *,
+                model: Model, optimizer: optax.GradientTransformation, slices: int = 1,
+                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Metrics]:
+    """`train_step` over the batches `images[indices[i]]`, as one `lax.scan`; per-batch metrics.
+
+    `batch_sharding` splits each batch over devices (see mnist_jax.parallel).
+    """
+
+    def step(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
+        batch = _gather(images, labels, *xs, batch_sharding)
+        return train_step(state, batch, model=model, optimizer=optimizer, slices=slices)
+
+    return jax.lax.scan(step, state, (indices, mask))
+
+
+def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, model: Model,
+                optimizer: optax.GradientTransformation, batch_size: int, slices: int = 1,
+                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Metrics]:
+    """One pass over all examples in a fresh random order: `shuffle`, then `train_steps` over it all."""
+    state, indices, mask = shuffle(state, labels.shape[0], batch_size)
+    return train_steps(state, images, labels, indices, mask, model=model, optimizer=optimizer, slices=slices,
+                       batch_sharding=batch_sharding)
+
+
+def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Model, batch_size: int,
+             batch_sharding: jax.sharding.Sharding | None = None) -> tuple[Metrics, jax.Array]:
+    """Per-batch loss sums and counts over all examples, in batches of `batch_size`, and the
+    confusion matrix (rows: true class, columns: predicted)."""
+    indices, mask = padded_batches(jnp.arange(labels.shape[0]), batch_size)
+
+    def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[Metrics, jax.Array]]:
+        batch = _gather(images, labels, *xs, batch_sharding)
+        losses, logits = batch_losses(params, batch, model)
+        confusion = jnp.einsum("bt,bp->tp",
+                               jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=jnp.int32) * batch.mask[:, None],
+                               jax.nn.one_hot(jnp.argmax(logits, -1), NUM_CLASSES, dtype=jnp.int32))
+        return None, (batch_metrics(losses, logits, batch), confusion)
+
+    _, (metrics, confusion) = jax.lax.scan(step, None, (indices, mask))
+    return metrics, confusion.sum(0)

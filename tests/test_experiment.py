@@ -1,0 +1,202 @@
+"""A whole run in a run directory (mnist_jax.experiment), in-process, on the small setting."""
+
+import dataclasses
+import json
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import SMALL
+
+from mnist_jax import experiment, rundir
+from mnist_jax.checkpoints import CheckpointError, Checkpointer
+from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.history import METRIC_KEYS, epoch_entry, format_epoch
+from mnist_jax.hooks import Hook
+from mnist_jax.loop import initial_state
+
+CONFIG = TrainConfig(epochs=2, **SMALL)
+
+
+def leaves_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def same_metrics(history: dict, reference: dict) -> bool:
+    return all(history[k] == reference[k] for k in METRIC_KEYS)
+
+
+@pytest.fixture(scope="module")
+def options(data_dir):
+    return RunOptions(data_dir=data_dir)
+
+
+@pytest.fixture(scope="module")
+def straight(small_fits):
+    return small_fits[1]
+
+
+class Stop(Hook):
+    """Asks to stop once `when(epoch, done)` is true: after an epoch (done None) or between chunks."""
+
+    def __init__(self, when, chunks: int = 1, kind: str = "after-epoch"):
+        self.when, self.progress_chunks, self.kind, self.at = when, chunks, kind, None
+
+    def on_progress(self, epoch, done, total):
+        self.at = (epoch, done)
+
+    def on_epoch(self, epoch, record, state, history):
+        self.at = (epoch, None)
+
+    def stop(self):
+        return self.kind if self.at is not None and self.when(*self.at) else None
+
+
+def test_the_experiment_prints_and_writes_what_the_command_does(straight, options, tmp_path, capsys):
+    outcome = experiment.run(CONFIG, tmp_path / "run", options)
+    assert outcome.status == "finished" and outcome.workdir == tmp_path / "run" and outcome.first_epoch == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"MNIST: 1024 train / 1024 test examples from {options.data_dir}/mnist_idx/1.0.0"
+    assert out[1].startswith("JAX ") and out[2] == "Model Structure" and "Total parameters: 34,826" in out
+    assert [line for line in out if line.startswith("[epoch")] == [
+        format_epoch(e, epoch_entry(straight[1], e)) for e in (0, 1)]
+    config, history, params = rundir.load_run(tmp_path / "run")
+    assert config == CONFIG and same_metrics(history, straight[1]) and leaves_equal(params, straight[0].params)
+    record = rundir.read_record(tmp_path / "run")
+    assert record.finished and record.system["cpu_threads"] >= 1 and record.system["cpu"]
+    for name in ("training.svg", "classification.svg"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+def test_a_stopped_run_resumes_bit_for_bit(straight, options, tmp_path):
+    stopped = experiment.run(CONFIG, tmp_path / "run", options, hooks=[Stop(lambda epoch, done: True)])
+    assert stopped.status == "stopped" and len(stopped.history["train_loss"]) == 1
+    record = rundir.read_record(tmp_path / "run")
+    assert not record.finished and len(record.history["train_loss"]) == 1
+    assert not (tmp_path / "run" / "params.msgpack").exists()
+    resumed = experiment.resume(tmp_path / "run", {}, options, hooks=[])
+    assert resumed.status == "finished" and resumed.first_epoch == 1
+    assert same_metrics(resumed.history, straight[1]) and leaves_equal(resumed.state.params, straight[0].params)
+    assert rundir.read_record(tmp_path / "run").finished
+
+
+class MakeADirectoryOf(Hook):
+    """Puts a directory where the final step will write `name`: a real write that fails."""
+
+    def __init__(self, run_dir, name: str):
+        self.path = run_dir / name
+
+    def on_epoch(self, epoch, record, state, history):
+        self.path.mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.parametrize("name,seeds", [("classification.svg", 1), ("seed-1/params.msgpack", 2)])
+def test_history_is_marked_finished_only_after_every_other_file(small_fits, options, tmp_path, name, seeds):
+    config = dataclasses.replace(CONFIG, seeds=seeds)
+    run_dir = tmp_path / "run"
+    with pytest.raises(rundir.RunError, match=rf"{name}: cannot write \(Is a directory\)"):
+        experiment.run(config, run_dir, options, hooks=[MakeADirectoryOf(run_dir, name)])
+    record = rundir.read_record(run_dir)
+    assert not record.finished and record.params_sha256 is None
+    # Every epoch is checkpointed, so a resume with nothing left to train still finishes the run.
+    shutil.rmtree(run_dir / name)
+    outcome = experiment.resume(run_dir, {}, options, hooks=[])
+    assert outcome.status == "finished" and outcome.first_epoch == 2
+    assert rundir.read_record(run_dir).finished and same_metrics(outcome.history, small_fits[seeds][1])
+
+
+def test_a_history_one_epoch_behind_its_newest_checkpoint_resumes_from_the_checkpoint(straight, options, tmp_path):
+    """A kill between the last checkpoint's commit and the history's rewrite: history.json claims
+    one epoch, the checkpoints two. The run is finished from the checkpoint, retraining nothing."""
+    run_dir = tmp_path / "run"
+    experiment.run(CONFIG, run_dir, options, hooks=[])
+    record = json.loads((run_dir / "history.json").read_text())
+    record.update(finished=False, system={}, history={k: v[:1] for k, v in record["history"].items()})
+    del record["params_sha256"]
+    (run_dir / "history.json").write_text(json.dumps(record))
+    for name in ("params.msgpack", "training.svg", "classification.svg"):
+        (run_dir / name).unlink()
+    outcome = experiment.resume(run_dir, {}, options, hooks=[])
+    assert outcome.status == "finished" and outcome.first_epoch == 2
+    config, history, params = rundir.load_run(run_dir)
+    assert same_metrics(history, straight[1]) and leaves_equal(params, straight[0].params)
+
+
+def test_divergence_keeps_the_last_good_checkpoint(options, tmp_path):
+    run_dir = tmp_path / "run"
+    experiment.run(CONFIG, run_dir, options, hooks=[Stop(lambda epoch, done: True)])
+    record = json.loads((run_dir / "history.json").read_text())
+    record["config"]["learning_rate"] = 1e9  # a hand edit: the resume trains epoch 1 at it
+    (run_dir / "history.json").write_text(json.dumps(record))
+    outcome = experiment.resume(run_dir, {}, options, hooks=[])
+    assert outcome.status == "diverged" and outcome.state is None
+    assert "epoch 1:" in outcome.message and "last good checkpoint (after epoch 0) is kept" in outcome.message
+    restored = Checkpointer(run_dir / "checkpoints").restore_latest(initial_state(CONFIG))
+    assert len(restored.history["train_loss"]) == 1
+    assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(restored.state.params))
+
+
+def test_history_never_claims_an_epoch_whose_checkpoint_is_not_committed(options, tmp_path, monkeypatch):
+    """Orbax's saves are held back until someone waits for them, the most asynchronous Orbax could
+    be; each time history.json is written, every epoch it lists must have a committed checkpoint."""
+    held = []
+    save, wait = ocp.CheckpointManager.save, ocp.CheckpointManager.wait_until_finished
+
+    def held_save(manager, *args, **kwargs):
+        held.append((manager, args, kwargs))
+        return True
+
+    def wait_then_save(manager):
+        while held:
+            held_manager, args, kwargs = held.pop(0)
+            save(held_manager, *args, **kwargs)
+        return wait(manager)
+
+    claims, write_history = [], rundir.RunDir.write_history
+
+    def spy(self, history):
+        epochs = len(history["train_loss"])
+        claims.append((epochs, (self.checkpoint_dir / str(epochs)).is_dir()))
+        write_history(self, history)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", held_save)
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait_then_save)
+    monkeypatch.setattr(rundir.RunDir, "write_history", spy)
+    outcome = experiment.run(CONFIG, tmp_path / "run", options, hooks=[Stop(lambda epoch, done: True)])
+    assert outcome.status == "stopped" and claims == [(1, True)]
+
+
+def test_a_second_ctrl_c_stops_mid_epoch_with_every_printed_epoch_resumable(straight, options, tmp_path):
+    stop = Stop(lambda epoch, done: (epoch, done) == (1, 1), chunks=10, kind="now")  # after epoch 1's first chunk
+    outcome = experiment.run(CONFIG, tmp_path / "run", options, hooks=[stop])
+    assert outcome.status == "stopped" and outcome.state is None and len(outcome.history["train_loss"]) == 1
+    assert rundir.read_record(tmp_path / "run").history["train_loss"] == outcome.history["train_loss"]
+    resumed = experiment.resume(tmp_path / "run", {}, options, hooks=[])
+    assert resumed.first_epoch == 1 and same_metrics(resumed.history, straight[1])
+    assert leaves_equal(resumed.state.params, straight[0].params)
+
+
+class BreakTheCheckpoints(Hook):
+    """The checkpoint directory becomes unwritable in epoch 1, after checkpoint 1 committed."""
+
+    progress_chunks = 10
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+
+    def on_progress(self, epoch, done, total):
+        if (epoch, done) == (1, 1):
+            (self.run_dir / "checkpoints").rename(self.run_dir / "moved")
+            (self.run_dir / "checkpoints").write_text("")
+
+
+def test_a_failed_checkpoint_write_stops_training_at_once(options, tmp_path):
+    run_dir = tmp_path / "run"
+    config = dataclasses.replace(CONFIG, epochs=3)
+    with pytest.raises(CheckpointError, match=r"checkpoints/2: cannot write the checkpoint \(Not a directory\)"):
+        experiment.run(config, run_dir, options, hooks=[BreakTheCheckpoints(run_dir)])
+    record = rundir.read_record(run_dir)
+    assert len(record.history["train_loss"]) == 1 and not record.finished  # nothing claims epoch 1
+    assert Checkpointer(run_dir / "moved", create=False).latest_epoch() == 1
