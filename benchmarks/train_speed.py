@@ -1,16 +1,19 @@
 """Benchmark training: mnist-jax against the notebook's PyTorch code, side by side on this machine.
 
-    python benchmarks/train_speed.py                         # 30 mnist-jax epochs, 3 of each PyTorch variant
-    python benchmarks/train_speed.py --epochs 3 --skip-torch --json bench.json
+    python benchmarks/train_speed.py                         # 3 epochs of each, end to end and per epoch
+    python benchmarks/train_speed.py --epochs 30 --skip-torch --json bench.json
     python benchmarks/train_speed.py --seeds 8 --skip-torch  # also 8 seeds at once (train --seeds 8)
 
-mnist-jax runs as users run it, `mnist-jax train` in a child process: first with an empty
-compilation cache, then again with the cache warm. Reported: compile time (first epoch minus the
-median of the others), median epoch (train + test), total training time, process wall time, peak
-host memory (max RSS), peak device memory (GPU), final test accuracy. Where torch and torchvision
-import (`pip install -e ".[torch]"`), the notebook's own code (DataLoader + ToTensor, as written) and
-the same model with the dataset kept on the device run `--torch-epochs` epochs each in this process.
-Expect on 2 Sapphire Rapids cores: mnist-jax ~17 s per epoch, the notebook ~20-26 s.
+mnist-jax runs as users run it, `python scripts/train.py --epochs N` in a child process: first with
+an empty compilation cache, then again with the cache warm. Reported: compile time (first epoch
+minus the median of the others), median epoch (train + test), one train step (from
+benchmarks/step_speed.py, in this process), total training time, process wall time, peak host
+memory (max RSS), peak device memory (GPU), final test accuracy. Where torch and torchvision
+import (`pip install -e ".[torch]"`): the notebook's code end to end for the same N epochs in a
+child process (benchmarks/torch_notebook.py: imports, data, training, its lines), and in this
+process `--torch-epochs` epochs of each variant a PyTorch user might pick (the notebook's
+DataLoader; the dataset in memory; channels-last; channels-last with torch.compile).
+Expect on 2 AMD EPYC (Zen) cores: mnist-jax ~24 s per epoch, the notebook's code ~45 s.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import time
 from pathlib import Path
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path, smoke_flags: list[str],
               seeds: int = 1) -> dict:
-    """`mnist-jax train` in a child process; its timings from the history.json it wrote."""
-    cmd = [sys.executable, "-m", "mnist_jax", "train", "--epochs", str(epochs), "--run-dir", str(run_dir),
+    """`python scripts/train.py` in a child process; its timings from the history.json it wrote."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", str(epochs), "--run-dir", str(run_dir),
            "--overwrite", "--progress", "off", "--compile-cache", str(cache_dir), "--seeds", str(seeds)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
@@ -41,10 +47,15 @@ def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path,
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"mnist-jax train failed:\n{result.stderr[-2000:]}")
+    return {"wall_seconds": wall, **run_summary(run_dir)}
+
+
+def run_summary(run_dir: Path) -> dict:
+    """A finished run's timings and results, from its history.json."""
     record = json.loads((run_dir / "history.json").read_text())
     seconds = record["history"]["epoch_seconds"]
     median = statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
-    return {"wall_seconds": wall, "train_seconds": sum(seconds), "median_epoch_seconds": median,
+    return {"train_seconds": sum(seconds), "median_epoch_seconds": median,
             "compile_seconds": max(seconds[0] - median, 0.0), "epoch_seconds": seconds,
             "final_test_accuracy": record["history"]["test_accuracy"][-1],
             "peak_device_bytes": record["system"].get("peak_device_bytes"), "device": record["system"]["device"]}
@@ -95,8 +106,16 @@ def measure(args: argparse.Namespace) -> dict:
             except ImportError:
                 print("torch/torchvision not importable: skipping the PyTorch rows")
             else:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, str(ROOT / "benchmarks" / "torch_notebook.py"), "--epochs",
+                                str(args.epochs)], check=True, capture_output=True)
+                result["notebook_wall_seconds"] = time.perf_counter() - start
                 result["pytorch"] = torch_notebook.benchmarks(args.torch_epochs,
                                                               torch_notebook.torchvision_root(tmp / "torchvision"))
+    if not args.skip_step:
+        import step_speed
+
+        result["mnist_jax"]["median_step_seconds"] = step_speed.measure(["auto"], 8, 3, 512)["auto"]["median_step_seconds"]
     return result
 
 
@@ -105,13 +124,20 @@ def print_table(result: dict, epochs: int) -> None:
     gib = 2**30
     print(f"machine: {result['machine']['cpu_count']} x {result['machine']['processor']}, JAX {result['machine']['jax']} "
           f"on {j['device']} ({result['machine']['jax_backend']})")
-    print("| what | median epoch (s) | vs mnist-jax |\n| --- | --- | --- |")
-    print(f"| mnist-jax | {j['median_epoch_seconds']:.3f} | 1.00x |")
+    step = f"{1000 * j['median_step_seconds']:.0f} ms" if "median_step_seconds" in j else "-"
+    print("| what | train step (512) | epoch, train + test | the epoch vs mnist-jax |\n| --- | --- | --- | --- |")
+    print(f"| mnist-jax | {step} | {j['median_epoch_seconds']:.2f} s | 1.00x |")
     if "pytorch" in result:
+        from torch_notebook import LABELS
+
         t = result["pytorch"]
-        for name, label in (("notebook", "PyTorch, the notebook's code"), ("data_on_device", "PyTorch, data on the device")):
-            s = t[name]["median_epoch_seconds"]
-            print(f"| {label} ({t['torch']}, {t['device']}) | {s:.3f} | {s / j['median_epoch_seconds']:.2f}x slower |")
+        for name, label in LABELS.items():
+            row = t[name]
+            print(f"| {label} ({t['torch']}, {t['device']}) | {1000 * row['median_step_seconds']:.0f} ms | "
+                  f"{row['median_epoch_seconds']:.2f} s | {row['median_epoch_seconds'] / j['median_epoch_seconds']:.2f}x |")
+        print(f"\nend to end, {epochs} epochs: `python scripts/train.py` {j['wall_seconds']:.1f} s (empty compile cache), "
+              f"the notebook's code {result['notebook_wall_seconds']:.1f} s "
+              f"({result['notebook_wall_seconds'] / j['wall_seconds']:.2f}x)")
     print()
     print(f"mnist-jax, {epochs} epochs: compile {j['compile_seconds']:.2f} s, training {j['train_seconds']:.2f} s, "
           f"`mnist-jax train` wall {j['wall_seconds']:.2f} s (empty compile cache), "
@@ -127,10 +153,12 @@ def print_table(result: dict, epochs: int) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30, help="mnist-jax epochs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of mnist-jax and of the notebook's code end to end "
+                                                          "(default: %(default)s)")
     p.add_argument("--torch-epochs", type=int, default=3, help="epochs of each torch variant (default: %(default)s)")
     p.add_argument("--repeat", type=int, default=1, help="mnist-jax runs of each kind; medians reported (default: %(default)s)")
     p.add_argument("--skip-torch", action="store_true", help="do not run the PyTorch variants")
+    p.add_argument("--skip-step", action="store_true", help="do not time mnist-jax's train step in this process")
     p.add_argument("--train-examples", type=int, default=None,
                    help="mnist-jax trains on the first N examples only (a smoke run, not a benchmark)")
     p.add_argument("--test-examples", type=int, default=None,

@@ -83,7 +83,6 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
         from gradio_client import Client
     except ImportError:
         return {"demo_skipped": "the demo extra is not installed"}
-    import numpy as np
     from PIL import Image
 
     from mnist_jax import demo, rundir
@@ -92,7 +91,7 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     drawing = demo.png_data_url(digit.read_bytes())
     model = model_for(config)
-    demo.read_digit(params, model, np.asarray(Image.open(digit)))  # compiled once, as the server does
+    demo.read_digit(params, model, Image.open(digit))  # compiled once, as the server does
     server = []
     for _ in range(requests):
         start = time.perf_counter()
