@@ -179,8 +179,13 @@ def _load(args: argparse.Namespace):
 
 def _output(args: argparse.Namespace, name: str) -> Path:
     """Where a figure of the run goes: RUN_DIR/NAME, or ./NAME for the bundled run, whose directory
-    is part of the package."""
-    return args.run_dir / name if args.run_dir else Path(name)
+    is part of the package. Not into a run that a process is still writing."""
+    if not args.run_dir:
+        return Path(name)
+    from mnist_jax import rundir
+
+    rundir.check_not_in_use(args.run_dir)
+    return args.run_dir / name
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -214,9 +219,17 @@ def predict(args: argparse.Namespace) -> int:
     config, _, params = _load(args)
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
-    paths, digits = [], []
-    for path in args.images:  # a bad file is reported and skipped; the others are still classified
+    inputs, paths, digits = [], [], []
+    for path in args.images:  # a folder: every file in it, sorted by name
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+            inputs.extend(inside or [path])  # an empty folder is reported as the folder
+        else:
+            inputs.append(path)
+    for path in inputs:  # a bad file is reported and skipped; the others are still classified
         try:
+            if path.is_dir():
+                raise images.ImageError(f"{path}: a folder with no files in it")
             digits.append(images.load_image(path))
             paths.append(path)
         except images.ImageError as e:
@@ -230,17 +243,21 @@ def predict(args: argparse.Namespace) -> int:
         for digit, out in zip(digits, _input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
         print(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
-    return 0 if len(paths) == len(args.images) else EXIT_USER_ERROR
+    return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
 def _input_files(paths: Sequence[Path], directory: Path) -> list[Path]:
-    """DIR/NAME-28x28.png for each input NAME.EXT; NAME-2-28x28.png ... when two inputs share a name."""
-    seen: dict[str, int] = {}
+    """DIR/NAME-28x28.png for each input NAME.EXT, a name that another input took (x.png and
+    sub/x.png, or x-2.png) getting the next free NAME-2-28x28.png, NAME-3-28x28.png ..."""
+    taken: set[str] = set()
     files = []
     for path in paths:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        suffix = "" if seen[path.stem] == 1 else f"-{seen[path.stem]}"
-        files.append(directory / f"{path.stem}{suffix}-28x28.png")
+        name, n = f"{path.stem}-28x28.png", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem}-{n}-28x28.png"
+        taken.add(name)
+        files.append(directory / name)
     return files
 
 
@@ -303,6 +320,7 @@ def plot_errors(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Serve a drawing pad in the browser: draw a digit and watch the model read it (needs the demo extra)."""
+    import ipaddress
     import socket
 
     try:  # before anything slow: a taken port is the commonest reason the demo cannot start
@@ -327,8 +345,14 @@ def demo(args: argparse.Namespace) -> int:
 
     config, _, params = _load(args)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
-    pad.serve(params, model_for(config), source, args.host, args.port,
-              on_start=lambda url: print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True))
+
+    def started(url: str) -> None:
+        print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True)
+        if not ipaddress.ip_address(socket.getaddrinfo(args.host, args.port)[0][4][0]).is_loopback:
+            print(f"warning: serving on {args.host}, so other machines that can reach this one can use the pad too",
+                  file=sys.stderr, flush=True)
+
+    pad.serve(params, model_for(config), source, args.host, args.port, on_start=started)
     print("stopped")
     return 0
 
@@ -411,7 +435,8 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     p.add_argument("--batch-size", type=number("batch_size", minimum=1), default=None,
                    help="evaluation batch (default: the run's)")
     p = command("predict", predict, [_run_flags(False), common])
-    p.add_argument("images", nargs="+", type=_path, help="image files (PNG, JPEG, ...)")
+    p.add_argument("images", nargs="+", type=_path, metavar="IMAGE",
+                   help="image files (PNG, JPEG, ...), or folders of them (every file in each, sorted by name)")
     p.add_argument("--top", type=number("top", minimum=1), default=3, help="classes shown per image (default: %(default)s)")
     p.add_argument("--save-inputs", type=_path, default=None, metavar="DIR",
                    help="also write the 28x28 image the model saw for each input, as DIR/NAME-28x28.png")
@@ -471,10 +496,28 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist-jax", command: st
     """The `mnist-jax` console script, and `python scripts/NAME.py` (which fixes `command` and names
     itself in its errors)."""
     try:
-        return execute(sys.argv[1:] if argv is None else argv, prog, command, leave_after_checkpoint_error=True)
+        code = execute(sys.argv[1:] if argv is None else argv, prog, command, leave_after_checkpoint_error=True)
+        sys.stdout.flush()  # here, where a failure can still be reported, not at the interpreter's exit
+        return code
     except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own), e.g. while importing
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        _drop_stdout()
+        return 128 + signal.SIGPIPE
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            raise
+        _drop_stdout()
+        print(f"{prog}: error: cannot write the output ({e.strerror})", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def script_main(command: str) -> int:

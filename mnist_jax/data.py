@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import gzip
 import hashlib
 import os
@@ -184,6 +185,9 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
         raise DataError(f"{manual}: manual dir not found")
     builder = _builder(data_dir)
     if _prepared(builder):
+        if manual_dir:  # files given again are checked too: they must be MNIST's, as the prepared ones are
+            for split in SPLITS:
+                read_split_idx(manual, split)
         return Path(builder.data_path)
     try:
         with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{DATASET_NAME}.lock"):
@@ -210,21 +214,33 @@ def _prepared(builder: MnistIdx) -> bool:
 
 
 def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order."""
+    """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order.
+
+    The arrays are read-only, and kept for the next call in this process as long as the prepared
+    files are unchanged (a command that trains, then evaluates and draws, reads them once)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     builder = _builder(data_dir)
     if not _prepared(builder):
         raise DataError(f"{builder.data_dir}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
                         f"or data.load(split, data_dir), which prepares it")
+    files = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(builder.data_path).iterdir()))
+    return _read_split(split, os.fspath(data_dir) if data_dir else None, files)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_split(split: str, data_dir: str | None, files: tuple) -> tuple[np.ndarray, np.ndarray]:
+    del files  # part of the cache's key only: changed files are read anew
     try:
-        source = tfds.data_source(DATASET_NAME, split=split, data_dir=os.fspath(data_dir) if data_dir else None,
-                                  download=False)
-        return _decode_records(source.data_source.__getitems__(range(len(source))))
+        source = tfds.data_source(DATASET_NAME, split=split, data_dir=data_dir, download=False)
+        images, labels = _decode_records(source.data_source.__getitems__(range(len(source))))
     except (RuntimeError, ValueError, OSError) as e:  # ArrayRecord's checksums, or bytes that do not parse
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise DataError(f"{builder.data_dir}: the prepared MNIST is damaged ({reason}); delete that directory "
-                        f"and run again to prepare it anew") from None
+        raise DataError(f"{_builder(data_dir).data_dir}: the prepared MNIST is damaged ({reason}); delete that "
+                        f"directory and run again to prepare it anew") from None
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
 
 
 def load(split: str, data_dir: str | os.PathLike | None = None,

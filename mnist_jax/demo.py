@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
+import ctypes
 import signal
 import threading
 
@@ -85,13 +85,21 @@ element.querySelector('.clear').addEventListener('click', () => {
 """.replace("BRUSH", str(BRUSH_SIZE))
 
 
-def read_digit(params: Params, model: Model, picture: np.ndarray | None) -> tuple[str, dict, str]:
-    """What the page shows for a picture (gray, RGB or RGBA pixels): the 28x28 input the model sees
-    (a PNG data URL; "" for none), the ten probabilities by class name, and a line of text."""
+# Limits on what the server takes in, before anything is decoded. A drawing from the pad is a
+# 280 x 280 PNG, 10-60 KB as a data URL; a picture is uploaded as a file, up to images.MAX_FILE_BYTES.
+MAX_REQUEST_BYTES = 2_000_000
+MAX_UPLOAD_BYTES = images.MAX_FILE_BYTES + 100_000  # the file and its multipart envelope
+# Requests waiting for the model at once; more are refused ("queue is full") rather than held.
+MAX_QUEUED = 16
+
+
+def read_digit(params: Params, model: Model, picture: Image.Image | None) -> tuple[str, dict, str]:
+    """What the page shows for a picture read by `images.read_picture`: the 28x28 input the model
+    sees (a PNG data URL; "" for none), the ten probabilities by class name, and a line of text."""
     if picture is None:
         return "", {}, DRAW_HINT
     try:
-        digit = images.to_mnist(images.from_array(picture))
+        digit = images.to_mnist(picture)
     except images.NoDigitError as e:
         return "", {}, f"No digit found ({e})."
     probs = inference.classify(params, digit[None], model)[0]
@@ -104,21 +112,83 @@ def png_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def decode_drawing(data_url: str | None) -> np.ndarray | None:
-    """The pixels of a drawing sent as a PNG data URL ("data:image/png;base64,..."); None when empty.
-    Raises ValueError for anything else."""
-    if not data_url:
+def decode_drawing(data_url: object) -> Image.Image | None:
+    """The picture of a drawing sent as an image data URL ("data:image/png;base64,..."); None when
+    empty. An images.ImageError, one line, for anything else."""
+    if data_url is None or data_url == "":
         return None
+    if not isinstance(data_url, str):
+        raise images.ImageError(f"the drawing: expected an image data URL, got {type(data_url).__name__}")
     header, _, payload = data_url.partition(",")
     if not (header.startswith("data:image/") and header.endswith(";base64")):
-        raise ValueError("not an image data URL")
+        raise images.ImageError("the drawing: not an image data URL (data:image/png;base64,...)")
     try:
-        with Image.open(io.BytesIO(base64.b64decode(payload, validate=True))) as image:
-            if image.width * image.height > images.MAX_PIXELS:
-                raise ValueError("too large")
-            return np.asarray(image.convert("RGBA"))
-    except (binascii.Error, OSError) as e:
-        raise ValueError(f"not a readable image ({e})") from None
+        content = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise images.ImageError("the drawing: the data URL's base64 is damaged") from None
+    return images.read_picture(content, "the drawing")
+
+
+def release_memory() -> None:
+    """Hand the memory that a large request's buffers freed back to the system: glibc keeps freed
+    heap for reuse, and without this the server's size only ever grew with the largest burst."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+class LimitRequests:
+    """ASGI middleware: a request whose body is larger than its route's limit gets 413, its body
+    dropped as it arrives (by its Content-Length) or once the limit is passed (a chunked body):
+    nothing of it is kept, parsed or queued."""
+
+    def __init__(self, app, limit: int = MAX_REQUEST_BYTES, upload_limit: int = MAX_UPLOAD_BYTES):
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.upload_limit if scope["path"].rstrip("/").endswith("/upload") else self.limit
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _drain(receive)  # read and dropped, so that the client hears the answer
+            return await _refuse(send, limit)
+        received, started, refused = 0, False, False
+
+        async def counted_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted_receive, tracked_send)
+        if refused and not started:
+            await _refuse(send, limit)
+
+
+async def _drain(receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+async def _refuse(send, limit: int) -> None:
+    body = f"request too large: at most {limit // 1_000_000} MB".encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def build_app(params: Params, model: Model, source: str):
@@ -128,14 +198,23 @@ def build_app(params: Params, model: Model, source: str):
     picture; both return the 28x28 input as seen, the ten probabilities and a line of text."""
     import gradio as gr
 
-    def from_drawing(data_url: str | None):
+    def answer(read) -> tuple[str, dict, str]:
         try:
-            return read_digit(params, model, decode_drawing(data_url))
-        except ValueError as e:
-            return "", {}, f"That drawing could not be read: {e}."
+            return read_digit(params, model, read())
+        except images.ImageError as e:  # its message names the drawing or the upload
+            return "", {}, f"Could not read {e}."
+        finally:
+            release_memory()
 
-    def from_upload(picture: np.ndarray | None):
-        return read_digit(params, model, picture)
+    def from_drawing(data_url):
+        return answer(lambda: decode_drawing(data_url))
+
+    def from_upload(picture: str | None):
+        if picture is None:
+            return read_digit(params, model, None)
+        if picture.startswith("data:"):
+            return answer(lambda: decode_drawing(picture))
+        return answer(lambda: images.read_picture(picture, "the upload"))
 
     # System fonts: Gradio's default theme fetches Google Fonts, which an offline machine cannot reach.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -144,8 +223,11 @@ def build_app(params: Params, model: Model, source: str):
         with gr.Row():
             pad = gr.HTML("", html_template=PAD_HTML, css_template=PAD_CSS, js_on_load=PAD_JS,
                           apply_default_css=False, elem_id="pad")
-            upload = gr.Image(label="Or upload a picture", type="numpy", image_mode="RGBA",
+            upload = gr.Image(label="Or upload a picture", type="filepath", image_mode=None,
                               sources=["upload", "clipboard"], elem_id="upload")
+            # The uploaded file itself (or a client's data URL), decoded by images.read_picture within
+            # its limits rather than by Gradio first. (A subclass would make Gradio write a .pyi here.)
+            upload.preprocess = lambda payload: None if payload is None else payload.path or payload.url
         with gr.Row():
             seen = gr.HTML("", html_template=SEEN_HTML, css_template=SEEN_CSS, apply_default_css=False,
                            js_on_load=None, elem_id="seen")
@@ -156,6 +238,7 @@ def build_app(params: Params, model: Model, source: str):
         pad.input(from_drawing, pad, outputs, api_name="classify_drawing", trigger_mode="always_last",
                       show_progress="hidden")
         upload.change(from_upload, upload, outputs, api_name="classify_picture", show_progress="hidden")
+    app.queue(max_size=MAX_QUEUED, default_concurrency_limit=1)  # one model call at a time, a bounded wait
     return app, theme
 
 
@@ -181,10 +264,15 @@ def serve(params: Params, model: Model, source: str, host: str, port: int, on_st
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
     app, theme = build_app(params, model, source)
     try:
+        from starlette.middleware import Middleware
+
         app.launch(server_name=host, server_port=port, quiet=True, prevent_thread_lock=True, theme=theme,
-                   footer_links=["api"], show_error=False)
-        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-        _first_request(url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]"))
+                   footer_links=["api"], show_error=False, max_file_size=images.MAX_FILE_BYTES,
+                   app_kwargs={"middleware": [Middleware(LimitRequests)]})
+        # Every interface (0.0.0.0, ::) includes this machine's own: the URL to open here.
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url = f"http://{local if ':' not in local else f'[{local}]'}:{port}"
+        _first_request(url)
         on_start(url)
         while app.is_running and not stop.wait(0.1):
             pass

@@ -68,6 +68,7 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
       `_QuietAfterFailedSave`); the commands report the failure in one line.
     """
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    _check_xla_flags(os.environ.get("XLA_FLAGS", ""))
     if not isinstance(sys.unraisablehook, _QuietAfterFailedSave):
         sys.unraisablehook = _QuietAfterFailedSave(sys.unraisablehook)
     import jax
@@ -77,6 +78,10 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
     logging.getLogger("absl").setLevel(logging.CRITICAL)
     if compile_cache == _FROM_ENVIRONMENT:
         compile_cache = default_compile_cache()
+    if compile_cache is not None and not _writable(Path(compile_cache)):
+        print(f"warning: the compilation cache {compile_cache} cannot be written; compiling without it",
+              file=sys.stderr)
+        compile_cache = None
     if compile_cache is None:
         jax.config.update("jax_enable_compilation_cache", False)
     else:
@@ -91,6 +96,32 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
             jax.distributed.initialize(distributed.coordinator, distributed.num_processes, distributed.process_id)
         except (RuntimeError, ValueError, TypeError) as e:
             raise UserError(f"--distributed: cannot start the multi-host runtime ({str(e).splitlines()[0]})") from None
+    try:  # start the backends now: a platform that is not there is a user's setting, not a bug
+        jax.devices()
+    except RuntimeError as e:
+        platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms
+        asked = f"JAX_PLATFORMS={platforms}: " if platforms else ""
+        raise UserError(f"{asked}{str(e).splitlines()[0][:300]}") from None
+
+
+def _check_xla_flags(flags: str) -> None:
+    """The XLA flags this project documents, checked before XLA reads them (it aborts the process on
+    a malformed value, with pages of output)."""
+    for flag in flags.split():
+        name, _, value = flag.partition("=")
+        if name == "--xla_force_host_platform_device_count" and not (value.isdigit() and int(value) >= 1):
+            raise UserError(f"XLA_FLAGS: {flag}: the device count must be a whole number of at least 1")
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
 
 
 def system_info(seconds: float) -> dict[str, Any]:

@@ -63,14 +63,34 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
                                   f"epoch); start it again with --run-dir {run_dir.path} --overwrite")
             # The newest intact checkpoint, not history.json, is where training goes on from.
             start = checkpointer.restore_latest(loop.initial_state(run_dir.config))
+        if start.epoch > run_dir.config.epochs:
+            raise rd.RunError(f"{run_dir.path} has trained {start.epoch} epochs, more than --epochs "
+                              f"{run_dir.config.epochs}; pass --epochs {start.epoch} or more")
         return _train(run_dir, start, options, hooks)
 
 
 def default_workdir() -> Path:
-    """runs/<date>-<time>; with several processes, process 0's clock names it for all."""
+    """runs/<date>-<time>, made here and now, so that no other run takes it: a run started in the
+    same second gets runs/<date>-<time>-2 (and so on). Process 0 names it for all processes."""
     now = datetime.datetime.now()
-    stamp = parallel.from_primary((int(now.strftime("%Y%m%d")), int(now.strftime("%H%M%S"))))
-    return Path("runs") / "-".join(f"{part:0{width}d}" for part, width in zip(stamp, (8, 6)))
+    stamp, n = (int(now.strftime("%Y%m%d")), int(now.strftime("%H%M%S"))), 1
+    if parallel.is_primary():
+        rd.check_writable(Path("runs"))
+        while True:
+            try:
+                _named(stamp, n).mkdir()
+                break
+            except FileExistsError:
+                n += 1
+            except OSError as e:
+                raise rd.RunError(f"{_named(stamp, n)}: cannot write here ({e.strerror})") from None
+    *stamp, n = parallel.from_primary((*stamp, n))
+    return _named(stamp, n)
+
+
+def _named(stamp: tuple[int, int], n: int) -> Path:
+    name = f"{stamp[0]:08d}-{stamp[1]:06d}"
+    return Path("runs") / (name if n == 1 else f"{name}-{n}")
 
 
 def _create(workdir: Path, config: TrainConfig, overwrite: bool) -> rd.RunDir:
@@ -102,6 +122,10 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
     train_data, test_data, dataset = _load_data(options, hooks)
+    for flag, wanted, split in (("train-examples", config.train_examples, train_data),
+                                ("test-examples", config.test_examples, test_data)):
+        if wanted is not None and wanted > len(split[1]):
+            raise ConfigError(f"--{flag} {wanted} is more than the {len(split[1])} examples there are")
     num_train, num_test = len(train_data[1][:config.train_examples]), len(test_data[1][:config.test_examples])
     if config.batch_size > num_train:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")

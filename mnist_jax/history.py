@@ -28,6 +28,37 @@ def empty() -> History:
     return {k: [] for k in HISTORY_KEYS}
 
 
+def check(history: Any, seeds: int = 1) -> None:
+    """A ValueError naming the first entry of `history` (as read from history.json) that is not what
+    a run writes: a list per key, one entry per epoch, numbers (one per seed for several seeds)."""
+    if not isinstance(history, dict):
+        raise ValueError(f"history must be a mapping, got {type(history).__name__}")
+    missing = [k for k in METRIC_KEYS if k not in history]
+    if missing:
+        raise ValueError(f"history lacks {', '.join(missing)}")
+    epochs = len(history["train_loss"]) if isinstance(history["train_loss"], list) else None
+    for key in HISTORY_KEYS:
+        if key not in history:
+            continue
+        values = history[key]
+        if not isinstance(values, list) or len(values) != epochs:
+            raise ValueError(f"history.{key} must be a list of one entry per epoch ({epochs})")
+        per_seed = seeds if seeds > 1 and key != "epoch_seconds" else None
+        per_class = 10 if key == "test_class_accuracy" else None
+        for i, value in enumerate(values):
+            _check_entry(f"history.{key}[{i}]", value, [n for n in (per_seed, per_class) if n])
+
+
+def _check_entry(where: str, value: Any, shape: list[int]) -> None:
+    if shape:
+        if not isinstance(value, list) or len(value) != shape[0]:
+            raise ValueError(f"{where} must be a list of {shape[0]}, got {value!r:.40}")
+        for j, item in enumerate(value):
+            _check_entry(f"{where}[{j}]", item, shape[1:])
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r:.40}")
+
+
 def epochs_done(history: History) -> int:
     return len(history["train_loss"])
 

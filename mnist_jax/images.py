@@ -23,11 +23,14 @@ MNIST's first 200 test digits, photographed as pencil on unevenly lit paper, 98.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
+import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_jax.errors import UserError
 
@@ -35,6 +38,8 @@ from mnist_jax.errors import UserError
 # A 48-megapixel phone photo is 8000 x 6000; decoding one takes about 200 MB as float32 here. Larger
 # images are refused from their header, before any pixel is decoded.
 MAX_PIXELS = 50_000_000
+# Such a photo is 10-25 MB as JPEG or PNG; a larger file is refused before it is read.
+MAX_FILE_BYTES = 50_000_000
 
 
 class ImageError(UserError, ValueError):
@@ -58,37 +63,68 @@ MIN_EXTENT = 0.08
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """The image at `path` as an MNIST-style uint8 (28, 28, 1) digit."""
+    return digit_of(read_picture(path), path)
+
+
+def digit_of(image: Image.Image, name: str | os.PathLike) -> np.ndarray:
+    """`to_mnist` of a picture read by `read_picture`, with an ImageError naming it if it holds no digit."""
     try:
-        with Image.open(path) as image:  # reads the header only
+        return to_mnist(image)
+    except NoDigitError as e:  # a model given nothing would still name a class
+        raise ImageError(f"{name}: no digit found ({e})") from None
+
+
+def read_picture(source: str | os.PathLike | bytes, name: str | os.PathLike | None = None) -> Image.Image:
+    """A picture from a file, or from a file's bytes, decoded and turned the way its EXIF orientation
+    says (as every viewer shows a phone's photo). Whatever it is, it is read at most MAX_FILE_BYTES
+    and decoded only if its header says at most MAX_PIXELS; anything else is an ImageError, one line
+    naming `name` (default: the path)."""
+    name = name if name is not None else source if not isinstance(source, bytes) else "the picture"
+    content = source if isinstance(source, bytes) else _file_bytes(source)
+    if len(content) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: {len(content) / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 1_000_000} MB "
+                         f"accepted")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above 89 MP and refuses above 179 MP; MAX_PIXELS refuses before either.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(content))  # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise _too_large(path, f"{width} x {height}")
+                raise _too_large(name, f"{width} x {height}")
+            image = ImageOps.exif_transpose(image)  # decodes it, turned upright
             image.load()
-            digit = to_mnist(image)
-    except Image.DecompressionBombError as e:  # Pillow refuses the largest images when opening them
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
-        raise _too_large(path, found.group(1) if found else "too many") from None
+        raise _too_large(name, found.group(1) if found else "too many") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read (PNG, JPEG, ...)") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file raises OSError, ValueError, SyntaxError, struct.error ...
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise ImageError(f"{name}: cannot read image, damaged or truncated ({reason})") from None
+    return image
+
+
+def _file_bytes(path: str | os.PathLike) -> bytes:
+    """A file's content, refusing what is no regular file (a FIFO would block, a device never end)
+    before opening it, and what is larger than MAX_FILE_BYTES before reading it."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"{path}: not a regular file (a pipe, socket or device), not an image")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: {info.st_size / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 1_000_000} MB "
+                             f"accepted")
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read (PNG, JPEG, ...)") from None
     except OSError as e:
-        raise ImageError(f"{path}: cannot read image ({e})") from None
-    except NoDigitError as e:  # a model given nothing would still name a class
-        raise ImageError(f"{path}: no digit found ({e})") from None
-    return digit
-
-
-def from_array(pixels: np.ndarray) -> Image.Image:
-    """uint8 pixels, (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4) RGBA, as a Pillow image."""
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (3, 4))):
-        raise ValueError(f"expected gray, RGB or RGBA pixels, got an array of shape {pixels.shape}")
-    return Image.fromarray(pixels.astype(np.uint8))  # L, RGB or RGBA from the shape
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def png_bytes(image: Image.Image | np.ndarray) -> bytes:
@@ -133,9 +169,13 @@ def to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:
     Raises NoDigitError when the picture holds nothing that looks like a digit.
     """
     gray = _grayscale(image) if isinstance(image, Image.Image) else np.asarray(image, np.float32)
-    gray = _working_size(gray)
-    ink = _ink(gray)
-    return _centred(np.clip(ink, 0, None) * _digit_region(ink))
+    if gray.size == 0 or gray.max() - gray.min() < 8:  # 8 of 255 grey levels: nothing anyone could see
+        raise NoDigitError("the image is blank: one colour throughout")
+    with warnings.catch_warnings():  # a degenerate picture's empty selections; it is then said to hold no digit
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gray = _working_size(gray)
+        ink = _ink(gray)
+        return _centred(np.clip(ink, 0, None) * _digit_region(ink))
 
 
 def _border(pixels: np.ndarray) -> np.ndarray:
@@ -213,8 +253,8 @@ def _digit_region(ink: np.ndarray) -> np.ndarray:
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
-    if ink.max() - ink.min() < 8:  # 8 of 255 grey levels: nothing anyone could see
-        raise NoDigitError("the image is blank: one colour throughout")
+    if ink.max() - ink.min() < 8:  # fine noise, averaged away at the working size
+        raise NoDigitError("only noise: nothing stands out from the background")
     threshold = threshold_otsu(ink)
     strokes = ink > threshold
     paper = ink[~strokes]

@@ -13,6 +13,8 @@ Imports only JAX, Flax and the model: predicting needs neither Optax, Orbax nor 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,8 +33,9 @@ def probabilities(params: Params, images: jax.Array, *, model: Model, batch_size
     return probs.reshape(-1, NUM_CLASSES)
 
 
+@functools.partial(jax.jit, static_argnames="model")
 def predict(params: Params, images: jax.Array, model: Model) -> jax.Array:
-    """Predicted classes of uint8 images."""
+    """Predicted classes of uint8 images (jitted: run eagerly, each of the model's ops compiles alone)."""
     return jnp.argmax(model.apply(params, images), -1)
 
 

@@ -176,6 +176,8 @@ class RunDir:
         """The run in `path` to train on, locked until `close()`; its config is the saved one with
         the `given` settings that a resume may change (see `config.resume_config`)."""
         path = Path(path)
+        if primary:  # (the other processes of a multi-host run find it locked by process 0)
+            check_not_in_use(path)  # before judging files that their writer may be about to write
         started = (path / CHECKPOINT_DIR).is_dir() or (path / LOCK_FILE).exists()
         if started and not (path / HISTORY_FILE).exists():
             raise RunError(f"{path}: no epoch of this run was completed, so there is nothing to resume; "
@@ -251,6 +253,8 @@ def check_writable(directory: Path, room: int = 0) -> None:
     """Make `directory` if needed; a RunError if nothing can be written there, or if paths `room`
     bytes longer than its own would pass the OS's limit."""
     try:
+        if directory.is_symlink() and not directory.exists():
+            raise RunError(f"{directory}: a symbolic link to {os.readlink(directory)}, which does not exist")
         directory.mkdir(parents=True, exist_ok=True)
         if len(os.fsencode(directory.absolute())) + room > os.pathconf(directory, "PC_PATH_MAX"):
             raise RunError(f"{directory}: the path is too long for the files written inside it "
@@ -258,8 +262,25 @@ def check_writable(directory: Path, room: int = 0) -> None:
         probe = directory / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
+    except FileExistsError:
+        raise RunError(f"{directory}: exists and is not a directory") from None
     except OSError as e:
         raise RunError(f"{directory}: cannot write here ({e.strerror})") from None
+
+
+def check_not_in_use(run_dir: Path) -> None:
+    """A RunError if a process is writing the run in `run_dir` (holds its lock): its files are its own."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no run was ever written here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        raise RunError(f"{run_dir} is in use by another mnist-jax process (pid {holder}); wait for it to end") from None
+    finally:
+        os.close(fd)
 
 
 def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[Path]:
@@ -272,19 +293,40 @@ def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[Path]:
 
 
 def read_record(run_dir: str | os.PathLike) -> RunRecord:
-    """history.json of a run: config, history, whether it finished, where it ran."""
+    """history.json of a run: config, history, whether it finished, where it ran; every field
+    checked, so that a hand edit is a one-line RunError naming the field, not a traceback later."""
     path = Path(run_dir) / HISTORY_FILE
     try:
         record = json.loads(path.read_text())
-        config = TrainConfig.from_dict(record["config"])
-        history = record["history"]
-        if not all(isinstance(history[k], list) for k in hist.METRIC_KEYS):
-            raise TypeError
     except FileNotFoundError:
         raise RunError(f"{path}: not found (is {run_dir} a run directory of mnist-jax train?)") from None
-    except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
-        raise RunError(f"{path}: not a valid run history ({type(e).__name__})") from None
-    return RunRecord(config, history, bool(record.get("finished", True)), record.get("system", {}),
+    except IsADirectoryError:
+        raise RunError(f"{path}: is a directory, not a run history") from None
+    except RecursionError:
+        raise RunError(f"{path}: not a valid run history (JSON nested too deeply)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    except ValueError as e:
+        raise RunError(f"{path}: not a valid run history (not JSON: {e})") from None
+    try:
+        if not isinstance(record, dict):
+            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        for name, kind in (("config", dict), ("history", dict), ("finished", bool), ("system", dict),
+                           ("params_sha256", str)):
+            if name in record and not isinstance(record[name], kind):
+                raise ValueError(f"{name} must be {'true or false' if kind is bool else f'a {kind.__name__}'}, "
+                                 f"got {record[name]!r:.40}")
+        for name in ("config", "history"):
+            if name not in record:
+                raise ValueError(f"{name} is missing")
+        try:
+            config = TrainConfig.from_dict(record["config"])
+        except ConfigError as e:
+            raise ValueError(f"config: {e}") from None
+        hist.check(record["history"], config.seeds)
+    except ValueError as e:
+        raise RunError(f"{path}: not a valid run history: {e}") from None
+    return RunRecord(config, record["history"], record.get("finished", True), record.get("system", {}),
                      record.get("params_sha256"))
 
 

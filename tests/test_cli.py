@@ -4,11 +4,14 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import re
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from conftest import SMALL_FLAGS
@@ -73,10 +76,8 @@ def test_train_prints_summary_then_the_notebooks_lines(finished_run):
     assert "Trained 2 epochs in " in stdout and str(run_dir) in stdout
 
 
-def test_train_writes_history_params_and_figures(finished_run, small_fits):
+def test_train_writes_history_params_and_figures(finished_run):
     run_dir, (_, stdout, _) = finished_run
-    config, history, params = rundir.load_run(run_dir)  # the same as the experiment in-process, or loop.fit
-    assert all(history[k] == small_fits[1][1][k] for k in ("train_loss", "test_loss", "test_class_accuracy"))
     record = json.loads((run_dir / "history.json").read_text())
     assert record["finished"] and record["config"]["epochs"] == 2 and record["config"]["batch_size"] == 256
     assert record["config"]["precision"] == "default"
@@ -486,6 +487,19 @@ def test_a_seed_directory_is_a_run_the_other_commands_read(seeds_run, data_dir, 
     assert reported(stdout) == pytest.approx(full_test_metrics(out / "run" / "seed-1", mnist), abs=2e-4)
 
 
+def test_the_training_benchmark_summarizes_a_real_run_of_several_seeds(seeds_run):
+    """benchmarks/train_speed.py's row for `--seeds N`, from what a real 2-seed run wrote."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import train_speed
+
+    out, _ = seeds_run
+    final = rundir.read_record(out / "run").history["test_accuracy"][-1]
+    row = train_speed.seeds_row(train_speed.run_summary(out / "run"), 2)
+    assert row["final_test_accuracy"] == final and final[0] != final[1]
+    assert row["final_test_accuracy_mean"] == pytest.approx(np.mean(final))
+    assert row["final_test_accuracy_std"] == pytest.approx(np.std(final, ddof=1))
+
+
 def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_path):
     out, _ = seeds_run
     run_dir = tmp_path / "run"
@@ -499,3 +513,119 @@ def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_pat
     assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)
     seed_run = rundir.read_record(run_dir / "seed-1").history
     assert seed_run["test_accuracy"] == [epoch[1] for epoch in after["test_accuracy"]]
+
+
+# Last in the file: by now the other worker has trained the references (small_fits) this waits for.
+def test_the_command_trains_what_the_loop_and_the_experiment_train(finished_run, small_fits):
+    _, history, params = rundir.load_run(finished_run[0])  # test_experiment holds experiment.run to the same
+    assert all(history[k] == small_fits[1][1][k] for k in ("train_loss", "test_loss", "test_class_accuracy"))
+    for got, want in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(small_fits[1][0].params)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_predict_refuses_a_fifo_and_still_classifies_the_others(mnist, tmp_path):
+    good = user_photo(mnist["test"][0][0], tmp_path / "good.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    code, stdout, stderr = mnist_jax("predict", tmp_path / "fifo.png", good)
+    assert code == 2 and stderr.count("\n") == 1 and "fifo.png: not a regular file" in stderr
+    assert stdout.startswith(f"{good}: ")
+
+
+def test_predict_reads_a_folder_and_names_every_input_it_saves_apart(mnist, tmp_path):
+    pictures = tmp_path / "pictures"
+    (pictures / "sub").mkdir(parents=True)
+    # In a folder's order ("x-2.png" sorts before "x.png"), then the next folder's.
+    inputs = [user_photo(mnist["test"][0][i], pictures / name) for i, name in enumerate(["x-2.png", "x.png"])]
+    inputs.append(user_photo(mnist["test"][0][2], pictures / "sub" / "x.png"))
+    code, stdout, stderr = mnist_jax("predict", pictures, pictures / "sub", "--save-inputs", tmp_path / "seen")
+    assert code == 0, stderr
+    assert [line.split(": ")[0] for line in stdout.splitlines()[:3]] == [str(p) for p in inputs]  # sorted, folder by folder
+    from mnist_jax.images import load_image
+
+    saved = sorted((tmp_path / "seen").iterdir())
+    assert [p.name for p in saved] == ["x-2-28x28.png", "x-28x28.png", "x-3-28x28.png"]
+    for path, seen in zip(inputs, ["x-2-28x28.png", "x-28x28.png", "x-3-28x28.png"]):  # none written over another
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / seen))[..., None], load_image(path))
+
+
+@pytest.mark.parametrize("edit,command,field", [
+    (lambda r: r["config"].update(test_batch_size=100.5), "evaluate", "config: test_batch_size must be an integer"),
+    (lambda r: r["config"].update(seed=0.5), "plot-classification", "config: seed must be an integer"),
+    (lambda r: r["history"].update(train_loss=["a", "b"]), "plot-history", "history.train_loss[0] must be a finite"),
+    (lambda r: r.update(finished="no"), "evaluate", "finished must be true or false"),
+    (lambda r: r["config"].update(batch_size=1.5), "resume", "config: batch_size must be an integer"),
+], ids=["test_batch_size", "seed", "train_loss", "finished", "batch_size"])
+def test_a_hand_edited_history_is_a_one_line_error_naming_the_field(finished_run, data_dir, tmp_path, edit, command,
+                                                                     field):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    edit(record)
+    (run_dir / "history.json").write_text(json.dumps(record))
+    argv = ["train", "--resume", run_dir, "--epochs", 3] if command == "resume" else [command, run_dir]
+    if command != "plot-history":  # the one that reads no data
+        argv += ["--data-dir", data_dir]
+    message = one_line_error(mnist_jax(*argv))
+    assert f"{run_dir / 'history.json'}: not a valid run history: {field}" in message, message
+
+
+def test_a_history_nested_too_deeply_is_a_one_line_error(tmp_path):
+    (tmp_path / "history.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "JSON nested too deeply" in one_line_error(mnist_jax("evaluate", tmp_path))
+
+
+def test_resume_to_fewer_epochs_than_the_run_has_done_is_refused(finished_run, data_dir, tmp_path):
+    """A run stopped after its 2 epochs' checkpoints, before its final files (or told to run 4)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    record.update(finished=False, config={**record["config"], "epochs": 4})
+    (run_dir / "history.json").write_text(json.dumps(record))
+    before = tree_bytes(run_dir)
+    message = one_line_error(mnist_jax("train", "--resume", run_dir, "--epochs", 1, "--data-dir", data_dir))
+    assert "has trained 2 epochs, more than --epochs 1; pass --epochs 2 or more" in message
+    assert tree_bytes(run_dir) == before
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--train-examples", 100_000_000_000], "--train-examples 100000000000 is more than the 60000 examples there are"),
+    (["--test-examples", 10_001], "--test-examples 10001 is more than the 10000 examples there are"),
+])
+def test_more_examples_than_there_are_is_refused(data_dir, tmp_path, flags, message):
+    assert message in one_line_error(mnist_jax("train", *flags, "--data-dir", data_dir, "--run-dir", tmp_path / "run"))
+    assert not rundir.holds_a_run(tmp_path / "run")
+
+
+def test_a_dangling_symlink_or_a_file_as_run_dir_is_named_for_what_it_is(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    assert "a symbolic link to" in one_line_error(mnist_jax("train", "--run-dir", tmp_path / "link"))
+    (tmp_path / "file").write_text("")
+    assert "exists and is not a directory" in one_line_error(mnist_jax("train", "--run-dir", tmp_path / "file"))
+
+
+def test_plots_are_not_written_into_a_run_that_a_process_is_writing(finished_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    with rundir.RunDir.resume(run_dir, {}):  # this process holds the lock, as a training would
+        message = one_line_error(mnist_jax("plot-history", run_dir))
+    assert f"{run_dir} is in use by another mnist-jax process" in message
+    assert mnist_jax("plot-history", run_dir)[0] == 0  # once it is free
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
+    from mnist_jax import experiment
+
+    monkeypatch.chdir(tmp_path)
+    names = {experiment.default_workdir() for _ in range(3)}
+    assert len(names) == 3 and all(p.is_dir() for p in names)
+
+
+def test_a_manual_dir_of_other_files_is_refused_even_when_the_data_is_prepared(data_dir, tmp_path):
+    manual = tmp_path / "manual"
+    shutil.copytree(data.BUNDLED_DIR, manual)
+    raw = bytearray(gzip.decompress((manual / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    raw[-1] = (raw[-1] + 1) % 10  # one label changed: not MNIST any more
+    (manual / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    message = one_line_error(mnist_jax("train", "--data-dir", data_dir, "--manual-dir", manual, "--run-dir",
+                                       tmp_path / "run"))
+    assert "t10k-labels-idx1-ubyte.gz: SHA-256 mismatch" in message

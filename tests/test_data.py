@@ -97,16 +97,25 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _prepare_in(data_dir: str) -> str:
+def _prepare_in(data_dir: str) -> tuple[str, int]:
+    """Prepare in a process of its own: the path, and how many times this process wrote the dataset."""
     tfds.display_progress_bar(False)
-    return str(data.prepare(data_dir))
+    written = []
+    generate = data.MnistIdx._split_generators
+
+    def counted(self, dl_manager):
+        written.append(1)
+        return generate(self, dl_manager)
+
+    data.MnistIdx._split_generators = counted
+    return str(data.prepare(data_dir)), len(written)
 
 
-def test_two_processes_preparing_at_once_and_quietly(tmp_path, capfd):
+def test_two_processes_preparing_at_once_prepare_it_once_and_quietly(tmp_path, capfd):
     data_dir = str(tmp_path / "tfds")
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        paths = pool.map(_prepare_in, [data_dir, data_dir])
-    assert paths[0] == paths[1]
+        (path_a, wrote_a), (path_b, wrote_b) = pool.map(_prepare_in, [data_dir, data_dir], chunksize=1)
+    assert path_a == path_b and wrote_a + wrote_b == 1
     _, labels = data.load_split("train", data_dir)
     assert np.bincount(labels).tolist() == TRAIN_COUNTS
     assert [p.name for p in (tmp_path / "tfds" / data.DATASET_NAME).iterdir()] == ["1.0.0"]

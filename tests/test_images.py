@@ -1,4 +1,6 @@
+import faulthandler
 import io
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def test_classify_gives_the_models_probabilities_and_top_k(mnist):
     import jax
 
     model = LinenModel(Classifier(precision="highest"))
-    params = model.init(jax.random.key(0))
+    params = jax.jit(model.init)(jax.random.key(0))
     digits = mnist["test"][0][:5]
     probs = inference.classify(params, digits, model, batch_size=2)  # batches of 2, 2 and a padded 1
     assert probs.shape == (5, 10)
@@ -180,3 +182,96 @@ def test_noise_is_no_digit_rather_than_a_guess(tmp_path, name):
     path = DIGIT_PICTURES / name if name.startswith("none") else tmp_path / "noise.png"
     with pytest.raises(image_files.ImageError, match=r"no digit found \((only noise|only specks)"):
         image_files.load_image(path)
+
+
+def test_phone_photos_are_read_the_right_way_up(mnist, bundled, tmp_path):
+    """A phone stores a photo as the sensor saw it and says in its EXIF how to turn it (Orientation
+    6: turn 90 degrees clockwise), as every viewer does. Read so, it is the upright picture."""
+    images, labels = mnist["test"][0][:20], mnist["test"][1][:20]
+    upright, turned = [], []
+    for i, digit in enumerate(images):
+        picture = Image.open(user_photo(digit, tmp_path / f"{i}.png"))
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        picture.transpose(Image.Transpose.ROTATE_90).save(tmp_path / f"{i}-stored.png", exif=exif)
+        upright.append(image_files.load_image(tmp_path / f"{i}.png"))
+        turned.append(image_files.load_image(tmp_path / f"{i}-stored.png"))
+    np.testing.assert_array_equal(np.stack(turned), np.stack(upright))
+    assert (bundled(turned) == labels).sum() >= 18  # as the upright ones: 19 or 20 of 20 here
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    faulthandler.dump_traceback_later(60, exit=True)  # a hang would otherwise stop the suite for good
+    try:
+        with pytest.raises(image_files.ImageError, match=r"fifo.png: not a regular file \(a pipe"):
+            image_files.load_image(fifo)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def png_with_text(text_bytes: int) -> bytes:
+    """A small valid PNG with a compressed text chunk that inflates to `text_bytes` bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(b"\x00" + b"\x80" * 8)  # one row of 8 gray pixels
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 1, 8, 0, 0, 0, 0))
+            + chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(b"x" * text_bytes)) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("content", [b"P5\n112 112\n255\n" + bytes(3000), png_with_text(5_000_000)],
+                         ids=["truncated-pgm", "huge-text-chunk"])
+def test_a_damaged_picture_is_a_one_line_error(tmp_path, content):
+    path = tmp_path / "damaged.png"
+    path.write_bytes(content)
+    with pytest.raises(image_files.ImageError, match="damaged.png: ") as info:
+        image_files.load_image(path)
+    assert "\n" not in str(info.value)
+
+
+def test_fine_noise_on_a_large_picture_is_called_noise_not_blank():
+    noise = np.random.default_rng(0).uniform(0, 255, (1500, 1500))
+    with pytest.raises(image_files.NoDigitError, match="only noise"):
+        image_files.to_mnist(noise)
+
+
+def mutations(seed: int, count: int):
+    """Seeded byte-level damage to the fixture pictures: flipped bytes, cuts, splices, repeats."""
+    rng = np.random.default_rng(seed)
+    pictures = sorted(DIGIT_PICTURES.iterdir())
+    for _ in range(count):
+        content = bytearray(pictures[rng.integers(len(pictures))].read_bytes())
+        for _ in range(rng.integers(1, 4)):
+            kind, at = rng.integers(4), int(rng.integers(len(content)))
+            if kind == 0:
+                content[at] ^= 1 << int(rng.integers(8))
+            elif kind == 1:
+                del content[at:]
+            elif kind == 2:
+                content[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8))
+            else:
+                content[at:at] = content[at:at + int(rng.integers(1, 256))] * 4
+            if not content:
+                content = bytearray(b"\x00")
+        yield bytes(content)
+
+
+def test_damaged_pictures_are_read_or_refused_in_one_line_never_a_traceback():
+    """MNIST_JAX_FUZZ_CASES=20000 runs longer (the suite runs 400, a few seconds)."""
+    read = refused = 0
+    for content in mutations(0, int(os.environ.get("MNIST_JAX_FUZZ_CASES", 400))):
+        try:
+            digit = image_files.digit_of(image_files.read_picture(content, "fuzzed"), "fuzzed")
+        except image_files.ImageError as e:
+            assert str(e).startswith("fuzzed: ") and "\n" not in str(e)
+            refused += 1
+        else:
+            assert digit.shape == (28, 28, 1) and digit.dtype == np.uint8
+            read += 1
+    assert read > 0 and refused > 0

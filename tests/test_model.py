@@ -21,9 +21,9 @@ FORMULATIONS = ["matmul", "custom_vjp", "xla"]
 @pytest.mark.parametrize("conv", FORMULATIONS)
 def test_output_shape_and_parameter_count(conv):
     model = Classifier(conv=conv)
-    params = LinenModel(model).init(jax.random.key(0))
+    params = jax.jit(LinenModel(model).init)(jax.random.key(0))
     assert count_params(params) == 34_826
-    logits = model.apply({"params": params}, jnp.zeros((5, 28, 28, 1)))
+    logits = jax.jit(model.apply)({"params": params}, jnp.zeros((5, 28, 28, 1)))
     assert logits.shape == (5, 10)
     assert "Total parameters: 34,826" in model_summary(params)
 
@@ -32,30 +32,35 @@ def test_matmul_formulation_equals_lax_conv_and_max_pool():
     x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 32))
     kernel = jax.random.normal(jax.random.key(2), (3, 3, 32, 64))
     dims = ("NHWC", "HWIO", "NHWC")
-    expected = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=dims,
-                                            precision="highest")
-    got = conv_as_matmul(x, kernel, precision="highest")
+    expected = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=dims,
+                                                                 precision="highest"))(x, kernel)
+    got = jax.jit(lambda x, k: conv_as_matmul(x, k, precision="highest"))(x, kernel)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(conv_im2col(x, kernel, jax.lax.Precision.HIGHEST), got)
+    np.testing.assert_array_equal(jax.jit(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))(x, kernel), got)
     # Odd sizes floor, as PyTorch's MaxPool2d(2) does on the 11x11 map.
     y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
-    np.testing.assert_array_equal(max_pool_2x2(y), nn.max_pool(y, (2, 2), strides=(2, 2)))
-    np.testing.assert_array_equal(max_pool_first(y), max_pool_2x2(y))
+    strided = jax.jit(max_pool_2x2)(y)
+    np.testing.assert_array_equal(strided, jax.jit(lambda y: nn.max_pool(y, (2, 2), strides=(2, 2)))(y))
+    np.testing.assert_array_equal(jax.jit(max_pool_first)(y), strided)
 
 
 def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
     x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 32))
     kernel = jax.random.normal(jax.random.key(2), (3, 3, 32, 64))
     dy = jax.random.normal(jax.random.key(5), (4, 11, 11, 64))
-    want = jax.vjp(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", precision="highest",
-                                                             dimension_numbers=("NHWC", "HWIO", "NHWC")), x, kernel)[1](dy)
-    got = jax.vjp(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST), x, kernel)[1](dy)
+    def vjp(conv):
+        return jax.jit(lambda x, k, dy: jax.vjp(conv, x, k)[1](dy))(x, kernel, dy)
+
+    want = vjp(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", precision="highest",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    got = vjp(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
     # Without ties (random values) every formulation of pooling passes each window's gradient to its maximum.
     y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
     g = jax.random.normal(jax.random.key(6), (2, 5, 5, 8))
-    np.testing.assert_array_equal(jax.vjp(max_pool_first, y)[1](g)[0], jax.vjp(max_pool_2x2, y)[1](g)[0])
+    pool_vjp = jax.jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
+    np.testing.assert_array_equal(pool_vjp(max_pool_first, y, g), pool_vjp(max_pool_2x2, y, g))
 
 
 def test_pooling_gives_a_tied_windows_gradient_to_its_first_maximum_as_pytorch():
@@ -68,16 +73,16 @@ def test_pooling_gives_a_tied_windows_gradient_to_its_first_maximum_as_pytorch()
 
 @pytest.mark.parametrize("conv", ["matmul", "custom_vjp"])
 def test_every_formulation_gives_the_same_logits(conv):
-    params = LinenModel(Classifier(conv="xla")).init(jax.random.key(0))
+    params = jax.jit(LinenModel(Classifier(conv="xla")).init)(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(4), (8, 28, 28, 1))
     # Pinned to full float32: under TF32 (a GPU's default) the two would differ by more than rounding.
-    a = Classifier(conv="xla", precision="highest").apply({"params": params}, x)
-    b = Classifier(conv=conv, precision="highest").apply({"params": params}, x)
+    a = jax.jit(Classifier(conv="xla", precision="highest").apply)({"params": params}, x)
+    b = jax.jit(Classifier(conv=conv, precision="highest").apply)({"params": params}, x)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_initialisation_is_pytorch_default_uniform():
-    params = LinenModel(Classifier()).init(jax.random.key(0))
+    params = jax.jit(LinenModel(Classifier()).init)(jax.random.key(0))
     fan_in = {"conv1": 9, "conv2": 288, "linear": 1600}
     for layer, n in fan_in.items():
         bound = 1 / math.sqrt(n)
@@ -94,7 +99,7 @@ def test_params_from_torch_reproduces_pytorch_logits():
     params = params_from_torch({k: fixture[k] for k in fixture.files})
     images = fixture["images_nchw"].transpose(0, 2, 3, 1).astype(np.float32) / 255.0
     for conv in FORMULATIONS:  # PyTorch's CPU matmuls are full float32: compare at the highest precision
-        logits = Classifier(conv=conv, precision="highest").apply({"params": params}, images)
+        logits = jax.jit(Classifier(conv=conv, precision="highest").apply)({"params": params}, images)
         np.testing.assert_allclose(logits, fixture["logits"], atol=1e-5, rtol=0)
     assert "torch" not in sys.modules
 
@@ -113,7 +118,7 @@ def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
     assert matmul_precision("high") == jax.lax.Precision.HIGH
     model = model_for(TrainConfig(conv=conv, precision="highest"))
     assert model == LinenModel(Classifier(conv=conv, precision="highest"))
-    params = model.init(jax.random.key(0))
+    params = jax.jit(model.init)(jax.random.key(0))
     images = jnp.zeros((2, 28, 28, 1), jnp.uint8)
     jaxpr = str(jax.make_jaxpr(model.apply)(params, images))
     # Both convolutions and the dense layer carry the precision; nothing is left at the default.

@@ -1,3 +1,4 @@
+import dataclasses
 import errno
 import json
 import os
@@ -170,11 +171,8 @@ def test_a_bad_history_file_is_a_one_line_error(tmp_path, content, message):
 
 def test_params_of_another_shape_are_refused(tmp_path):
     run, _ = finished_run(tmp_path / "run")
-    record = json.loads((run.path / "history.json").read_text())
-    record["config"]["seeds"] = 3
-    (run.path / "history.json").write_text(json.dumps(record))
     with pytest.raises(rundir.RunError, match="not valid saved params"):
-        rundir.load_params(run.path, rundir.read_record(run.path).config)
+        rundir.load_params(run.path, dataclasses.replace(rundir.read_record(run.path).config, seeds=3))
 
 
 def test_a_full_disk_during_the_final_save_is_a_one_line_error_and_the_run_stays_unfinished(tmp_path, monkeypatch):

@@ -20,6 +20,11 @@ MODEL = model_for(TrainConfig(precision="highest"))
 logits_of = jax.jit(MODEL.apply)
 
 
+def fresh_state(optimizer):
+    """The initial state for seed 0, jitted: run eagerly, each of its small ops would compile alone."""
+    return jax.jit(functools.partial(create_train_state, MODEL, optimizer))(jax.random.key(0))
+
+
 def test_padded_batches_cover_every_index_once():
     order = jax.random.permutation(jax.random.key(0), 1000)
     indices, mask = padded_batches(order, 512)
@@ -42,7 +47,7 @@ def test_shuffle_draws_a_new_order_each_epoch_from_the_state_key():
 
 def test_masked_short_batch_gives_the_unpadded_gradient(mnist):
     images, labels = mnist["train"]
-    params = create_train_state(MODEL, optax.adam(1e-4), jax.random.key(0)).params
+    params = fresh_state(optax.adam(1e-4)).params
     short = Batch(jnp.asarray(images[:96]), jnp.asarray(labels[:96]), jnp.ones(96, bool))
     # Padding filled with other real digits: if the mask leaked, the gradient would change.
     padded = Batch(jnp.asarray(images[:512]), jnp.asarray(labels[:512]), jnp.arange(512) < 96)
@@ -65,7 +70,7 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
     accumulates them: recomputed on the host from the logits, batch by batch, the last one short."""
     images, labels = mnist["train"][0][:600], mnist["train"][1][:600]
     optimizer = optax.adam(1e-3)
-    state = create_train_state(MODEL, optimizer, jax.random.key(0))
+    state = fresh_state(optimizer)
     indices, mask = padded_batches(jnp.arange(600), 256)  # 256, 256, 88 real examples
     step = jax.jit(functools.partial(train_steps, model=MODEL, optimizer=optimizer))
     end_state, metrics = step(state, images, labels, indices, mask)
@@ -86,7 +91,7 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
 def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
     images, labels = (jnp.asarray(a[:1100]) for a in mnist["train"])
     optimizer = optax.adam(1e-3)
-    state = create_train_state(MODEL, optimizer, jax.random.key(0))
+    state = fresh_state(optimizer)
     run = jax.jit(functools.partial(train_epoch, model=MODEL, optimizer=optimizer, batch_size=512))
     state, first = run(state, images, labels)
     assert int(state.step) == 3 and np.asarray(first.count).tolist() == [512, 512, 76]
@@ -96,7 +101,7 @@ def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
 
 def test_evaluate_is_exact_whatever_the_batch_size(mnist):
     images, labels = (jnp.asarray(a[:2048]) for a in mnist["test"])
-    params = create_train_state(MODEL, optax.adam(1e-4), jax.random.key(0)).params
+    params = fresh_state(optax.adam(1e-4)).params
     run = jax.jit(evaluate, static_argnames=("model", "batch_size"))
     full_metrics, full_confusion = run(params, images, labels, model=MODEL, batch_size=2048)
     metrics, confusion = run(params, images, labels, model=MODEL, batch_size=1000)  # last batch: 48
@@ -138,7 +143,7 @@ def test_the_config_precision_and_conv_leave_the_initial_params_alone():
 def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
     images, labels = (jnp.asarray(a[:512]) for a in mnist["train"])
     batch = Batch(images, labels, jnp.arange(512) < 500)  # a short last batch: 12 padded examples
-    params = MODEL.init(jax.random.key(0))
+    params = fresh_state(optax.adam(1e-4)).params
     whole = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 1))(params, batch)
     sliced = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 16))(params, batch)
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
