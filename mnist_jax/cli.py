@@ -3,7 +3,7 @@
     mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
     mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
     mnist-jax plot-history [RUN_DIR]  mnist-jax plot-classification [RUN_DIR]  mnist-jax plot-errors [RUN_DIR]
-    mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
+    mnist-jax export [RUN_DIR] --out FILE     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
 
 `python scripts/NAME.py ...` runs the same commands. The flags of `train` are made from the fields
 of `config.TrainConfig` and `config.RunOptions`. Exit status: 0 done; 2 a user error (one line on
@@ -67,9 +67,10 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] 
     for f in cfg.fields(cls):
         if names is not None and f.name not in names:
             continue
-        kwargs: dict = {"help": f"{f.help} (default: {f.shown_default()})", "default": argparse.SUPPRESS}
+        help = f"{f.help} (default: {f.shown_default()})".replace("%", "%%")  # argparse formats help with %
+        kwargs: dict = {"help": help, "default": argparse.SUPPRESS}
         if f.kind is bool:
-            kwargs["action"] = "store_true"
+            kwargs["action"] = "store_false" if f.default is True else "store_true"
         elif f.choices is not None:
             kwargs["choices"] = f.choices
         else:
@@ -318,6 +319,25 @@ def plot_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    """Save a trained classifier as one file that runs with JAX alone (jax.export: StableHLO, any batch size)."""
+    _configure(args)
+    from mnist_jax import export as exporting
+    from mnist_jax.files import write_atomic
+    from mnist_jax.model import model_for
+
+    config, history, params = _load(args)
+    content = exporting.export_classifier(params, model_for(config), args.output)
+    try:
+        write_atomic(args.out, content)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    print(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
+          f"{args.output}, the params after epoch {len(history['train_loss']) - 1}; load it with "
+          f"jax.export.deserialize(open(path, 'rb').read()).call(images)")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     """Serve a drawing pad in the browser: draw a digit and watch the model read it (needs the demo extra)."""
     import ipaddress
@@ -453,6 +473,10 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     p.add_argument("--out-dir", type=_path, default=None,
                    help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
     _grid_flags(p, 3, 6, "mistakes")
+    p = command("export", export, [_run_flags(True), common])
+    p.add_argument("--out", type=_path, required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--output", choices=("probabilities", "logits"), default="probabilities",
+                   help="what the exported function returns (default: %(default)s)")
     p = command("demo", demo, [_run_flags(False), common])
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")

@@ -21,6 +21,9 @@ from typing import Any, Literal
 from mnist_jax.errors import ConfigError
 
 ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
+ModelForm = Literal["linen", "nnx"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["constant", "cosine", "warmup_cosine", "one_cycle"]
 Precision = Literal["default", "high", "highest"]
 Progress = Literal["auto", "on", "off"]
 
@@ -61,12 +64,14 @@ class Field:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """--name, or --no-name for a setting that is on unless turned off."""
+        name = self.name.replace("_", "-")
+        return f"--no-{name}" if self.kind is bool and self.default is True else f"--{name}"
 
     def shown_default(self) -> str:
         if self.default_text is not None:
             return self.default_text
-        return "off" if self.kind is bool else str(self.default)
+        return ("on" if self.default else "off") if self.kind is bool else str(self.default)
 
     def check(self, value: Any) -> None:
         """A ConfigError naming the field if `value` is not of its type, choices or bounds."""
@@ -140,7 +145,16 @@ class TrainConfig(_Checked):
     """What a training run computes; the defaults are the notebook's."""
 
     epochs: int = setting(30, "passes over the training set (with --resume: up to this many in all)", minimum=1)
-    learning_rate: float = setting(1e-4, "Adam learning rate", above=0, aliases=("--lr",), metavar="LR")
+    learning_rate: float = setting(1e-4, "the learning rate (a schedule's peak)", above=0, aliases=("--lr",),
+                                   metavar="LR")
+    optimizer: Optimizer = setting("adam", "adam (the notebook's), adamw (Adam with decoupled weight decay, "
+                                           "--weight-decay) or sgd (with --momentum)")
+    schedule: Schedule = setting("constant", "the learning rate over the run's steps: constant (the notebook's), "
+                                             "cosine (decay to 0), warmup_cosine (a linear rise over --warmup-epochs, "
+                                             "then cosine) or one_cycle (up to --lr in the first 30%, then down)")
+    warmup_epochs: float = setting(1.0, "epochs of warmup_cosine's rise", minimum=0, metavar="X")
+    weight_decay: float = setting(1e-4, "adamw's decoupled weight decay", minimum=0, metavar="X")
+    momentum: float = setting(0.9, "sgd's momentum (0: plain SGD)", minimum=0, maximum=1, metavar="X")
     batch_size: int = setting(512, "training batch; the last short batch is kept, as in PyTorch", minimum=1)
     test_batch_size: int = setting(1024, "evaluation batch; metrics are exact over the whole test set, and a batch "
                                          "larger than the test set is the test set", minimum=1)
@@ -151,6 +165,8 @@ class TrainConfig(_Checked):
                                          minimum=1, default_text="all", metavar="N")
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
+    model: ModelForm = setting("linen", "the model's Flax API: linen (the reference) or nnx, the same network, "
+                                        "parameters and numbers (see mnist_jax.model_nnx)")
     conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
                                      "fastest measured for the backend (see mnist_jax.model)")
     microbatch: int | None = setting(
@@ -182,6 +198,9 @@ class RunOptions(_Checked):
     keep_checkpoints: int = setting(3, "checkpoints kept, one per epoch, newest first", minimum=1)
     figures_dir: Path | None = setting(None, "also copy the run's figures here (training.svg and classification.svg; "
                                              "training_seeds.svg for several seeds)", metavar="DIR", default_text="none")
+    tensorboard: bool = setting(True, "TensorBoard event files in RUN_DIR/tensorboard/ (process 0): per epoch the "
+                                      "losses, accuracies, learning rate and seconds, per step the train loss; "
+                                      "--no-tensorboard leaves them out")
     progress: Progress = setting("auto", "a progress bar within each epoch; auto: on a CPU when stderr is a terminal "
                                          "(on a GPU an epoch takes well under a second)")
 
@@ -191,6 +210,9 @@ def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:
 
     A given setting that differs from the saved one and is not in RESUMABLE_CHANGES is refused.
     """
+    if saved.schedule != "constant" and given.get("epochs", saved.epochs) != saved.epochs:
+        raise ConfigError(f"--epochs {given['epochs']} differs from the resumed run's {saved.epochs}, over which its "
+                          f"{saved.schedule} schedule runs; a scheduled run keeps its length")
     for name, value in given.items():
         if name not in RESUMABLE_CHANGES and value != getattr(saved, name):
             flag = name.replace("_", "-")

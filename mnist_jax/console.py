@@ -38,6 +38,9 @@ class Printer(Hook):
         device = jax.local_devices()[0]
         print(f"JAX {jax.__version__} on {device.device_kind} ({jax.default_backend()}): {start.layout}; "
               f"matmul precision {config.precision}")
+        if (config.optimizer, config.schedule) != ("adam", "constant"):  # the notebook's says nothing
+            print(f"Optimizer: {config.optimizer}, learning rate {config.learning_rate:g} on a {config.schedule} "
+                  f"schedule")
         if config.seeds > 1:
             print(f"{config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1}); "
                   f"each value below is the mean +- std over the seeds")

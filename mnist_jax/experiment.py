@@ -34,6 +34,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
 from mnist_jax.model import model_for
 from mnist_jax.steps import eval_batch_size
+from mnist_jax.summaries import TensorBoard
 
 
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
@@ -118,7 +119,8 @@ def _load_data(options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, 
 def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None) -> loop.Outcome:
     """Everything after the run directory is settled: data, checks, training, the final files."""
     config = run_dir.config
-    hooks = Hooks(console.default_hooks(options.progress) if hooks is None else hooks)
+    logs = [TensorBoard(run_dir.path / rd.TENSORBOARD_DIR)] if options.tensorboard and run_dir.primary else []
+    hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks)])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
     train_data, test_data, dataset = _load_data(options, hooks)
@@ -131,9 +133,10 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
     mesh = parallel.make_mesh(config.seeds, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
     memory.check(config, num_test, mesh)
-    hooks.on_start(Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
-                         start.history if start is not None else hist.empty(),
-                         tuple(map(str, start.damaged)) if start is not None else ()))
+    started = Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
+                    start.history if start is not None else hist.empty(),
+                    tuple(map(str, start.damaged)) if start is not None else ())
+    hooks.on_start(started)
 
     # Leaving the block waits for the last checkpoint; an error in flight closes it without a second one.
     with Checkpointer(run_dir.checkpoint_dir, keep=options.keep_checkpoints) as checkpointer, \

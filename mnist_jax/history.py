@@ -21,7 +21,8 @@ import numpy as np
 
 History = dict[str, list]
 METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy")
+HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy", "learning_rate")
+SHARED_KEYS = ("epoch_seconds", "learning_rate")  # one value per epoch, whatever the seed count
 
 
 def empty() -> History:
@@ -43,7 +44,7 @@ def check(history: Any, seeds: int = 1) -> None:
         values = history[key]
         if not isinstance(values, list) or len(values) != epochs:
             raise ValueError(f"history.{key} must be a list of one entry per epoch ({epochs})")
-        per_seed = seeds if seeds > 1 and key != "epoch_seconds" else None
+        per_seed = seeds if seeds > 1 and key not in SHARED_KEYS else None
         per_class = 10 if key == "test_class_accuracy" else None
         for i, value in enumerate(values):
             _check_entry(f"history.{key}[{i}]", value, [n for n in (per_seed, per_class) if n])
@@ -57,6 +58,14 @@ def _check_entry(where: str, value: Any, shape: list[int]) -> None:
             _check_entry(f"{where}[{j}]", item, shape[1:])
     elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where} must be a finite number, got {value!r:.40}")
+
+
+def with_learning_rates(history: History, learning_rate: float) -> History:
+    """`history`, given the `learning_rate` of each epoch if it lacks them: a run written before
+    schedules existed trained every epoch at its constant rate."""
+    if "learning_rate" in history:
+        return history
+    return {**history, "learning_rate": [learning_rate] * epochs_done(history)}
 
 
 def epochs_done(history: History) -> int:
@@ -89,11 +98,16 @@ def class_accuracy(confusion: np.ndarray) -> list[float]:
     return (np.diag(confusion) / np.maximum(confusion.sum(1), 1)).tolist()
 
 
-def epoch_record(train_metrics: Any, test_metrics: Any, confusion: np.ndarray, seconds: float) -> dict[str, Any]:
-    """One epoch's history entry from host arrays: floats, or lists of one float per seed."""
+def epoch_record(train_metrics: Any, test_metrics: Any, confusion: np.ndarray, seconds: float,
+                 learning_rate: float) -> dict[str, Any]:
+    """One epoch's history entry from host arrays: floats, or lists of one float per seed; and,
+    for the logs only (not the history), each train batch's mean loss (`train_batch_loss`)."""
     train, test = summarize(train_metrics), summarize(test_metrics)
     confusion = np.asarray(confusion)
+    loss_sum, _, count = (np.asarray(m) for m in train_metrics)
     return {
+        "learning_rate": learning_rate,
+        "train_batch_loss": (loss_sum / count).tolist(),
         "train_loss": train["loss"].tolist(),
         "train_accuracy": train["accuracy"].tolist(),
         "test_loss": test["loss"].tolist(),
@@ -123,8 +137,8 @@ def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | Non
 
 
 def seed_history(history: History, index: int) -> History:
-    """Seed `index`'s own history from a multi-seed history (`epoch_seconds` is shared by all seeds)."""
-    return {k: list(v) if k == "epoch_seconds" else [epoch[index] for epoch in v] for k, v in history.items()}
+    """Seed `index`'s own history from a multi-seed history (SHARED_KEYS are the seeds' in common)."""
+    return {k: list(v) if k in SHARED_KEYS else [epoch[index] for epoch in v] for k, v in history.items()}
 
 
 def epoch_entry(history: History, epoch: int) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from mnist_jax import parallel
 from mnist_jax.config import TrainConfig
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model, model_for
-from mnist_jax.optimizer import make_optimizer
+from mnist_jax.optimizer import learning_rate, make_optimizer
 from mnist_jax.steps import (TrainState, create_train_state, eval_batch_size, evaluate, num_batches, shuffle,
                              train_steps)
 
@@ -187,7 +187,7 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
         train_images, train_labels, test_images, test_labels = parallel.put(arrays, parallel.replicated(mesh))
         state_sharding = parallel.state_sharding(mesh)
     if start is not None:
-        state, history = start
+        state, history = start[0], hist.with_learning_rates(start[1], config.learning_rate)
         if mesh is not None:
             state = parallel.put(state, state_sharding)
     else:
@@ -208,7 +208,8 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
         train_parts, (test_metrics, confusion) = parallel.to_host(
             (train_parts, evaluate_fn(state.params, test_images, test_labels)))
         train_metrics = jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=-1), *train_parts)
-        record = hist.epoch_record(train_metrics, test_metrics, confusion, time.perf_counter() - epoch_start)
+        rate = learning_rate(config, steps_per_epoch, (epoch + 1) * steps_per_epoch - 1)  # its last step's
+        record = hist.epoch_record(train_metrics, test_metrics, confusion, time.perf_counter() - epoch_start, rate)
         if hist.diverged(record):
             status, state, diverged_at = "diverged", None, (epoch, record)
             break

@@ -233,7 +233,11 @@ class LinenModel:
 
 
 def model_for(config: TrainConfig) -> Model:
-    """The model that `config` trains."""
+    """The model that `config` trains: the linen `Classifier`, or its NNX twin (mnist_jax.model_nnx)."""
+    if config.model == "nnx":
+        from mnist_jax.model_nnx import NnxModel  # it imports this module
+
+        return NnxModel(config.conv, config.precision)
     return LinenModel(Classifier(conv=config.conv, precision=config.precision))
 
 

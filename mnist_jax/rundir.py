@@ -3,6 +3,7 @@
     history.json        config, per-epoch history, `finished`, where it ran, the params' SHA-256
                         (rewritten after each epoch's checkpoint is committed)
     checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
+    tensorboard/        TensorBoard event files (see mnist_jax.summaries)
     params.msgpack      the final params (stacked on a seed axis for --seeds N)
     training.svg, classification.svg   the notebook's two figures
     seed-S/             for a multi-seed run: each seed's own run (history.json, params.msgpack)
@@ -43,6 +44,7 @@ from mnist_jax.model import Params, param_shapes
 HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.summaries
 FIGURE_FILES = ("training.svg", "classification.svg")
 LOCK_FILE = ".lock"
 # The notebook's own run, trained with this code and shipped in the package: history.json (config,
@@ -163,7 +165,7 @@ class RunDir:
                     raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, "
                                    f"or pass --overwrite")
                 if primary:
-                    for name in (CHECKPOINT_DIR, *(p.name for p in path.glob("seed-*"))):
+                    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR, *(p.name for p in path.glob("seed-*"))):
                         shutil.rmtree(path / name, ignore_errors=True)
                     for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES):
                         (path / name).unlink(missing_ok=True)
@@ -326,8 +328,8 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
         hist.check(record["history"], config.seeds)
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
-    return RunRecord(config, record["history"], record.get("finished", True), record.get("system", {}),
-                     record.get("params_sha256"))
+    return RunRecord(config, hist.with_learning_rates(record["history"], config.learning_rate),
+                     record.get("finished", True), record.get("system", {}), record.get("params_sha256"))
 
 
 def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History]:

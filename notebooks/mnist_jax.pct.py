@@ -146,7 +146,8 @@ hist = history.empty()
 for epoch in range(config.epochs):
     state, train_metrics = train_epoch(state, train_images, train_labels)
     test_metrics, confusion = evaluate(state.params, test_images, test_labels)
-    record = history.epoch_record(*jax.device_get((train_metrics, test_metrics, confusion)), seconds=0.0)
+    record = history.epoch_record(*jax.device_get((train_metrics, test_metrics, confusion)), seconds=0.0,
+                                  learning_rate=config.learning_rate)
     hist = history.append(hist, record)
     print(history.format_epoch(epoch, record), flush=True)
 
@@ -164,6 +165,24 @@ plotting.plot_history(hist)  # a matplotlib Figure, shown inline as SVG
 # %%
 plotting.classification_sample(state.params, classifier, jax.device_get(test_images), jax.device_get(test_labels),
                                jax.random.key(config.seed), size=(2, 3))
+
+# %% [markdown]
+# ## The same model in Flax NNX
+#
+# Flax's newer API, NNX, writes a model as an object that holds its parameters, as PyTorch's
+# `nn.Module` does. `mnist_jax.model_nnx.Classifier` is this notebook's network so, with the same
+# layer and parameter names and shapes as the linen module above; `to_params` and `with_params`
+# move the params between the two, so one params file serves both:
+#
+# ```python
+# from flax import nnx
+# from mnist_jax import model_nnx
+#
+# twin = model_nnx.with_params(model_nnx.Classifier(rngs=nnx.Rngs(0)), state.params)
+# logits = twin(test_images[:6] / 255.0)   # the linen model's logits, called like PyTorch's
+# ```
+#
+# `TrainConfig(model="nnx")` trains the NNX form through the same pure steps, to the same numbers.
 
 # %% [markdown]
 # ## Discussion

@@ -28,8 +28,8 @@ def test_a_saved_config_reads_back_and_older_ones_take_new_defaults():
     assert TrainConfig.from_dict(dataclasses.asdict(config)) == config
     older = {k: v for k, v in dataclasses.asdict(config).items() if k != "precision"}
     assert TrainConfig.from_dict(older).precision == "default"
-    with pytest.raises(ConfigError, match="unknown settings momentum"):
-        TrainConfig.from_dict({**older, "momentum": 0.9})
+    with pytest.raises(ConfigError, match="unknown settings nesterov"):
+        TrainConfig.from_dict({**older, "nesterov": True})
 
 
 def test_a_resume_may_change_only_how_the_same_run_is_computed():

@@ -200,3 +200,33 @@ def test_a_failed_checkpoint_write_stops_training_at_once(options, tmp_path):
     record = rundir.read_record(run_dir)
     assert len(record.history["train_loss"]) == 1 and not record.finished  # nothing claims epoch 1
     assert Checkpointer(run_dir / "moved", create=False).latest_epoch() == 1
+
+
+def test_the_tensorboard_events_hold_the_historys_values(straight, options, tmp_path):
+    """Read back with TensorBoard's own reader: each epoch's values are history.json's (as float32),
+    and each train step's loss is there too."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    experiment.run(CONFIG, tmp_path / "run", options, hooks=[])
+    record = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+
+    def logged(tag):
+        return [(e.step, e.value) for e in events.Scalars(tag)]
+
+    for key, tag in {"train_loss": "train/loss", "test_accuracy": "test/accuracy", "learning_rate": "learning_rate",
+                     "epoch_seconds": "epoch_seconds", "test_loss": "test/loss"}.items():
+        assert logged(tag) == [(e, float(np.float32(v))) for e, v in enumerate(record[key])], tag
+    assert logged("test/accuracy_class_3") == [(e, float(np.float32(v[3])))
+                                              for e, v in enumerate(record["test_class_accuracy"])]
+    steps = logged("train/batch_loss")
+    assert [s for s, _ in steps] == list(range(8)) and all(0 < v < 3 for _, v in steps)  # 4 batches an epoch
+    # The notebook's train loss is its batches' mean losses, each times its size, over the examples.
+    assert np.mean([v for _, v in steps[:4]]) == pytest.approx(record["train_loss"][0], rel=1e-5)
+
+
+def test_without_tensorboard_no_event_files_are_written(options, tmp_path):
+    experiment.run(dataclasses.replace(CONFIG, epochs=1), tmp_path / "run",
+                   dataclasses.replace(options, tensorboard=False), hooks=[])
+    assert not (tmp_path / "run" / "tensorboard").exists() and rundir.read_record(tmp_path / "run").finished

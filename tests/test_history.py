@@ -33,13 +33,14 @@ def test_epoch_record_and_append_leave_the_old_history_alone():
     metrics = Metrics(np.array([8.0], np.float32), np.array([6]), np.array([8]))
     confusion = np.diag([3, 0, 2, 0, 0, 0, 0, 0, 0, 1])
     confusion[1, 2] = 4
-    record = hist.epoch_record(metrics, metrics, confusion, seconds=1.5)
+    record = hist.epoch_record(metrics, metrics, confusion, seconds=1.5, learning_rate=1e-3)
     assert record["train_loss"] == 1.0 and record["test_accuracy"] == 0.75 and record["epoch_seconds"] == 1.5
     assert record["test_class_accuracy"][:3] == [1.0, 0.0, 1.0]
     first = hist.append(hist.empty(), record)
     second = hist.append(first, record)
     assert hist.epochs_done(first) == 1 and hist.epochs_done(second) == 2
-    assert hist.epoch_entry(second, 1) == record
+    assert hist.epoch_entry(second, 1) == {k: v for k, v in record.items() if k in hist.HISTORY_KEYS}
+    assert record["train_batch_loss"] == [1.0] and record["learning_rate"] == 1e-3  # the logs' only
 
 
 def test_a_loss_that_is_not_finite_or_far_above_a_uniform_guess_has_diverged():

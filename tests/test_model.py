@@ -129,3 +129,30 @@ def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
     grad = str(jax.make_jaxpr(jax.grad(lambda p: model.apply(p, images).sum()))(params))
     ops = grad.count("dot_general[") + grad.count("conv_general_dilated[")
     assert ops >= 8 and grad.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == ops, grad
+
+
+def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
+    from flax import nnx
+
+    from mnist_jax import model_nnx
+
+    params = jax.jit(model_for(TrainConfig()).init)(jax.random.key(3))
+    images = mnist["test"][0][:16]
+    for conv in FORMULATIONS:
+        linen, twin = model_for(TrainConfig(conv=conv, precision="highest")), model_nnx.NnxModel(conv, "highest")
+        np.testing.assert_allclose(jax.jit(twin.apply)(params, images), jax.jit(linen.apply)(params, images),
+                                   rtol=1e-5, atol=1e-6)
+    # Both ways between the NNX object and linen's params dict, shapes and names alike.
+    classifier = model_nnx.Classifier(rngs=nnx.Rngs(0))
+    own = model_nnx.to_params(classifier)
+    assert jax.tree_util.tree_map(np.shape, own) == jax.tree_util.tree_map(np.shape, params)
+    model_nnx.with_params(classifier, params)
+    for a, b in zip(jax.tree_util.tree_leaves(model_nnx.to_params(classifier)), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(classifier(images.astype(np.float32) / 255), jax.jit(linen.apply)(params, images),
+                               rtol=1e-4, atol=1e-5)
+    assert model_for(TrainConfig(model="nnx")) == model_nnx.NnxModel()
+    # The NNX form starts where the linen form does: the same initial params for the same key.
+    for a, b in zip(jax.tree_util.tree_leaves(jax.jit(model_nnx.NnxModel().init)(jax.random.key(3))),
+                    jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)

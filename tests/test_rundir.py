@@ -19,14 +19,14 @@ from mnist_jax.loop import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
-          "epoch_seconds": 1.0, "test_class_accuracy": [0.9] * 10}
+          "epoch_seconds": 1.0, "test_class_accuracy": [0.9] * 10, "learning_rate": 1e-3}
 
 
 def finished_run(path, config=CONFIG):
     with rundir.RunDir.create(path, config) as run:
         state = initial_state(config)
         record = RECORD if config.seeds == 1 else {
-            k: v if k == "epoch_seconds" else [v] * config.seeds for k, v in RECORD.items()}
+            k: v if k in hist.SHARED_KEYS else [v] * config.seeds for k, v in RECORD.items()}
         history = hist.append(hist.empty(), record)
         run.finish(history, state.params, {"backend": "cpu"},
                    {"training.svg": b"<svg/>", "classification.svg": b"<svg/>"})
