@@ -3,7 +3,8 @@
     mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
     mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
     mnist-jax plot-history [RUN_DIR]  mnist-jax plot-classification [RUN_DIR]  mnist-jax plot-errors [RUN_DIR]
-    mnist-jax export [RUN_DIR] --out FILE     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
+    mnist-jax export [RUN_DIR] --out FILE [--format onnx]
+    mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
 
 `python scripts/NAME.py ...` runs the same commands. The flags of `train` are made from the fields
 of `config.TrainConfig` and `config.RunOptions`. Exit status: 0 done; 2 a user error (one line on
@@ -320,21 +321,25 @@ def plot_errors(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """Save a trained classifier as one file that runs with JAX alone (jax.export: StableHLO, any batch size)."""
+    """Save a trained classifier as one file: a jax.export artifact that runs with JAX alone, or ONNX."""
     _configure(args)
     from mnist_jax import export as exporting
     from mnist_jax.files import write_atomic
     from mnist_jax.model import model_for
 
     config, history, params = _load(args)
-    content = exporting.export_classifier(params, model_for(config), args.output)
+    if args.format == "onnx":
+        content = exporting.export_onnx(params, model_for(config), args.output)
+        how = f"onnxruntime.InferenceSession(path).run(None, {{'images': images}})"
+    else:
+        content = exporting.export_classifier(params, model_for(config), args.output)
+        how = "jax.export.deserialize(open(path, 'rb').read()).call(images)"
     try:
         write_atomic(args.out, content)
     except OSError as e:
         raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
     print(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
-          f"{args.output}, the params after epoch {len(history['train_loss']) - 1}; load it with "
-          f"jax.export.deserialize(open(path, 'rb').read()).call(images)")
+          f"{args.output}, the params after epoch {len(history['train_loss']) - 1}; load it with {how}")
     return 0
 
 
@@ -477,6 +482,9 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     p.add_argument("--out", type=_path, required=True, metavar="FILE", help="the file to write")
     p.add_argument("--output", choices=("probabilities", "logits"), default="probabilities",
                    help="what the exported function returns (default: %(default)s)")
+    p.add_argument("--format", choices=("jax", "onnx"), default="jax",
+                   help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model, with the onnx extra "
+                        "(default: %(default)s)")
     p = command("demo", demo, [_run_flags(False), common])
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")

@@ -11,6 +11,14 @@ The artifact is serialized StableHLO with the params inside it, for any batch si
 dimension is symbolic): uint8 images (N, 28, 28, 1) in, the ten class probabilities (or logits)
 out, as float32. It runs on the platform it was exported on (`jax.default_backend()`); pass
 `platforms` for others.
+
+`--format onnx` writes the same function as an ONNX model through jax2onnx (the `onnx` extra),
+input "images" (N, 28, 28, 1) uint8, output "probabilities" or "logits" (N, 10) float32:
+
+    mnist-jax export --format onnx --out classifier.onnx
+    import onnxruntime, numpy as np
+    session = onnxruntime.InferenceSession("classifier.onnx")
+    probabilities, = session.run(None, {"images": np.zeros((5, 28, 28, 1), np.uint8)})
 """
 
 from __future__ import annotations
@@ -18,24 +26,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import logging
+
 import jax
 import jax.numpy as jnp
 
+from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
 
 Output = Literal["probabilities", "logits"]
+Format = Literal["jax", "onnx"]
 
 
 def export_classifier(params: Params, model: Model, output: Output = "probabilities",
                       platforms: Sequence[str] | None = None) -> bytes:
     """The serialized `jax.export.Exported` of `model` with `params`: uint8 images (N, 28, 28, 1),
     N any, to float32 (N, 10) probabilities or logits."""
+    (batch,) = jax.export.symbolic_shape("batch")
+    images = jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.uint8)
+    return jax.export.export(jax.jit(_classify(params, model, output)), platforms=platforms)(images).serialize()
+
+
+def export_onnx(params: Params, model: Model, output: Output = "probabilities") -> bytes:
+    """The same function as an ONNX model (jax2onnx): input "images" uint8 (N, 28, 28, 1), N any;
+    output `output`, float32 (N, 10)."""
+    try:
+        from jax2onnx import to_onnx
+    except ImportError:
+        raise UserError("--format onnx needs jax2onnx: pip install 'mnist-jax[onnx]'") from None
+    # onnx_ir warns once per shape constant it writes without a type; the model is unaffected.
+    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
+    proto = to_onnx(_classify(params, model, output), [jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8)], model_name="mnist_jax_classifier",
+                    input_names=["images"], output_names=[output])
+    return proto.SerializeToString()
+
+
+def _classify(params: Params, model: Model, output: Output):
     params = jax.tree_util.tree_map(jnp.asarray, params)
 
     def classify(images: jax.Array) -> jax.Array:
         logits = model.apply(params, images)
         return jax.nn.softmax(logits, -1) if output == "probabilities" else logits
 
-    (batch,) = jax.export.symbolic_shape("batch")
-    images = jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.uint8)
-    return jax.export.export(jax.jit(classify), platforms=platforms)(images).serialize()
+    return classify

@@ -1,10 +1,11 @@
-"""The exported classifier (mnist_jax.export, `mnist-jax export`): run where only JAX is, it gives
-the package's own numbers."""
+"""The exported classifier (mnist_jax.export, `mnist-jax export`): run where only JAX is, or only
+onnxruntime, it gives the package's own numbers."""
 
 import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -21,6 +22,40 @@ outputs = {str(n): np.asarray(exported.call(images[:n])).tolist() for n in (1, 7
 print(json.dumps({"outputs": outputs, "imported": sorted(m for m in ("flax", "mnist_jax", "optax") if m in sys.modules)}))
 """
 
+# The same with onnxruntime and NumPy only (no JAX either).
+RUN_ONNX = """
+import json, sys
+import numpy as np, onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+images = np.load(sys.argv[2])
+outputs = {str(n): session.run(None, {"images": images[:n]})[0].tolist() for n in (1, 7, len(images))}
+names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+print(json.dumps({"outputs": outputs, "names": names,
+                  "imported": sorted(m for m in ("flax", "jax", "mnist_jax") if m in sys.modules)}))
+"""
+
+
+def _run_fresh(program: str, artifact, images, tmp_path) -> dict:
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run([sys.executable, "-c", program, str(artifact), str(tmp_path / "images.npy")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _assert_the_packages_numbers(outputs: dict, images, output: str) -> None:
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    model = model_for(config)
+    if output == "probabilities":
+        want = inference.classify(params, images, model)
+    else:
+        want = np.asarray(jax.jit(model.apply)(params, images))
+    for n, got in outputs.items():
+        got = np.asarray(got)
+        assert got.shape == (int(n), 10)
+        # Logits reach ~25 in size: 1e-5 of that is float32 rounding in a different order of the sums.
+        np.testing.assert_allclose(got, want[:int(n)], rtol=1e-5, atol=1e-5)
+
 
 @pytest.mark.parametrize("output", ["probabilities", "logits"])
 def test_the_exported_file_runs_with_jax_alone_and_gives_the_packages_numbers(mnist, tmp_path, capsys, output):
@@ -28,21 +63,21 @@ def test_the_exported_file_runs_with_jax_alone_and_gives_the_packages_numbers(mn
     assert cli.execute(["export", "--out", str(artifact), "--output", output]) == 0
     assert f"Wrote {artifact}" in capsys.readouterr().out
     images = mnist["test"][0][:32]
-    np.save(tmp_path / "images.npy", images)
-    result = subprocess.run([sys.executable, "-c", RUN_EXPORTED, str(artifact), str(tmp_path / "images.npy")],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = _run_fresh(RUN_EXPORTED, artifact, images, tmp_path)
     assert report["imported"] == []  # neither mnist_jax nor Flax nor Optax
-    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-    probabilities = inference.classify(params, images, model_for(config))
-    for n, got in report["outputs"].items():
-        got = np.asarray(got)
-        assert got.shape == (int(n), 10)
-        want = probabilities[:int(n)] if output == "probabilities" else np.log(probabilities[:int(n)])
-        if output == "logits":  # logits are the log-probabilities up to a constant per image
-            got = got - np.log(np.exp(got).sum(1, keepdims=True))
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    _assert_the_packages_numbers(report["outputs"], images, output)
+
+
+@pytest.mark.parametrize("output", ["probabilities", "logits"])
+def test_the_onnx_model_runs_in_onnxruntime_and_gives_the_packages_numbers(mnist, tmp_path, capsys, output):
+    artifact = tmp_path / f"classifier-{output}.onnx"
+    assert cli.execute(["export", "--format", "onnx", "--out", str(artifact), "--output", output]) == 0
+    assert f"Wrote {artifact}" in capsys.readouterr().out
+    images = mnist["test"][0][100:132]
+    report = _run_fresh(RUN_ONNX, artifact, images, tmp_path)
+    assert report["imported"] == []  # neither mnist_jax nor Flax nor JAX
+    assert report["names"] == [["images"], [output]]
+    _assert_the_packages_numbers(report["outputs"], images, output)
 
 
 def test_an_export_that_cannot_be_written_is_one_line(tmp_path, capsys):
