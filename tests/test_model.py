@@ -149,8 +149,9 @@ def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
     model_nnx.with_params(classifier, params)
     for a, b in zip(jax.tree_util.tree_leaves(model_nnx.to_params(classifier)), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(classifier(images.astype(np.float32) / 255), jax.jit(linen.apply)(params, images),
-                               rtol=1e-4, atol=1e-5)
+    # Called as an object (jitted: eagerly, each of its ops would compile alone).
+    logits = nnx.jit(lambda module, x: module(x))(classifier, images.astype(np.float32) / 255)
+    np.testing.assert_allclose(logits, jax.jit(linen.apply)(params, images), rtol=1e-4, atol=1e-5)
     assert model_for(TrainConfig(model="nnx")) == model_nnx.NnxModel()
     # The NNX form starts where the linen form does: the same initial params for the same key.
     for a, b in zip(jax.tree_util.tree_leaves(jax.jit(model_nnx.NnxModel().init)(jax.random.key(3))),
