@@ -330,7 +330,7 @@ def export(args: argparse.Namespace) -> int:
     config, history, params = _load(args)
     if args.format == "onnx":
         content = exporting.export_onnx(params, model_for(config), args.output)
-        how = f"onnxruntime.InferenceSession(path).run(None, {{'images': images}})"
+        how = "onnxruntime.InferenceSession(path).run(None, {'images': images})"
     else:
         content = exporting.export_classifier(params, model_for(config), args.output)
         how = "jax.export.deserialize(open(path, 'rb').read()).call(images)"

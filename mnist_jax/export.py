@@ -23,10 +23,9 @@ input "images" (N, 28, 28, 1) uint8, output "probabilities" or "logits" (N, 10) 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Literal
-
-import logging
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +34,6 @@ from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
 
 Output = Literal["probabilities", "logits"]
-Format = Literal["jax", "onnx"]
 
 
 def export_classifier(params: Params, model: Model, output: Output = "probabilities",
@@ -53,11 +51,16 @@ def export_onnx(params: Params, model: Model, output: Output = "probabilities") 
     try:
         from jax2onnx import to_onnx
     except ImportError:
-        raise UserError("--format onnx needs jax2onnx: pip install 'mnist-jax[onnx]'") from None
+        raise UserError("an ONNX export needs jax2onnx: pip install 'mnist-jax[onnx]'") from None
     # onnx_ir warns once per shape constant it writes without a type; the model is unaffected.
-    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
-    proto = to_onnx(_classify(params, model, output), [jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8)], model_name="mnist_jax_classifier",
-                    input_names=["images"], output_names=[output])
+    logger = logging.getLogger("onnx_ir")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        proto = to_onnx(_classify(params, model, output), [jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8)],
+                        model_name="mnist_jax_classifier", input_names=["images"], output_names=[output])
+    finally:
+        logger.setLevel(level)
     return proto.SerializeToString()
 
 

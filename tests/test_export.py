@@ -84,3 +84,12 @@ def test_an_export_that_cannot_be_written_is_one_line(tmp_path, capsys):
     assert cli.execute(["export", "--out", str(tmp_path / "nowhere" / "x.jaxexport")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x.jaxexport: cannot write (No such file or directory)" in err
+
+
+def test_an_onnx_export_without_jax2onnx_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # `import jax2onnx` now raises ImportError
+    artifact = tmp_path / "classifier.onnx"
+    assert cli.execute(["export", "--format", "onnx", "--out", str(artifact)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'mnist-jax[onnx]'" in err
+    assert not artifact.exists()
