@@ -133,10 +133,9 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
     mesh = parallel.make_mesh(config.seeds, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
     memory.check(config, num_test, mesh)
-    started = Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
-                    start.history if start is not None else hist.empty(),
-                    tuple(map(str, start.damaged)) if start is not None else ())
-    hooks.on_start(started)
+    hooks.on_start(Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
+                         start.history if start is not None else hist.empty(),
+                         tuple(map(str, start.damaged)) if start is not None else ()))
 
     # Leaving the block waits for the last checkpoint; an error in flight closes it without a second one.
     with Checkpointer(run_dir.checkpoint_dir, keep=options.keep_checkpoints) as checkpointer, \

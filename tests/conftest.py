@@ -8,7 +8,9 @@ import contextlib
 import fcntl
 import os
 import pickle
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +41,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # The small training setting that every short-run test uses, so that their programs compile once.
 SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test_examples": 1024}
 SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "1024"]
+
+
+def wait_for_output(process: subprocess.Popen, out: Path, err: Path, text: str, timeout: float = 300) -> None:
+    """Wait until `text` is in `out`, the file that `process` writes its stdout to; fail, with the end
+    of its stderr file `err`, if it exits first."""
+    deadline = time.monotonic() + timeout
+    while text not in out.read_text():
+        assert process.poll() is None, err.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
+        time.sleep(0.05)
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

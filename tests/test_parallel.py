@@ -10,13 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import SMALL, SMALL_FLAGS
+from conftest import SMALL, SMALL_FLAGS, wait_for_output
 
 from mnist_jax import parallel
 from mnist_jax.errors import ConfigError
@@ -139,11 +138,7 @@ class Host:
                 stdout=out, stderr=err, env=simulated_devices(1), cwd=workdir)
 
     def wait_for(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.out.read_text():
-            assert self.process.poll() is None, self.err.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
-            time.sleep(0.05)
+        wait_for_output(self.process, self.out, self.err, text, timeout)
 
     def finish(self) -> tuple[int, str, str]:
         code = self.process.wait(timeout=600)

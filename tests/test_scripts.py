@@ -7,13 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import SMALL_FLAGS
+from conftest import SMALL_FLAGS, wait_for_output
 
 from mnist_jax import cli, rundir
 
@@ -99,11 +98,7 @@ class Training:
                                             stdout=out, stderr=err, start_new_session=True)
 
     def wait_for(self, text: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.out.read_text():
-            assert self.process.poll() is None, self.err.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
-            time.sleep(0.05)
+        wait_for_output(self.process, self.out, self.err, text, timeout)
 
     def signal(self, signum: int) -> None:
         os.killpg(self.process.pid, signum)
