@@ -124,15 +124,87 @@ def _writable(directory: Path) -> bool:
         return False
 
 
+# The CPU's vector and floating-point instruction sets that LLVM, and so XLA:CPU, compiles for
+# (flag names as /proc/cpuinfo writes them): XLA targets the host's CPU name and features, so two
+# CPUs that differ in any of these can differ in a float's last bits (AVX-512 against AVX2: 1e-7 of
+# the test loss). x86: SSE to AVX-512 and AMX, FMA, F16C; Arm: NEON (asimd), SVE, SME, BF16, I8MM.
+CODEGEN_ISA = frozenset({
+    "sse", "sse2", "pni", "ssse3", "sse4_1", "sse4_2", "sse4a", "avx", "avx2", "fma", "fma4", "f16c",
+    "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl", "avx512ifma", "avx512vbmi", "avx512_vbmi2",
+    "avx512_vnni", "avx512_bitalg", "avx512_vpopcntdq", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "avx_vnni_int8", "avx_ne_convert", "avx_ifma", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "asimd", "asimdhp", "asimddp", "asimdfhm", "fphp", "sve", "sve2", "svebf16", "svei8mm", "bf16", "i8mm",
+    "sme", "sme2"})
+
+# The fields of `system_info`'s record that decide a run's bits (see `numerics_key`).
+NUMERICS_FIELDS = ("backend", "device", "jax", "jaxlib", "xla_flags", "arch", "cpu", "cpu_vendor",
+                   "cpu_family", "cpu_model_number", "cpu_isa", "cpu_threads", "processes", "devices")
+
+
 def system_info(seconds: float) -> dict[str, Any]:
-    """Where a run was trained: what decides whether another machine gets the same bits."""
+    """Where a run was trained: what decides whether another machine gets the same bits
+    (`numerics_key`), and what the run cost.
+
+    - backend, device: JAX's backend and the device kind (the GPU's name on a GPU, "cpu" on a CPU);
+    - jax, jaxlib: the versions; xla_flags: $XLA_FLAGS as given ("" if unset);
+    - arch: `platform.machine()`; cpu: the CPU's model name; cpu_vendor, cpu_family,
+      cpu_model_number: /proc/cpuinfo's vendor_id, cpu family and model on x86 (LLVM derives its
+      target CPU, e.g. znver3 or znver4, from them), CPU implementer and part on Arm, as written
+      there, or None; cpu_isa: the sorted `CODEGEN_ISA` flags the CPU has (None without /proc/cpuinfo);
+    - cpu_threads (this process's CPUs), processes, devices: how the work was split;
+    - train_seconds, peak_device_bytes (None on a CPU): the cost, not part of the numerics.
+    """
     import jax
+    import jaxlib
 
     device = jax.local_devices()[0]
     stats = device.memory_stats() or {}  # None on a CPU
     return {"backend": jax.default_backend(), "device": device.device_kind, "jax": jax.__version__,
             "cpu": cpu_model(), "cpu_threads": len(os.sched_getaffinity(0)), "processes": jax.process_count(),
-            "devices": jax.device_count(), "train_seconds": seconds, "peak_device_bytes": stats.get("peak_bytes_in_use")}
+            "devices": jax.device_count(), "train_seconds": seconds, "peak_device_bytes": stats.get("peak_bytes_in_use"),
+            "jaxlib": jaxlib.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""), "arch": platform.machine(),
+            **cpu_identity()}
+
+
+def numerics_key(system: dict[str, Any]) -> dict[str, Any]:
+    """The part of a `system_info` record that decides the bits a run computes; a field the record
+    lacks (an older record) is left out."""
+    return {name: system[name] for name in NUMERICS_FIELDS if name in system}
+
+
+def same_numerics(recorded: dict[str, Any], here: dict[str, Any] | None = None) -> bool:
+    """Whether this process (or the record `here`) computes the same bits as the one that made the
+    `recorded` system record: every field of NUMERICS_FIELDS present in both, known (not None) and
+    equal. A record that lacks one, or does not know it, is not the same."""
+    here = system_info(0.0) if here is None else here
+    return all(recorded.get(name) is not None and recorded.get(name) == here.get(name) for name in NUMERICS_FIELDS)
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (all of them alike here), or {} without it."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
+def cpu_identity() -> dict[str, Any]:
+    """cpu_vendor, cpu_family, cpu_model_number and cpu_isa for `system_info` (None where unknown)."""
+    info = _cpuinfo()
+    flags = info.get("flags", info.get("Features"))  # x86, Arm
+    return {"cpu_vendor": info.get("vendor_id", info.get("CPU implementer")),
+            "cpu_family": info.get("cpu family", info.get("CPU architecture")),
+            "cpu_model_number": info.get("model", info.get("CPU part")),
+            "cpu_isa": None if flags is None else sorted(CODEGEN_ISA.intersection(flags.split()))}
 
 
 def cpu_model() -> str:
