@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_jax import history as hist
-from mnist_jax import loop, rundir
+from mnist_jax import environment, loop, rundir
 from mnist_jax.config import TrainConfig
 from mnist_jax.model import model_for
 
@@ -20,17 +20,29 @@ def test_the_bundled_run_is_the_notebooks_30_epochs():
 
 
 def test_the_bundled_weights_give_their_recorded_test_loss_and_accuracy(mnist):
-    """Bit for bit on the platform that trained them (the record says which); within float
-    differences elsewhere, e.g. TF32 matmuls on a GPU."""
+    """Bit for bit where the record's numerics fields (`environment.NUMERICS_FIELDS`: device, JAX
+    and jaxlib, XLA_FLAGS, the CPU's vendor, family, model and vector instruction sets, threads)
+    match this process's; elsewhere within float rounding. On another CPU (AVX-512 against AVX2
+    moved the loss by 1.4e-7 of itself): loss within 1e-4 relative, accuracy within 2 of 10,000
+    test images (abs 2.5e-4, as float32 accuracies are not exact). On a GPU (TF32 matmuls, other
+    kernels): loss within 5%, accuracy within 2e-3. The test prints which case ran (`pytest -rA`
+    shows it) and names it when it fails."""
     record = rundir.read_record(rundir.BUNDLED_RUN)
     _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     metrics, _ = loop.eval_program(model_for(record.config), record.config.test_batch_size)(params, *mnist["test"])
     summary = hist.summarize(jax.device_get(metrics))
     loss, accuracy = record.history["test_loss"][-1], record.history["test_accuracy"][-1]
-    device = jax.local_devices()[0]
-    if (record.system["backend"], record.system["device"]) == (jax.default_backend(), device.device_kind):
-        assert (float(summary["loss"]), float(summary["accuracy"])) == (loss, accuracy)
+    got = (float(summary["loss"]), float(summary["accuracy"]))
+    if environment.same_numerics(record.system):
+        case = "same numerics as the record: bit for bit"
+        assert got == (loss, accuracy), case
+    elif jax.default_backend() == "cpu":
+        case = "another CPU: within float rounding (loss rel 1e-4, accuracy abs 2.5e-4, 2 of 10,000 images)"
+        assert got[0] == pytest.approx(loss, rel=1e-4), case
+        assert got[1] == pytest.approx(accuracy, abs=2.5e-4), case
     else:
-        assert float(summary["loss"]) == pytest.approx(loss, rel=0.05)
-        assert float(summary["accuracy"]) == pytest.approx(accuracy, abs=2e-3)
+        case = "an accelerator: loss rel 0.05, accuracy abs 2e-3"
+        assert got[0] == pytest.approx(loss, rel=0.05), case
+        assert got[1] == pytest.approx(accuracy, abs=2e-3), case
+    print(case)
     assert accuracy >= 0.98  # the notebook's own run ended at 0.9836
