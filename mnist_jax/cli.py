@@ -205,7 +205,7 @@ def evaluate(args: argparse.Namespace) -> int:
                                                                    len(labels)))
     metrics, _ = program(params, images, labels)
     summary = history.summarize(jax.device_get(metrics))
-    print(f"Test loss: {summary['loss']:.4f} / accuracy: {summary['accuracy']:.4f} "
+    print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
           f"({len(labels)} test examples, params after epoch {len(hist['train_loss']) - 1})")
     return 0
 

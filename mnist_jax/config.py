@@ -26,9 +26,13 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["constant", "cosine", "warmup_cosine", "one_cycle"]
 Precision = Literal["default", "high", "highest"]
 Progress = Literal["auto", "on", "off"]
+Augment = Literal["none", "shift"]
 
 # Settings that only choose how the same computation is carried out: a resumed run may change them.
 RESUMABLE_CHANGES = ("epochs", "conv", "microbatch", "precision")
+# Settings that the jitted programs do not depend on, with the value that stands for any: the seed
+# and the data are the programs' arguments, and the test batch has programs of its own.
+OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1}
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
@@ -165,6 +169,11 @@ class TrainConfig(_Checked):
                                          minimum=1, default_text="all", metavar="N")
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
+    augment: Augment = setting("none", "random changes to each training batch, drawn on the device with each "
+                                       "step's own key: none (the notebook's) or shift (each digit moved by up to "
+                                       "--augment-shift pixels each way)")
+    augment_shift: int = setting(2, "the largest shift of --augment shift, in pixels", minimum=1, maximum=8,
+                                 metavar="N")
     model: ModelForm = setting("linen", "the model's Flax API: linen (the reference) or nnx, the same network, "
                                         "parameters and numbers (see mnist_jax.model_nnx)")
     conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
@@ -201,6 +210,9 @@ class RunOptions(_Checked):
     tensorboard: bool = setting(True, "TensorBoard event files in RUN_DIR/tensorboard/ (process 0): per epoch the "
                                       "losses, accuracies, learning rate and seconds, per step the train loss; "
                                       "--no-tensorboard leaves them out")
+    profile_epoch: int | None = setting(None, "write a jax.profiler trace of epoch N (its training and test "
+                                              "steps) to RUN_DIR/profile/, for TensorBoard's profile view or "
+                                              "Perfetto", minimum=0, default_text="none", metavar="N")
     progress: Progress = setting("auto", "a progress bar within each epoch; auto: on a CPU when stderr is a terminal "
                                          "(on a GPU an epoch takes well under a second)")
 

@@ -1,53 +1,132 @@
-"""A run's history: one record per epoch, as the notebook keeps it, and its per-epoch log line.
+"""A run's history: one record per epoch, each number in it declared once, and the notebook's log line.
 
-    record = epoch_record(train_metrics, test_metrics, confusion, seconds)   # host numbers
-    history = append(history, record)                                       # a new History
+    history = empty()
+    record = epoch_record(train_sums, test_sums, confusion, seconds=2.1, learning_rate=1e-4)
+    history = append(history, record)                       # a new History
     print(format_epoch(epoch, record))
     # [epoch  0] Train loss: 1.8407 / accuracy: 0.6246 | Test loss: 1.0855 / accuracy: 0.8155
 
-A History maps each key of HISTORY_KEYS to a list with one entry per epoch: a float, or for
-`test_class_accuracy` a list of 10. In a multi-seed run each entry is a list with one value per
-seed (`epoch_seconds` excepted: the seeds share it); `seed_history(history, i)` is seed i's own.
+Every number of an epoch is a `Metric` in METRICS: its history key, how the steps' per-batch values
+add up to the epoch's (sum of numerators over sum of denominators), its TensorBoard tag, and its
+value in runs written before it existed. A new metric is one more `Metric` (docs/extending.md):
+the steps compute it, history.json, the checkpoints and TensorBoard hold it, and older runs resume.
+
+A History maps each key to a list with one entry per epoch: a float, or for `test_class_accuracy` a
+list of 10. In a multi-seed run each entry is a list with one value per seed (a `shared` metric
+excepted: the seeds share it); `seed_history(history, i)` is seed i's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 History = dict[str, list]
-METRIC_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-HISTORY_KEYS = (*METRIC_KEYS, "epoch_seconds", "test_class_accuracy", "learning_rate")
-SHARED_KEYS = ("epoch_seconds", "learning_rate")  # one value per epoch, whatever the seed count
+Sums = dict[str, tuple[jax.Array, jax.Array]]  # metric key -> (numerator, denominator) per batch
 
 
-def empty() -> History:
-    return {k: [] for k in HISTORY_KEYS}
+class StepResult(NamedTuple):
+    """What a train or test step knows of its batch, for the metrics to read."""
+
+    loss: jax.Array  # the mean loss over the batch's real examples
+    losses: jax.Array | None  # (B,) each example's loss, 0 for padding (test steps; None in train steps)
+    logits: jax.Array  # (B, classes)
+    labels: jax.Array  # (B,)
+    mask: jax.Array  # (B,) False for the padding of a short last batch
+    grads: Any = None  # the mean loss's gradient, in train steps
 
 
-def check(history: Any, seeds: int = 1) -> None:
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One number per epoch (per seed) in the history, declared once."""
+
+    key: str  # in history.json, the checkpoints and the epoch's record
+    tag: str | None  # its TensorBoard scalar; None: not a scalar
+    # "train" / "test": computed by every train / test step as (numerator, denominator), and the
+    # epoch's value is sum(numerators) / sum(denominators); "epoch": set by the loop once per epoch.
+    split: Literal["train", "test", "epoch"]
+    per_batch: Callable[[StepResult], tuple[jax.Array, jax.Array]] | None = None
+    # Its value for each epoch of a run written before the metric existed, from the run's config;
+    # None: every run has it.
+    older_runs: Callable[[Any], Any] | None = None
+    shared: bool = False  # one value per epoch, whatever the seed count
+    per_class: bool = False  # a list with one value per class
+
+
+def _count(step: StepResult) -> jax.Array:
+    return jnp.sum(step.mask)
+
+
+def _correct(step: StepResult) -> jax.Array:
+    return jnp.sum((jnp.argmax(step.logits, -1) == step.labels) & step.mask)
+
+
+METRICS = (
+    # The notebook adds up batch mean x batch size; the per-example sum would round differently.
+    Metric("train_loss", "train/loss", "train", lambda s: (s.loss * _count(s), _count(s))),
+    Metric("train_accuracy", "train/accuracy", "train", lambda s: (_correct(s), _count(s))),
+    Metric("test_loss", "test/loss", "test", lambda s: (jnp.sum(s.losses), _count(s))),
+    Metric("test_accuracy", "test/accuracy", "test", lambda s: (_correct(s), _count(s))),
+    Metric("epoch_seconds", "epoch_seconds", "epoch", shared=True),
+    Metric("test_class_accuracy", None, "epoch", per_class=True),  # recall per class, from the confusion matrix
+    # Runs written before schedules existed trained every epoch at their constant rate.
+    Metric("learning_rate", "learning_rate", "epoch", shared=True, older_runs=lambda config: config.learning_rate),
+)
+NOTEBOOK_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # the notebook's printed four
+LOSS_KEY = "train_loss"  # whose per-batch values are each step's loss (TensorBoard's train/batch_loss)
+
+
+def step_sums(metrics: Sequence[Metric], split: str, step: StepResult) -> Sums:
+    """The per-batch (numerator, denominator) of each of `metrics` computed in `split`'s steps."""
+    return {m.key: m.per_batch(step) for m in metrics if m.split == split}
+
+
+def empty(metrics: Sequence[Metric] = METRICS) -> History:
+    return {m.key: [] for m in metrics}
+
+
+def epochs_done(history: History) -> int:
+    return len(history[LOSS_KEY])
+
+
+def append(history: History, record: Mapping[str, Any], metrics: Sequence[Metric] = METRICS) -> History:
+    """A new History with `record` as its next epoch; `history` itself is left as it was."""
+    return {m.key: [*history[m.key], record[m.key]] for m in metrics}
+
+
+def upgrade(history: History, config: Any, metrics: Sequence[Metric] = METRICS) -> History:
+    """`history` with every metric it lacks filled in as `Metric.older_runs` says (a run written
+    before that metric existed); a KeyError-free resume of any earlier run."""
+    missing = {m.key: [m.older_runs(config)] * epochs_done(history)
+               for m in metrics if m.key not in history and m.older_runs is not None}
+    return {**history, **missing} if missing else history
+
+
+def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS) -> None:
     """A ValueError naming the first entry of `history` (as read from history.json) that is not what
     a run writes: a list per key, one entry per epoch, numbers (one per seed for several seeds)."""
     if not isinstance(history, dict):
         raise ValueError(f"history must be a mapping, got {type(history).__name__}")
-    missing = [k for k in METRIC_KEYS if k not in history]
+    missing = [m.key for m in metrics if m.key not in history and m.split != "epoch"]
     if missing:
         raise ValueError(f"history lacks {', '.join(missing)}")
-    epochs = len(history["train_loss"]) if isinstance(history["train_loss"], list) else None
-    for key in HISTORY_KEYS:
-        if key not in history:
+    epochs = len(history[LOSS_KEY]) if isinstance(history[LOSS_KEY], list) else None
+    for m in metrics:
+        if m.key not in history:
             continue
-        values = history[key]
+        values = history[m.key]
         if not isinstance(values, list) or len(values) != epochs:
-            raise ValueError(f"history.{key} must be a list of one entry per epoch ({epochs})")
-        per_seed = seeds if seeds > 1 and key not in SHARED_KEYS else None
-        per_class = 10 if key == "test_class_accuracy" else None
+            raise ValueError(f"history.{m.key} must be a list of one entry per epoch ({epochs})")
+        shape = [n for n in (seeds if seeds > 1 and not m.shared else None, 10 if m.per_class else None) if n]
         for i, value in enumerate(values):
-            _check_entry(f"history.{key}[{i}]", value, [n for n in (per_seed, per_class) if n])
+            if not (value is None and m.older_runs is not None):  # an older run's unknown value
+                _check_entry(f"history.{m.key}[{i}]", value, shape)
 
 
 def _check_entry(where: str, value: Any, shape: list[int]) -> None:
@@ -60,36 +139,17 @@ def _check_entry(where: str, value: Any, shape: list[int]) -> None:
         raise ValueError(f"{where} must be a finite number, got {value!r:.40}")
 
 
-def with_learning_rates(history: History, learning_rate: float) -> History:
-    """`history`, given the `learning_rate` of each epoch if it lacks them: a run written before
-    schedules existed trained every epoch at its constant rate."""
-    if "learning_rate" in history:
-        return history
-    return {**history, "learning_rate": [learning_rate] * epochs_done(history)}
-
-
-def epochs_done(history: History) -> int:
-    return len(history["train_loss"])
-
-
-def append(history: History, record: dict[str, Any]) -> History:
-    """A new History with `record` as its next epoch; `history` itself is left as it was."""
-    return {k: [*history[k], record[k]] for k in HISTORY_KEYS}
-
-
-def summarize(metrics: Any) -> dict[str, np.ndarray]:
-    """Mean loss and accuracy from per-batch `train.Metrics` (batches on the last axis), in float32.
-
-    Summed by XLA as a whole epoch's scan sums them, so that the numbers are the same bit for bit
-    whether an epoch ran as one scan or in chunks, and as those of earlier versions of this project.
-    """
-    return jax.device_get(_summarize(metrics))
+def summarize(sums: Sums) -> dict[str, np.ndarray]:
+    """Each metric's epoch value from its per-batch (numerator, denominator), batches on the last
+    axis: sum over sum, in float32. Summed by XLA as one scan over the epoch would sum them, so an
+    epoch run in one scan or in chunks gives the same numbers bit for bit."""
+    return jax.device_get(_summarize(sums))
 
 
 @jax.jit
-def _summarize(metrics: Any) -> dict[str, jax.Array]:
-    loss_sum, correct, count = (jnp.sum(m, axis=-1) for m in metrics)
-    return {"loss": loss_sum / count, "accuracy": correct / count}
+def _summarize(sums: Sums) -> dict[str, jax.Array]:
+    return {key: jnp.sum(numerator, axis=-1) / jnp.sum(denominator, axis=-1)
+            for key, (numerator, denominator) in sums.items()}
 
 
 def class_accuracy(confusion: np.ndarray) -> list[float]:
@@ -98,21 +158,18 @@ def class_accuracy(confusion: np.ndarray) -> list[float]:
     return (np.diag(confusion) / np.maximum(confusion.sum(1), 1)).tolist()
 
 
-def epoch_record(train_metrics: Any, test_metrics: Any, confusion: np.ndarray, seconds: float,
+def epoch_record(train_sums: Sums, test_sums: Sums, confusion: np.ndarray, seconds: float,
                  learning_rate: float) -> dict[str, Any]:
-    """One epoch's history entry from host arrays: floats, or lists of one float per seed; and,
-    for the logs only (not the history), each train batch's mean loss (`train_batch_loss`)."""
-    train, test = summarize(train_metrics), summarize(test_metrics)
+    """One epoch's entry from host arrays: floats, or lists of one float per seed; and, for the
+    logs only (not the history), each train batch's mean loss (`train_batch_loss`)."""
     confusion = np.asarray(confusion)
-    loss_sum, _, count = (np.asarray(m) for m in train_metrics)
+    numerator, denominator = (np.asarray(a) for a in train_sums[LOSS_KEY])
+    values = {key: value.tolist() for key, value in summarize({**train_sums, **test_sums}).items()}
     return {
-        "learning_rate": learning_rate,
-        "train_batch_loss": (loss_sum / count).tolist(),
-        "train_loss": train["loss"].tolist(),
-        "train_accuracy": train["accuracy"].tolist(),
-        "test_loss": test["loss"].tolist(),
-        "test_accuracy": test["accuracy"].tolist(),
+        **values,
+        "train_batch_loss": (numerator / denominator).tolist(),
         "epoch_seconds": seconds,
+        "learning_rate": learning_rate,
         "test_class_accuracy": class_accuracy(confusion) if confusion.ndim == 2 else list(map(class_accuracy, confusion)),
     }
 
@@ -136,9 +193,10 @@ def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | Non
             f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower the learning rate; {kept}")
 
 
-def seed_history(history: History, index: int) -> History:
-    """Seed `index`'s own history from a multi-seed history (SHARED_KEYS are the seeds' in common)."""
-    return {k: list(v) if k in SHARED_KEYS else [epoch[index] for epoch in v] for k, v in history.items()}
+def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRICS) -> History:
+    """Seed `index`'s own history from a multi-seed history (shared metrics are the seeds' in common)."""
+    shared = {m.key for m in metrics if m.shared}
+    return {k: list(v) if k in shared else [epoch[index] for epoch in v] for k, v in history.items()}
 
 
 def epoch_entry(history: History, epoch: int) -> dict[str, Any]:

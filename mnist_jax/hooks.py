@@ -7,8 +7,8 @@
     experiment.run(config, "runs/x", hooks=[*console.default_hooks(), PrintAccuracy()])
     loop.fit(config, train_data, test_data, hooks=[PrintAccuracy()])
 
-The training loop (`mnist_jax.loop`) calls `on_epoch_dispatched`, `on_progress`, `on_epoch`, `stop`
-and `on_end`; the experiment (`mnist_jax.experiment`) also calls `on_prepare` and `on_start` before
+The training loop (`mnist_jax.loop`) calls `on_epoch_start`, `on_epoch_dispatched`, `on_progress`,
+`on_epoch`, `stop` and `on_end`; the experiment (`mnist_jax.experiment`) also calls `on_prepare` and `on_start` before
 training. The command line's output, the progress bar, stopping on Ctrl-C and the checkpoints are
 hooks too (`mnist_jax.console`, `mnist_jax.checkpoints.CheckpointHook`).
 """
@@ -57,6 +57,9 @@ class Hook:
     def on_start(self, start: Start) -> None:
         """Data, devices and the starting point are settled; training starts next."""
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Epoch `epoch` is about to start: nothing of it is dispatched yet (a profiler starts here)."""
+
     def on_epoch_dispatched(self, epoch: int) -> None:
         """Epoch `epoch`'s first chunk has been handed to the device: host work here overlaps it."""
 
@@ -88,6 +91,10 @@ class Hooks(Hook):
     def on_start(self, start):
         for h in self.hooks:
             h.on_start(start)
+
+    def on_epoch_start(self, epoch):
+        for h in self.hooks:
+            h.on_epoch_start(epoch)
 
     def on_epoch_dispatched(self, epoch):
         for h in self.hooks:

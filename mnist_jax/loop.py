@@ -27,12 +27,13 @@ import numpy as np
 
 from mnist_jax import history as hist
 from mnist_jax import parallel
-from mnist_jax.config import TrainConfig
+from mnist_jax.augment import augmentation_for
+from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model, model_for
 from mnist_jax.optimizer import learning_rate, make_optimizer
-from mnist_jax.steps import (TrainState, create_train_state, eval_batch_size, evaluate, num_batches, shuffle,
-                             train_steps)
+from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_batch_size, evaluate, num_batches,
+                             shuffle, train_steps)
 
 Data = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28, 1), int32 labels (N,)
 
@@ -60,13 +61,20 @@ class TrainPrograms:
     steps: Callable  # (state, images, labels, indices, mask, start, *, length) -> (state, per-batch metrics)
 
 
-def train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None = None) -> TrainPrograms:
+def program_key(config: TrainConfig, **also: Any) -> TrainConfig:
+    """`config` with the settings that do not change the compiled programs set to one value
+    (`config.OUTSIDE_PROGRAMS`, and `also`): the key the programs are cached on."""
+    return dataclasses.replace(config, **OUTSIDE_PROGRAMS, **also)
+
+
+def train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None = None, *,
+                   model: Model | None = None, metrics: Sequence[hist.Metric] = hist.METRICS,
+                   augment: Augmentation | None = None) -> TrainPrograms:
     """The training programs for `config` over epochs of `steps_per_epoch` batches, built once per
-    process: every run with the same settings reuses them, and with them their compilations."""
-    # The seed and the dataset are arguments of the programs, not part of them. The epoch count
-    # stays in the key: a learning-rate schedule spans epochs * steps_per_epoch steps.
-    key = dataclasses.replace(config, seed=0, train_examples=None, test_examples=None, test_batch_size=1)
-    return _train_programs(key, steps_per_epoch, mesh)
+    process: every run with the same settings reuses them, and with them their compilations.
+    `model` and `augment` default to those `config` names (`models.model_for`, `augment.augmentation_for`)."""
+    # The epoch count stays in the key: a learning-rate schedule spans epochs * steps_per_epoch steps.
+    return _train_programs(program_key(config), steps_per_epoch, mesh, model, tuple(metrics), augment)
 
 
 # Examples per gradient slice where the config leaves it to the backend: on 2 AMD EPYC (Zen) cores
@@ -84,10 +92,12 @@ def gradient_slices(config: TrainConfig, mesh: jax.sharding.Mesh | None = None) 
 
 
 @functools.lru_cache(maxsize=32)
-def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None) -> TrainPrograms:
-    model, optimizer = model_for(config), make_optimizer(config, steps_per_epoch)
-    steps_fn = functools.partial(train_steps, model=model, optimizer=optimizer, slices=gradient_slices(config, mesh),
-                                 batch_sharding=parallel.batch_sharding(mesh))
+def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None, model: Model | None,
+                    metrics: tuple[hist.Metric, ...], augment: Augmentation | None) -> TrainPrograms:
+    steps_fn = functools.partial(
+        train_steps, model=model or model_for(config), optimizer=make_optimizer(config, steps_per_epoch),
+        slices=gradient_slices(config, mesh), augment=augment or augmentation_for(config), metrics=metrics,
+        batch_sharding=parallel.batch_sharding(mesh))
 
     def shuffle_fn(state: TrainState, labels: jax.Array):
         return shuffle(state, labels.shape[0], config.batch_size)
@@ -109,76 +119,86 @@ def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.shardin
 
 
 @functools.lru_cache(maxsize=32)
-def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.sharding.Mesh | None = None) -> Callable:
+def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.sharding.Mesh | None = None,
+                 metrics: tuple[hist.Metric, ...] = hist.METRICS) -> Callable:
     """(params, images, labels) -> (per-batch metrics, confusion matrix), jitted once per setting."""
-    fn = functools.partial(evaluate, model=model, batch_size=batch_size, batch_sharding=parallel.batch_sharding(mesh))
+    fn = functools.partial(evaluate, model=model, batch_size=batch_size, metrics=metrics,
+                           batch_sharding=parallel.batch_sharding(mesh))
     if seeds > 1:
         fn = jax.vmap(fn, in_axes=(0, None, None))
     return jax.jit(fn, **({} if mesh is None else {"out_shardings": parallel.replicated(mesh)}))
 
 
-def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = None) -> TrainState:
+def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = None,
+                  model: Model | None = None) -> TrainState:
     """A fresh TrainState for `config`; also the template that a checkpoint is restored into.
 
     With `config.seeds > 1`, the states of seeds `seed` ... `seed + seeds - 1` stacked on a leading
     axis, each equal to that seed's single state. `sharding` lays the result out over devices.
     """
-    key = dataclasses.replace(config, epochs=1, seed=0, train_examples=None, test_examples=None, test_batch_size=1)
-    create = _initializer(key, sharding)
+    create = _initializer(program_key(config, epochs=1), sharding, model)
     if config.seeds == 1:
         return create(jax.random.key(config.seed))
     return create(jnp.arange(config.seed, config.seed + config.seeds))
 
 
 @functools.lru_cache(maxsize=32)
-def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None) -> Callable[[jax.Array], TrainState]:
+def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None,
+                 model: Model | None) -> Callable[[jax.Array], TrainState]:
     # An optimizer's state is the same whatever the length of its schedule (Optax's schedules are
     # functions of the step count; tests/test_optimizer.py checks it), so one init program serves
     # every epoch count and dataset size. Jitted: eagerly, its dozens of small ops compile one by one.
-    create = functools.partial(create_train_state, model_for(config), make_optimizer(config, steps_per_epoch=1))
+    create = functools.partial(create_train_state, model or model_for(config), make_optimizer(config, steps_per_epoch=1))
     if config.seeds == 1:
         return jax.jit(create, out_shardings=sharding)
     return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
 
 
-def _train_epoch(programs: TrainPrograms, state: TrainState, images: jax.Array, labels: jax.Array, epoch: int,
-                 total: int, chunks: int, hooks: Hook) -> tuple[TrainState, Any]:
-    """One epoch as `chunks` scans: the state and each scan's per-batch metrics (on the device), or
-    None if a hook asked to stop "now" between two scans (the epoch is then abandoned)."""
-    length = -(-total // chunks)
+def train_epoch(programs: TrainPrograms, state: TrainState, images: jax.Array, labels: jax.Array, *,
+                epoch: int = 0, chunks: int = 1, hooks: Hook = Hook()) -> tuple[TrainState, hist.Sums | None]:
+    """One epoch, as every caller trains one (the loop, the notebook, the benchmarks): a fresh order
+    from the state's key, then the batches in `chunks` scans (one: the whole epoch in one dispatch),
+    with `hooks.on_progress` between them. The state and the per-batch metrics (on the device), the
+    same bit for bit whatever `chunks`; None for the metrics if a hook asked to stop "now" between
+    two scans (the epoch is then abandoned)."""
     state, indices, mask = programs.shuffle(state, labels)
+    total = indices.shape[-2]
+    length = -(-total // chunks)
     if chunks > 1:
         hooks.on_progress(epoch, 0, total)
     parts = []
     for start in range(0, total, length):
         if start and hooks.stop() == "now":
             return state, None
-        state, metrics = programs.steps(state, images, labels, indices, mask, start, length=min(length, total - start))
-        parts.append(metrics)
+        state, sums = programs.steps(state, images, labels, indices, mask, start, length=min(length, total - start))
+        parts.append(sums)
         if not start:
             hooks.on_epoch_dispatched(epoch)
         if chunks > 1:
-            jax.block_until_ready(metrics)
+            jax.block_until_ready(sums)
             hooks.on_progress(epoch, min(start + length, total), total)
-    return state, parts
+    return state, jax.tree_util.tree_map(lambda *p: jnp.concatenate(p, axis=-1), *parts) if len(parts) > 1 else parts[0]
 
 
 def train(config: TrainConfig, train_data: Data, test_data: Data, *,
           start: tuple[TrainState, hist.History] | None = None, mesh: jax.sharding.Mesh | None = None,
-          hooks: Sequence[Hook] = ()) -> Outcome:
+          hooks: Sequence[Hook] = (), model: Model | None = None, metrics: Sequence[hist.Metric] = hist.METRICS,
+          augment: Augmentation | None = None) -> Outcome:
     """Train `config` up to `config.epochs` epochs, from `start` (a state and the history of its
     epochs, as a checkpoint holds them) or from scratch; `hooks` are called as `Hook` says.
 
-    `mesh` (from `parallel.make_mesh`) spreads the seeds, or each batch, over its devices.
+    `mesh` (from `parallel.make_mesh`) spreads the seeds, or each batch, over its devices. `model`,
+    `metrics` and `augment` replace what `config` names (see `train_programs`).
     Continuing from a checkpoint gives the same numbers, bit for bit, as never stopping.
     """
     hooks = Hooks(hooks)
+    model = model or model_for(config)
     train_images, train_labels = (a[:config.train_examples] for a in train_data)  # [:None] keeps all
     test_images, test_labels = (a[:config.test_examples] for a in test_data)
     steps_per_epoch = num_batches(len(train_labels), config.batch_size)
-    programs = train_programs(config, steps_per_epoch, mesh)
-    evaluate_fn = eval_program(model_for(config), eval_batch_size(config.test_batch_size, len(test_labels)),
-                               config.seeds, mesh)
+    programs = train_programs(config, steps_per_epoch, mesh, model=model, metrics=metrics, augment=augment)
+    evaluate_fn = eval_program(model, eval_batch_size(config.test_batch_size, len(test_labels)), config.seeds, mesh,
+                               tuple(metrics))
     arrays = (train_images, train_labels, test_images, test_labels)
     if mesh is None:
         train_images, train_labels, test_images, test_labels = (jax.device_put(a) for a in arrays)
@@ -187,33 +207,33 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
         train_images, train_labels, test_images, test_labels = parallel.put(arrays, parallel.replicated(mesh))
         state_sharding = parallel.state_sharding(mesh)
     if start is not None:
-        state, history = start[0], hist.with_learning_rates(start[1], config.learning_rate)
+        state, history = start[0], hist.upgrade(start[1], config, metrics)
         if mesh is not None:
             state = parallel.put(state, state_sharding)
     else:
-        state, history = initial_state(config, state_sharding), hist.empty()
+        state, history = initial_state(config, state_sharding, model), hist.empty(metrics)
     chunks = hooks.progress_chunks if mesh is None else 1
 
     first_epoch = hist.epochs_done(history)
     begin = time.perf_counter()
     status, diverged_at = "finished", None
     for epoch in range(first_epoch, config.epochs):
+        hooks.on_epoch_start(epoch)
         epoch_start = time.perf_counter()
-        state, train_parts = _train_epoch(programs, state, train_images, train_labels, epoch, steps_per_epoch,
-                                          chunks, hooks)
-        if train_parts is None:  # abandoned mid-epoch: its state is of no epoch
+        state, train_sums = train_epoch(programs, state, train_images, train_labels, epoch=epoch, chunks=chunks,
+                                        hooks=hooks)
+        if train_sums is None:  # abandoned mid-epoch: its state is of no epoch
             status, state = "stopped", None
             break
         # Dispatched before anything is fetched, so the device goes straight on to the test set.
-        train_parts, (test_metrics, confusion) = parallel.to_host(
-            (train_parts, evaluate_fn(state.params, test_images, test_labels)))
-        train_metrics = jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=-1), *train_parts)
+        train_sums, (test_sums, confusion) = parallel.to_host(
+            (train_sums, evaluate_fn(state.params, test_images, test_labels)))
         rate = learning_rate(config, steps_per_epoch, (epoch + 1) * steps_per_epoch - 1)  # its last step's
-        record = hist.epoch_record(train_metrics, test_metrics, confusion, time.perf_counter() - epoch_start, rate)
+        record = hist.epoch_record(train_sums, test_sums, confusion, time.perf_counter() - epoch_start, rate)
         if hist.diverged(record):
             status, state, diverged_at = "diverged", None, (epoch, record)
             break
-        history = hist.append(history, record)
+        history = hist.append(history, record, metrics)
         hooks.on_epoch(epoch, record, state, history)
         if parallel.agree_any(hooks.stop() is not None) and epoch + 1 < config.epochs:
             status = "stopped"
@@ -224,10 +244,11 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
 
 
 def fit(config: TrainConfig, train_data: Data, test_data: Data, *, mesh: jax.sharding.Mesh | None = None,
-        hooks: Sequence[Hook] = ()) -> tuple[TrainState, hist.History]:
+        hooks: Sequence[Hook] = (), **seams: Any) -> tuple[TrainState, hist.History]:
     """Train `config` from scratch in memory; the same config on the same machine gives the same
-    history, bit for bit. Raises ArithmeticError if the loss diverges."""
-    outcome = train(config, train_data, test_data, mesh=mesh, hooks=hooks)
+    history, bit for bit. Raises ArithmeticError if the loss diverges. `seams`: `train`'s `model`,
+    `metrics` and `augment`."""
+    outcome = train(config, train_data, test_data, mesh=mesh, hooks=hooks, **seams)
     if outcome.status == "diverged":
         raise ArithmeticError(hist.divergence_message(*outcome.diverged_at, kept_epoch=None))
     return outcome.state, outcome.history

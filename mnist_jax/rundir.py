@@ -328,7 +328,7 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
         hist.check(record["history"], config.seeds)
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
-    return RunRecord(config, hist.with_learning_rates(record["history"], config.learning_rate),
+    return RunRecord(config, hist.upgrade(record["history"], config),
                      record.get("finished", True), record.get("system", {}), record.get("params_sha256"))
 
 

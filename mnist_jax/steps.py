@@ -1,20 +1,19 @@
 """Pure training and evaluation steps; no I/O, no jit. `mnist_jax.loop` compiles and runs them.
 
-    model = model_for(config)
-    optimizer = make_optimizer(config, steps_per_epoch)
     state = create_train_state(model, optimizer, jax.random.key(0))
-    state, step_metrics = train_epoch(state, images, labels, model=model, optimizer=optimizer,
-                                      batch_size=512)
-    step_metrics, confusion = evaluate(state.params, test_images, test_labels, model=model, batch_size=1024)
+    state, indices, mask = shuffle(state, num_examples=60_000, batch_size=512)
+    state, sums = train_steps(state, images, labels, indices, mask, model=model, optimizer=optimizer)
+    sums, confusion = evaluate(state.params, test_images, test_labels, model=model, batch_size=1024)
 
-An epoch is a `lax.scan` of `train_step` over batches gathered on the device from the whole
-dataset. Metrics come back per batch (`Metrics`, stacked over the scan) and are added up by
-`mnist_jax.history.summarize`, so an epoch run in one scan or in several chunks (for a progress
-bar) gives the same numbers bit for bit.
+`train_steps` is a `lax.scan` of `train_step` over batches gathered on the device from the whole
+dataset. Each step returns its metrics per batch (`history.Sums`, one (numerator, denominator) per
+metric of `history.METRICS`), which `history.summarize` adds up, so an epoch run in one scan or in
+several chunks (for a progress bar) gives the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import flax.struct
@@ -22,7 +21,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax.model import NUM_CLASSES, Model, Params
+from mnist_jax.history import METRICS, Metric, StepResult, Sums, step_sums
+from mnist_jax.model import Model, Params
+
+# (key, uint8 images) -> images of the same shape; see mnist_jax.augment.
+Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -31,21 +34,13 @@ class TrainState(flax.struct.PyTreeNode):
     params: Params
     opt_state: optax.OptState
     step: jax.Array
-    key: jax.Array  # consumed once per epoch for the shuffle
+    key: jax.Array  # split by each epoch's shuffle; each step folds its number in for its own randomness
 
 
 class Batch(NamedTuple):
     images: jax.Array  # uint8 (B, 28, 28, 1)
     labels: jax.Array  # int32 (B,)
     mask: jax.Array  # bool (B,): False for the padding of a short last batch
-
-
-class Metrics(NamedTuple):
-    """Per batch; stacked over batches by the scans. `mnist_jax.history.summarize` adds them up."""
-
-    loss_sum: jax.Array  # sum over the batch's examples of the loss (train: batch mean x batch size, as the notebook)
-    correct: jax.Array
-    count: jax.Array
 
 
 def create_train_state(model: Model, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
@@ -59,11 +54,6 @@ def batch_losses(params: Params, batch: Batch, model: Model) -> tuple[jax.Array,
     logits = model.apply(params, batch.images)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
     return losses * batch.mask.astype(losses.dtype), logits
-
-
-def batch_metrics(losses: jax.Array, logits: jax.Array, batch: Batch) -> Metrics:
-    correct = jnp.sum((jnp.argmax(logits, -1) == batch.labels) & batch.mask)
-    return Metrics(jnp.sum(losses), correct, jnp.sum(batch.mask))
 
 
 def mean_loss(params: Params, batch: Batch, model: Model) -> tuple[jax.Array, jax.Array]:
@@ -97,15 +87,18 @@ def loss_and_gradient(params: Params, batch: Batch, model: Model,
 
 
 def train_step(state: TrainState, batch: Batch, *, model: Model, optimizer: optax.GradientTransformation,
-               slices: int = 1) -> tuple[TrainState, Metrics]:
-    """One optimizer step on a batch (its gradient in `slices`, see `loss_and_gradient`); metrics
-    as the notebook accumulates them."""
+               slices: int = 1, augment: Augmentation | None = None,
+               metrics: Sequence[Metric] = METRICS) -> tuple[TrainState, Sums]:
+    """One optimizer step on a batch (its gradient in `slices`, see `loss_and_gradient`), the batch
+    first passed through `augment` with this step's own key; the train metrics of the batch."""
+    if augment is not None:
+        # Folded from the step count, which the state carries: a resumed run draws the same shifts.
+        batch = batch._replace(images=augment(jax.random.fold_in(state.key, state.step), batch.images))
     loss, logits, grads = loss_and_gradient(state.params, batch, model, slices)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                           step=state.step + 1)
-    # The notebook adds up batch mean x batch size; the per-example sum would round differently.
-    return state, batch_metrics(loss * jnp.sum(batch.mask), logits, batch)
+    return state, step_sums(metrics, "train", StepResult(loss, None, logits, batch.labels, batch.mask, grads))
 
 
 def num_batches(num_examples: int, batch_size: int) -> int:
@@ -145,41 +138,43 @@ def _gather(images: jax.Array, labels: jax.Array, idx: jax.Array, mask: jax.Arra
 
 def train_steps(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array, mask: jax.Array, *,
                 model: Model, optimizer: optax.GradientTransformation, slices: int = 1,
-                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Metrics]:
+                augment: Augmentation | None = None, metrics: Sequence[Metric] = METRICS,
+                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Sums]:
     """`train_step` over the batches `images[indices[i]]`, as one `lax.scan`; per-batch metrics.
 
     `batch_sharding` splits each batch over devices (see mnist_jax.parallel).
     """
 
-    def step(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
+    def step(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Sums]:
         batch = _gather(images, labels, *xs, batch_sharding)
-        return train_step(state, batch, model=model, optimizer=optimizer, slices=slices)
+        return train_step(state, batch, model=model, optimizer=optimizer, slices=slices, augment=augment,
+                          metrics=metrics)
 
     return jax.lax.scan(step, state, (indices, mask))
 
 
-def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, *, model: Model,
-                optimizer: optax.GradientTransformation, batch_size: int, slices: int = 1,
-                batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Metrics]:
-    """One pass over all examples in a fresh random order: `shuffle`, then `train_steps` over it all."""
-    state, indices, mask = shuffle(state, labels.shape[0], batch_size)
-    return train_steps(state, images, labels, indices, mask, model=model, optimizer=optimizer, slices=slices,
-                       batch_sharding=batch_sharding)
+def confusion_matrix(labels: jax.Array, predicted: jax.Array, num_classes: int,
+                     mask: jax.Array | None = None) -> jax.Array:
+    """Counts of (true class, predicted class): rows are the true classes."""
+    true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32)
+    if mask is not None:
+        true = true * mask[:, None]
+    return jnp.einsum("bt,bp->tp", true, jax.nn.one_hot(predicted, num_classes, dtype=jnp.int32))
 
 
 def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Model, batch_size: int,
-             batch_sharding: jax.sharding.Sharding | None = None) -> tuple[Metrics, jax.Array]:
-    """Per-batch loss sums and counts over all examples, in batches of `batch_size`, and the
-    confusion matrix (rows: true class, columns: predicted)."""
+             metrics: Sequence[Metric] = METRICS,
+             batch_sharding: jax.sharding.Sharding | None = None) -> tuple[Sums, jax.Array]:
+    """The test metrics per batch over all examples, in batches of `batch_size`, and the confusion
+    matrix (rows: true class, columns: predicted)."""
     indices, mask = padded_batches(jnp.arange(labels.shape[0]), batch_size)
 
-    def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[Metrics, jax.Array]]:
+    def step(carry: None, xs: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[Sums, jax.Array]]:
         batch = _gather(images, labels, *xs, batch_sharding)
         losses, logits = batch_losses(params, batch, model)
-        confusion = jnp.einsum("bt,bp->tp",
-                               jax.nn.one_hot(batch.labels, NUM_CLASSES, dtype=jnp.int32) * batch.mask[:, None],
-                               jax.nn.one_hot(jnp.argmax(logits, -1), NUM_CLASSES, dtype=jnp.int32))
-        return None, (batch_metrics(losses, logits, batch), confusion)
+        result = StepResult(jnp.sum(losses) / jnp.sum(batch.mask), losses, logits, batch.labels, batch.mask)
+        confusion = confusion_matrix(batch.labels, jnp.argmax(logits, -1), logits.shape[-1], batch.mask)
+        return None, (step_sums(metrics, "test", result), confusion)
 
-    _, (metrics, confusion) = jax.lax.scan(step, None, (indices, mask))
-    return metrics, confusion.sum(0)
+    _, (sums, confusion) = jax.lax.scan(step, None, (indices, mask))
+    return sums, confusion.sum(0)

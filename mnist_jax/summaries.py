@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_jax.history import METRICS, Metric
 from mnist_jax.hooks import Hook, Start
 
-EPOCH_SCALARS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "test_loss": "test/loss",
-                 "test_accuracy": "test/accuracy", "learning_rate": "learning_rate", "epoch_seconds": "epoch_seconds"}
 
 
 class TensorBoard(Hook):
     """Writes each epoch's record into event files in `directory` (the experiment: RUN_DIR/tensorboard)."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, metrics: tuple[Metric, ...] = METRICS):
         self.directory = Path(directory)
+        self.metrics = metrics
         self.writers: dict[str, object] = {}
         self.seeds = 1
         self.steps_per_epoch = 0
@@ -44,8 +44,9 @@ class TensorBoard(Hook):
             def of_seed(value):
                 return value if self.seeds == 1 or np.ndim(value) == 0 else value[i]
 
-            for key, tag in EPOCH_SCALARS.items():
-                writer.add_scalar(tag, of_seed(record[key]), epoch)
+            for metric in self.metrics:
+                if metric.tag is not None and record.get(metric.key) is not None:
+                    writer.add_scalar(metric.tag, of_seed(record[metric.key]), epoch)
             for c, accuracy in enumerate(of_seed(record["test_class_accuracy"])):
                 writer.add_scalar(f"test/accuracy_class_{c}", accuracy, epoch)
             losses = of_seed(record["train_batch_loss"])

@@ -13,7 +13,7 @@ from conftest import SMALL
 from mnist_jax import experiment, rundir
 from mnist_jax.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import RunOptions, TrainConfig
-from mnist_jax.history import METRIC_KEYS, epoch_entry, format_epoch
+from mnist_jax.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 from mnist_jax.hooks import Hook
 from mnist_jax.loop import initial_state
 
@@ -25,7 +25,7 @@ def leaves_equal(a, b) -> bool:
 
 
 def same_metrics(history: dict, reference: dict) -> bool:
-    return all(history[k] == reference[k] for k in METRIC_KEYS)
+    return all(history[k] == reference[k] for k in NOTEBOOK_KEYS)
 
 
 @pytest.fixture(scope="module")

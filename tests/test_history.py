@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from mnist_jax import history as hist
-from mnist_jax.steps import Metrics
+from mnist_jax.config import TrainConfig
+
+
+def sums(loss_sum, correct, count, split="train"):
+    """Per-batch (numerator, denominator) of the loss and accuracy, as a train or test step returns them."""
+    return {f"{split}_loss": (np.asarray(loss_sum, np.float32), np.asarray(count)),
+            f"{split}_accuracy": (np.asarray(correct), np.asarray(count))}
 
 
 def test_format_epoch_is_the_notebooks_line():
@@ -21,26 +27,54 @@ def test_format_epoch_shows_mean_and_std_over_seeds():
 
 def test_summarize_weights_every_example_once():
     # Two batches: 512 examples at mean loss 1.0, then a short one of 96 at mean loss 2.0.
-    metrics = Metrics(loss_sum=np.array([512.0, 192.0], np.float32), correct=np.array([256, 96]),
-                      count=np.array([512, 96]))
-    summary = hist.summarize(metrics)
-    assert summary["loss"] == pytest.approx(704 / 608) and summary["accuracy"] == pytest.approx(352 / 608)
-    stacked = Metrics(*(np.stack([m, m]) for m in metrics))  # two seeds
-    np.testing.assert_allclose(hist.summarize(stacked)["loss"], [704 / 608] * 2)
+    batches = sums([512.0, 192.0], [256, 96], [512, 96])
+    summary = hist.summarize(batches)
+    assert summary["train_loss"] == pytest.approx(704 / 608)
+    assert summary["train_accuracy"] == pytest.approx(352 / 608)
+    stacked = {k: tuple(np.stack([a, a]) for a in v) for k, v in batches.items()}  # two seeds
+    np.testing.assert_allclose(hist.summarize(stacked)["train_loss"], [704 / 608] * 2)
 
 
 def test_epoch_record_and_append_leave_the_old_history_alone():
-    metrics = Metrics(np.array([8.0], np.float32), np.array([6]), np.array([8]))
     confusion = np.diag([3, 0, 2, 0, 0, 0, 0, 0, 0, 1])
     confusion[1, 2] = 4
-    record = hist.epoch_record(metrics, metrics, confusion, seconds=1.5, learning_rate=1e-3)
+    record = hist.epoch_record(sums([8.0], [6], [8]), sums([8.0], [6], [8], "test"), confusion, seconds=1.5,
+                               learning_rate=1e-3)
     assert record["train_loss"] == 1.0 and record["test_accuracy"] == 0.75 and record["epoch_seconds"] == 1.5
     assert record["test_class_accuracy"][:3] == [1.0, 0.0, 1.0]
     first = hist.append(hist.empty(), record)
     second = hist.append(first, record)
     assert hist.epochs_done(first) == 1 and hist.epochs_done(second) == 2
-    assert hist.epoch_entry(second, 1) == {k: v for k, v in record.items() if k in hist.HISTORY_KEYS}
-    assert record["train_batch_loss"] == [1.0] and record["learning_rate"] == 1e-3  # the logs' only
+    assert hist.epoch_entry(second, 1) == {m.key: record[m.key] for m in hist.METRICS}
+    assert record["train_batch_loss"] == [1.0] and "train_batch_loss" not in second  # the logs' only
+
+
+def test_every_metric_is_declared_once_with_its_tag():
+    keys = [m.key for m in hist.METRICS]
+    tags = [m.tag for m in hist.METRICS if m.tag is not None]
+    assert len(set(keys)) == len(keys) and len(set(tags)) == len(tags)
+    assert set(hist.NOTEBOOK_KEYS) <= set(keys) and hist.LOSS_KEY in keys
+    assert all((m.per_batch is None) == (m.split == "epoch") for m in hist.METRICS)
+
+
+def test_a_history_written_before_a_metric_existed_is_filled_in_and_resumes():
+    """An older run lacks a newer metric: `upgrade` fills it in with the metric's own value for older
+    runs, so appending the next epoch (as a resume does) raises no KeyError."""
+    grad_norm = hist.Metric("train_grad_norm", "train/grad_norm", "train", lambda s: (s.loss, 1.0),
+                            older_runs=lambda config: None)
+    metrics = (*hist.METRICS, grad_norm)
+    old = {k: v for k, v in hist.append(hist.empty(), RECORD).items() if k not in ("learning_rate",)}
+    upgraded = hist.upgrade(old, TrainConfig(learning_rate=3e-4), metrics)
+    assert upgraded["learning_rate"] == [3e-4] and upgraded["train_grad_norm"] == [None]
+    hist.check(upgraded, metrics=metrics)  # None is an older run's unknown value, allowed
+    again = hist.append(upgraded, {**RECORD, "train_grad_norm": 0.5}, metrics)
+    assert again["train_grad_norm"] == [None, 0.5] and hist.epochs_done(again) == 2
+    with pytest.raises(ValueError, match=r"history.train_loss\[0\] must be a finite number"):
+        hist.check({**upgraded, "train_loss": [None]}, metrics=metrics)
+
+
+RECORD = {"train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.1, "test_accuracy": 0.6, "epoch_seconds": 2.0,
+          "test_class_accuracy": [0.5] * 10, "learning_rate": 1e-4}
 
 
 def test_a_loss_that_is_not_finite_or_far_above_a_uniform_guess_has_diverged():

@@ -11,7 +11,7 @@ from conftest import SMALL
 
 from mnist_jax import loop
 from mnist_jax.config import TrainConfig
-from mnist_jax.history import METRIC_KEYS, seed_history
+from mnist_jax.history import NOTEBOOK_KEYS, seed_history
 from mnist_jax.hooks import Hook
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
@@ -119,7 +119,7 @@ def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(small_fits)
     (state, history), (single_state, single) = small_fits[2], small_fits[1]
     assert np.shape(history["test_accuracy"]) == (2, 2) and np.shape(history["test_class_accuracy"]) == (2, 2, 10)
     mine = seed_history(history, 0)
-    for k in METRIC_KEYS:  # vmapped matmuls may round differently: close, not bit for bit
+    for k in NOTEBOOK_KEYS:  # vmapped matmuls may round differently: close, not bit for bit
         np.testing.assert_allclose(mine[k], single[k], rtol=1e-4, atol=2e-3 if "accuracy" in k else 0)
     for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(single_state.params)):
         np.testing.assert_allclose(a[0], b, atol=2e-4)  # a fifth of one Adam step at lr 1e-3
@@ -128,5 +128,5 @@ def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(small_fits)
 
 def test_the_nnx_model_trains_to_the_same_history_as_linen(small_fits, small_data):
     _, history = loop.fit(dataclasses.replace(CONFIG, model="nnx"), *small_data)
-    for k in METRIC_KEYS:  # the same computation; XLA may fuse the two programs' ops differently
+    for k in NOTEBOOK_KEYS:  # the same computation; XLA may fuse the two programs' ops differently
         np.testing.assert_allclose(history[k], small_fits[1][1][k], rtol=1e-5, atol=1e-6)

@@ -29,7 +29,7 @@ import json, sys
 import jax, numpy as np
 from mnist_jax import data, environment, loop, parallel
 from mnist_jax.config import TrainConfig
-from mnist_jax.history import METRIC_KEYS
+from mnist_jax.history import NOTEBOOK_KEYS
 from mnist_jax.loop import initial_state
 
 environment.configure()
@@ -46,7 +46,7 @@ print(json.dumps({
     "mesh": dict(mesh.shape),
     "kernel_devices": len(kernel.sharding.device_set),
     "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
-    "history": {k: history[k] for k in METRIC_KEYS},
+    "history": {k: history[k] for k in NOTEBOOK_KEYS},
     "params": {jax.tree_util.keystr(path): np.asarray(p).ravel().tolist()
                for path, p in jax.tree_util.tree_leaves_with_path(state.params)},
     "seeds_mesh": dict(seeds_mesh.shape),

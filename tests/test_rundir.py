@@ -26,7 +26,7 @@ def finished_run(path, config=CONFIG):
     with rundir.RunDir.create(path, config) as run:
         state = initial_state(config)
         record = RECORD if config.seeds == 1 else {
-            k: v if k in hist.SHARED_KEYS else [v] * config.seeds for k, v in RECORD.items()}
+            k: v if k in {m.key for m in hist.METRICS if m.shared} else [v] * config.seeds for k, v in RECORD.items()}
         history = hist.append(hist.empty(), record)
         run.finish(history, state.params, {"backend": "cpu"},
                    {"training.svg": b"<svg/>", "classification.svg": b"<svg/>"})

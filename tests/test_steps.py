@@ -9,10 +9,10 @@ import optax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.history import summarize
-from mnist_jax.loop import initial_state
+from mnist_jax.loop import initial_state, train_epoch, train_programs
 from mnist_jax.model import model_for
-from mnist_jax.steps import (Batch, create_train_state, evaluate, loss_and_gradient, mean_loss, padded_batches,
-                             shuffle, train_epoch, train_steps)
+from mnist_jax.steps import (Batch, create_train_state, evaluate, loss_and_gradient, mean_loss, num_batches, padded_batches,
+                             shuffle, train_steps)
 
 # Full float32 wherever numbers are compared across programs or batch sizes: under TF32 (a GPU's
 # default) rounding would differ by more than these tolerances allow.
@@ -79,9 +79,11 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
         logits = np.asarray(logits_of(state.params, images[indices[i]]))[np.asarray(mask[i])]  # one shape for all
         batch_labels = labels[np.asarray(indices[i])[np.asarray(mask[i])]]
         expected = host_cross_entropy(logits, batch_labels)
-        np.testing.assert_allclose(metrics.loss_sum[i], expected.sum(), rtol=1e-5)
-        assert int(metrics.count[i]) == len(batch_labels)
-        assert abs(int(metrics.correct[i]) - int((logits.argmax(1) == batch_labels).sum())) <= 1  # a near-tie
+        loss_sum, count = metrics["train_loss"]
+        correct, _ = metrics["train_accuracy"]
+        np.testing.assert_allclose(loss_sum[i], expected.sum(), rtol=1e-5)
+        assert int(count[i]) == len(batch_labels)
+        assert abs(int(correct[i]) - int((logits.argmax(1) == batch_labels).sum())) <= 1  # a near-tie
         # The next batch sees the state after this batch's step: one step at a time gets there too.
         state, _ = step(state, images, labels, indices[i:i + 1], mask[i:i + 1])
     for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(end_state.params)):
@@ -90,13 +92,12 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
 
 def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
     images, labels = (jnp.asarray(a[:1100]) for a in mnist["train"])
-    optimizer = optax.adam(1e-3)
-    state = fresh_state(optimizer)
-    run = jax.jit(functools.partial(train_epoch, model=MODEL, optimizer=optimizer, batch_size=512))
-    state, first = run(state, images, labels)
-    assert int(state.step) == 3 and np.asarray(first.count).tolist() == [512, 512, 76]
-    state, second = run(state, images, labels)
-    assert summarize(second)["loss"] < summarize(first)["loss"]
+    config = TrainConfig(precision="highest", learning_rate=1e-3, batch_size=512)
+    programs, state = train_programs(config, num_batches(1100, 512)), initial_state(config)
+    state, first = train_epoch(programs, state, images, labels)
+    assert int(state.step) == 3 and np.asarray(first["train_loss"][1]).tolist() == [512, 512, 76]
+    state, second = train_epoch(programs, state, images, labels)
+    assert summarize(second)["train_loss"] < summarize(first)["train_loss"]
 
 
 def test_evaluate_is_exact_whatever_the_batch_size(mnist):
@@ -106,16 +107,16 @@ def test_evaluate_is_exact_whatever_the_batch_size(mnist):
     full_metrics, full_confusion = run(params, images, labels, model=MODEL, batch_size=2048)
     metrics, confusion = run(params, images, labels, model=MODEL, batch_size=1000)  # last batch: 48
     full, batched = summarize(full_metrics), summarize(metrics)
-    np.testing.assert_allclose(full["loss"], batched["loss"], rtol=1e-5)
+    np.testing.assert_allclose(full["test_loss"], batched["test_loss"], rtol=1e-5)
     logits = np.asarray(logits_of(params, images))
-    np.testing.assert_allclose(batched["loss"], host_cross_entropy(logits, np.asarray(labels)).mean(), rtol=1e-5)
+    np.testing.assert_allclose(batched["test_loss"], host_cross_entropy(logits, np.asarray(labels)).mean(), rtol=1e-5)
     # Untrained logits can nearly tie; a tie may break either way in another program, so compare
     # the clear decisions exactly and allow the near-ties (none, or a handful) to differ.
     top2 = np.sort(logits, 1)[:, -2:]
     ties = int((top2[:, 1] - top2[:, 0] <= 1e-4).sum())
     hits = logits.argmax(1) == np.asarray(labels)
-    assert abs(float(batched["accuracy"]) * 2048 - hits.sum()) <= ties
-    assert abs(float(full["accuracy"]) - float(batched["accuracy"])) * 2048 <= ties
+    assert abs(float(batched["test_accuracy"]) * 2048 - hits.sum()) <= ties
+    assert abs(float(full["test_accuracy"]) - float(batched["test_accuracy"])) * 2048 <= ties
     confusion = np.asarray(confusion)
     assert confusion.sum() == 2048 and abs(np.trace(confusion) - hits.sum()) <= ties
     np.testing.assert_array_equal(confusion.sum(1), np.bincount(np.asarray(labels), minlength=10))

@@ -32,7 +32,7 @@ def test_the_bundled_weights_give_their_recorded_test_loss_and_accuracy(mnist):
     metrics, _ = loop.eval_program(model_for(record.config), record.config.test_batch_size)(params, *mnist["test"])
     summary = hist.summarize(jax.device_get(metrics))
     loss, accuracy = record.history["test_loss"][-1], record.history["test_accuracy"][-1]
-    got = (float(summary["loss"]), float(summary["accuracy"]))
+    got = (float(summary["test_loss"]), float(summary["test_accuracy"]))
     if environment.same_numerics(record.system):
         case = "same numerics as the record: bit for bit"
         assert got == (loss, accuracy), case
