@@ -98,6 +98,20 @@ def flag_table(cls: type) -> str:
     return "\n".join(rows)
 
 
+TABLE_MARKS = ("<!-- flag table of {} (python scripts/flag_tables.py writes it) -->", "<!-- end of the flag table -->")
+
+
+def with_flag_tables(markdown: str) -> str:
+    """`markdown` with each marked flag table (see TABLE_MARKS) written anew from the config."""
+    for cls in (cfg.TrainConfig, cfg.RunOptions):
+        begin, end = TABLE_MARKS[0].format(cls.__name__), TABLE_MARKS[1]
+        if begin not in markdown:
+            raise ValueError(f"no {begin!r} in the page")
+        head, rest = markdown.split(begin, 1)
+        markdown = f"{head}{begin}\n{flag_table(cls)}\n{end}{rest.split(end, 1)[1]}"
+    return markdown
+
+
 def _path(text: str) -> Path:
     if not text:
         raise argparse.ArgumentTypeError("expected a path, got ''")
@@ -122,11 +136,34 @@ def train(args: argparse.Namespace) -> int:
     from mnist_jax import experiment
 
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
+    extra = [load_hook(spec) for spec in args.hook]
     if args.resume:
-        outcome = experiment.resume(args.resume, settings, options)
+        outcome = experiment.resume(args.resume, settings, options, extra_hooks=extra)
     else:
-        outcome = experiment.run(cfg.TrainConfig(**settings), args.run_dir, options)
+        outcome = experiment.run(cfg.TrainConfig(**settings), args.run_dir, options, extra_hooks=extra)
     return _report(outcome, args.prog)
+
+
+def load_hook(spec: str):
+    """`--hook MODULE:NAME`: NAME from MODULE (importable from the current directory or the Python
+    path), called with no arguments to make the hook, a `mnist_jax.hooks.Hook`."""
+    import importlib
+
+    from mnist_jax.hooks import Hook
+
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UserError(f"--hook {spec}: expected MODULE:NAME, e.g. my_hooks:CsvLog")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` finds the current directory's modules
+    try:
+        hook = getattr(importlib.import_module(module_name), name)()
+    except Exception as e:  # the user's code: any error in it is theirs, said in one line
+        raise UserError(f"--hook {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                        .rstrip(": ")) from None
+    if not isinstance(hook, Hook):
+        raise UserError(f"--hook {spec}: made a {type(hook).__name__}, not a mnist_jax.hooks.Hook")
+    return hook
 
 
 def _epochs_phrase(first: int, last: int) -> str:
@@ -221,13 +258,7 @@ def predict(args: argparse.Namespace) -> int:
     config, _, params = _load(args)
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
-    inputs, paths, digits = [], [], []
-    for path in args.images:  # a folder: every file in it, sorted by name
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
-            inputs.extend(inside or [path])  # an empty folder is reported as the folder
-        else:
-            inputs.append(path)
+    inputs, paths, digits = images.expand_folders(args.images), [], []
     for path in inputs:  # a bad file is reported and skipped; the others are still classified
         try:
             if path.is_dir():
@@ -242,25 +273,10 @@ def predict(args: argparse.Namespace) -> int:
             ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
             print(f"{path}: {ranked}")
     if args.save_inputs and digits:
-        for digit, out in zip(digits, _input_files(paths, args.save_inputs)):
+        for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
         print(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
-
-
-def _input_files(paths: Sequence[Path], directory: Path) -> list[Path]:
-    """DIR/NAME-28x28.png for each input NAME.EXT, a name that another input took (x.png and
-    sub/x.png, or x-2.png) getting the next free NAME-2-28x28.png, NAME-3-28x28.png ..."""
-    taken: set[str] = set()
-    files = []
-    for path in paths:
-        name, n = f"{path.stem}-28x28.png", 1
-        while name in taken:
-            n += 1
-            name = f"{path.stem}-{n}-28x28.png"
-        taken.add(name)
-        files.append(directory / name)
-    return files
 
 
 def plot_history(args: argparse.Namespace) -> int:
@@ -302,12 +318,12 @@ def plot_errors(args: argparse.Namespace) -> int:
     from mnist_jax.history import class_accuracy
     from mnist_jax.inference import classify
     from mnist_jax.model import model_for
+    from mnist_jax.steps import confusion_matrix
 
     config, _, params = _load(args)
     images, labels = data.load("test", args.data_dir)
     probs = classify(params, images, model_for(config), batch_size=config.test_batch_size)
-    confusion = np.zeros((10, 10), np.int64)
-    np.add.at(confusion, (labels, probs.argmax(1)), 1)
+    confusion = np.asarray(confusion_matrix(labels, probs.argmax(1), probs.shape[1]))
     out_dir = args.out_dir or _output(args, ".")
     rundir.check_writable(out_dir)
     plotting.save_figure(plotting.plot_confusion_matrix(confusion), out_dir / "confusion.svg")
@@ -348,24 +364,15 @@ def demo(args: argparse.Namespace) -> int:
     import ipaddress
     import socket
 
-    try:  # before anything slow: a taken port is the commonest reason the demo cannot start
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # As the server binds: a port left in TIME_WAIT by a demo just stopped is free to take.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((args.host, args.port))
-    except socket.gaierror:
-        raise UserError(f"--host {args.host}: not an address of this machine") from None
-    except OSError as e:
-        reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
-        raise UserError(f"cannot serve on {args.host} port {args.port}: {reason}") from None
+    from mnist_jax import demo as pad
+
+    pad.check_port(args.host, args.port)  # before Gradio: a taken port is the commonest reason the demo cannot start
     try:
         import gradio  # noqa: F401  (only to say at once that it is missing)
     except ImportError:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
-    from mnist_jax import demo as pad
     from mnist_jax.model import model_for
 
     config, _, params = _load(args)
@@ -417,6 +424,9 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                        help="where to write this run (default: runs/<date>-<time> under the current directory)")
     where.add_argument("--resume", metavar="RUN_DIR", type=_path, default=None,
                        help="continue the run in RUN_DIR from its last checkpoint (with --epochs: up to that many)")
+    p.add_argument("--hook", action="append", default=[], metavar="MODULE:NAME",
+                   help="also call your own hook, NAME() from MODULE (a mnist_jax.hooks.Hook subclass; the current "
+                        "directory is searched first); repeatable")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first and run the same command on every "
                         "host; SLURM, Open MPI, Kubernetes and Cloud TPU fill in the three flags below")

@@ -15,13 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import ctypes
+import errno
 import signal
+import socket
 import threading
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from mnist_jax import images, inference
+from mnist_jax.errors import UserError
 from mnist_jax.model import Model, Params
 
 TITLE = "mnist-jax: draw a digit"
@@ -91,6 +94,20 @@ MAX_REQUEST_BYTES = 2_000_000
 MAX_UPLOAD_BYTES = images.MAX_FILE_BYTES + 100_000  # the file and its multipart envelope
 # Requests waiting for the model at once; more are refused ("queue is full") rather than held.
 MAX_QUEUED = 16
+
+
+def check_port(host: str, port: int) -> None:
+    """A UserError saying why the pad cannot be served on `host`:`port`, found by binding it now."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the server binds: a port left in TIME_WAIT by a demo just stopped is free to take.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except socket.gaierror:
+        raise UserError(f"--host {host}: not an address of this machine") from None
+    except OSError as e:
+        reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
+        raise UserError(f"cannot serve on {host} port {port}: {reason}") from None
 
 
 def read_digit(params: Params, model: Model, picture: Image.Image | None) -> tuple[str, dict, str]:

@@ -33,22 +33,24 @@ from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
 from mnist_jax.model import model_for
+from mnist_jax.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
 from mnist_jax.summaries import TensorBoard
 
 
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
-        hooks: Sequence[Hook] | None = None) -> loop.Outcome:
+        hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> loop.Outcome:
     """Train `config` in a new run directory `workdir` (default: runs/<date>-<time> under the
-    current directory), which must hold no run unless `options.overwrite`. `hooks` default to
-    `console.default_hooks(options.progress)`."""
+    current directory), which must hold no run unless `options.overwrite`. `hooks` replace the
+    default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
+    `mnist-jax train --hook` does)."""
     workdir = Path(workdir) if workdir is not None else default_workdir()
     with _create(workdir, config, options.overwrite) as run_dir:
-        return _train(run_dir, None, options, hooks)
+        return _train(run_dir, None, options, hooks, extra_hooks)
 
 
 def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None, options: RunOptions = RunOptions(),
-           hooks: Sequence[Hook] | None = None) -> loop.Outcome:
+           hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> loop.Outcome:
     """Continue the run in `workdir` from its newest intact checkpoint, bit for bit as if it had
     never stopped. `changes` may raise `epochs` and change `conv` or `precision`; another setting
     that differs from the run's is refused (`config.RESUMABLE_CHANGES`)."""
@@ -67,7 +69,7 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
         if start.epoch > run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} has trained {start.epoch} epochs, more than --epochs "
                               f"{run_dir.config.epochs}; pass --epochs {start.epoch} or more")
-        return _train(run_dir, start, options, hooks)
+        return _train(run_dir, start, options, hooks, extra_hooks)
 
 
 def default_workdir() -> Path:
@@ -116,11 +118,18 @@ def _load_data(options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, 
     return data.load_split("train", options.data_dir), data.load_split("test", options.data_dir), path
 
 
-def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None) -> loop.Outcome:
+def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None,
+           extra_hooks: Sequence[Hook]) -> loop.Outcome:
     """Everything after the run directory is settled: data, checks, training, the final files."""
     config = run_dir.config
+    done = start.epoch if start is not None else 0
+    if options.profile_epoch is not None and not done <= options.profile_epoch < config.epochs:
+        raise ConfigError(f"--profile-epoch {options.profile_epoch} is not an epoch this run trains "
+                          f"({done} ... {config.epochs - 1})")
     logs = [TensorBoard(run_dir.path / rd.TENSORBOARD_DIR)] if options.tensorboard and run_dir.primary else []
-    hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks)])
+    if options.profile_epoch is not None and run_dir.primary:
+        logs.append(ProfileEpoch(options.profile_epoch, run_dir.path / rd.PROFILE_DIR))
+    hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks), *extra_hooks])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
     train_data, test_data, dataset = _load_data(options, hooks)

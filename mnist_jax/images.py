@@ -28,6 +28,7 @@ import os
 import re
 import stat
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,6 +60,34 @@ WORK_SIDE = 192
 MIN_CONTRAST = 4.0
 # A region smaller than this share of the longer side is a speck, not a digit.
 MIN_EXTENT = 0.08
+
+
+def expand_folders(paths: list[Path]) -> list[Path]:
+    """The inputs `paths` name: a file as it is, a folder as every file in it, sorted by name (an
+    empty folder as itself, so that it is reported)."""
+    inputs = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+            inputs.extend(inside or [path])
+        else:
+            inputs.append(path)
+    return inputs
+
+
+def input_files(paths: list[Path], directory: Path) -> list[Path]:
+    """DIR/NAME-28x28.png for each input NAME.EXT, a name that another input took (x.png and
+    sub/x.png, or x-2.png) getting the next free NAME-2-28x28.png, NAME-3-28x28.png ..."""
+    taken: set[str] = set()
+    files = []
+    for path in paths:
+        name, n = f"{path.stem}-28x28.png", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem}-{n}-28x28.png"
+        taken.add(name)
+        files.append(directory / name)
+    return files
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

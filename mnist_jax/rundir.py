@@ -4,6 +4,7 @@
                         (rewritten after each epoch's checkpoint is committed)
     checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
     tensorboard/        TensorBoard event files (see mnist_jax.summaries)
+    profile/            with --profile-epoch N: a jax.profiler trace of epoch N (see mnist_jax.profiling)
     params.msgpack      the final params (stacked on a seed axis for --seeds N)
     training.svg, classification.svg   the notebook's two figures
     seed-S/             for a multi-seed run: each seed's own run (history.json, params.msgpack)
@@ -45,6 +46,7 @@ HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.summaries
+PROFILE_DIR = "profile"  # a jax.profiler trace of one epoch (--profile-epoch), written by mnist_jax.profiling
 FIGURE_FILES = ("training.svg", "classification.svg")
 LOCK_FILE = ".lock"
 # The notebook's own run, trained with this code and shipped in the package: history.json (config,
@@ -165,7 +167,7 @@ class RunDir:
                     raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, "
                                    f"or pass --overwrite")
                 if primary:
-                    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR, *(p.name for p in path.glob("seed-*"))):
+                    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR, PROFILE_DIR, *(p.name for p in path.glob("seed-*"))):
                         shutil.rmtree(path / name, ignore_errors=True)
                     for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES):
                         (path / name).unlink(missing_ok=True)

@@ -35,12 +35,11 @@
 # installed and a GPU is there, else the CPU.
 
 # %%
-import functools
 import os
 
 import jax
 
-from mnist_jax import data, environment, history, loop, model, optimizer, plotting, steps
+from mnist_jax import data, environment, history, loop, model, plotting, steps
 from mnist_jax.config import TrainConfig
 
 # %matplotlib inline
@@ -105,34 +104,33 @@ classifier
 
 # %%
 steps_per_epoch = steps.num_batches(len(train_labels), config.batch_size)
-adam = optimizer.make_optimizer(config, steps_per_epoch)  # optax.adam(1e-4), the notebook's
 state = loop.initial_state(config)
 print(model.model_summary(state.params))
 
 # %% [markdown]
 # ## Define the training procedure
 #
-# `steps.train_epoch(state, images, labels) -> (state, metrics)` is a pure function: shuffle with
-# the state's key, then a `lax.scan` of `train_step` over the batches, the last one padded and
-# masked so that its loss is the mean over its real examples (PyTorch's `drop_last=False`). It is
-# compiled once by `jax.jit`, with the old state's buffers donated to the new one. On a CPU each
+# `loop.train_epoch(programs, state, images, labels) -> (state, metrics)` is the epoch that every
+# caller trains, the package's own loop included: shuffle with the state's key, then a `lax.scan`
+# of `steps.train_step` over the batches, the last one padded and masked so that its loss is the
+# mean over its real examples (PyTorch's `drop_last=False`). `loop.train_programs` compiles those
+# pure steps once with `jax.jit`, with the optimizer of `optimizer.make_optimizer` (the notebook's
+# `optax.adam(1e-4)`), the old state's buffers donated to the new one. On a CPU each
 # batch's gradient is computed in slices of 32 digits, whose activations stay in the cache
 # (`loop.gradient_slices`; the same gradient up to float rounding).
 
 # %%
-train_epoch = jax.jit(functools.partial(steps.train_epoch, model=classifier, optimizer=adam,
-                                        batch_size=config.batch_size, slices=loop.gradient_slices(config)),
-                      donate_argnums=0)
+programs = loop.train_programs(config, steps_per_epoch)
 
 # %% [markdown]
 # ## Define the testing procedure
 #
 # `steps.evaluate(params, images, labels)` scans the test set in batches of `test_batch_size`: the
 # per-batch loss sums and correct counts (and a confusion matrix), exact whatever the batch size.
+# `loop.eval_program` is it, jitted.
 
 # %%
-evaluate = jax.jit(functools.partial(steps.evaluate, model=classifier,
-                                     batch_size=steps.eval_batch_size(config.test_batch_size, len(test_labels))))
+evaluate = loop.eval_program(classifier, steps.eval_batch_size(config.test_batch_size, len(test_labels)))
 
 # %% [markdown]
 # ## Train the model
@@ -144,7 +142,7 @@ evaluate = jax.jit(functools.partial(steps.evaluate, model=classifier,
 # %%
 hist = history.empty()
 for epoch in range(config.epochs):
-    state, train_metrics = train_epoch(state, train_images, train_labels)
+    state, train_metrics = loop.train_epoch(programs, state, train_images, train_labels)
     test_metrics, confusion = evaluate(state.params, test_images, test_labels)
     record = history.epoch_record(*jax.device_get((train_metrics, test_metrics, confusion)), seconds=0.0,
                                   learning_rate=config.learning_rate)

@@ -13,6 +13,7 @@ from conftest import SMALL
 from mnist_jax import experiment, rundir
 from mnist_jax.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.errors import ConfigError
 from mnist_jax.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 from mnist_jax.hooks import Hook
 from mnist_jax.loop import initial_state
@@ -230,3 +231,33 @@ def test_without_tensorboard_no_event_files_are_written(options, tmp_path):
     experiment.run(dataclasses.replace(CONFIG, epochs=1), tmp_path / "run",
                    dataclasses.replace(options, tensorboard=False), hooks=[])
     assert not (tmp_path / "run" / "tensorboard").exists() and rundir.read_record(tmp_path / "run").finished
+
+
+class Events(Hook):
+    """Records the order of the loop's calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_epoch_start(self, epoch):
+        self.calls.append(("start", epoch))
+
+    def on_epoch(self, epoch, record, state, history):
+        self.calls.append(("end", epoch))
+
+
+def test_profile_epoch_traces_that_epoch_and_extra_hooks_see_each_epoch_start(straight, options, tmp_path):
+    import gzip
+
+    events = Events()
+    outcome = experiment.run(CONFIG, tmp_path / "run", dataclasses.replace(options, profile_epoch=1, tensorboard=False),
+                             hooks=[], extra_hooks=[events])
+    assert outcome.status == "finished" and same_metrics(outcome.history, straight[1])  # profiling changes nothing
+    assert events.calls == [("start", 0), ("end", 0), ("start", 1), ("end", 1)]
+    traces = sorted((tmp_path / "run" / rundir.PROFILE_DIR).rglob("perfetto_trace.json.gz"))
+    assert len(traces) == 1 and list((tmp_path / "run" / rundir.PROFILE_DIR).rglob("*.xplane.pb"))
+    names = {event.get("name", "") for event in json.loads(gzip.decompress(traces[0].read_bytes()))["traceEvents"]}
+    assert any("chunk_fn" in name for name in names), sorted(names)[:50]  # the epoch's training program
+    assert any("evaluate" in name for name in names)  # and its test set
+    with pytest.raises(ConfigError, match=r"--profile-epoch 2 is not an epoch this run trains \(0 \.\.\. 1\)"):
+        experiment.run(CONFIG, tmp_path / "other", dataclasses.replace(options, profile_epoch=2), hooks=[])
