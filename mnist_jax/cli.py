@@ -237,7 +237,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from mnist_jax.steps import eval_batch_size
 
     config, hist, params = _load(args)
-    images, labels = data.load("test", args.data_dir)
+    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     program = loop.eval_program(model_for(config), eval_batch_size(args.batch_size or config.test_batch_size,
                                                                    len(labels)))
     metrics, _ = program(params, images, labels)
@@ -252,10 +252,11 @@ def predict(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import images, inference, rundir
+    from mnist_jax import data, images, inference, rundir
     from mnist_jax.model import model_for
 
     config, _, params = _load(args)
+    names = data.DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
     inputs, paths, digits = images.expand_folders(args.images), [], []
@@ -270,7 +271,7 @@ def predict(args: argparse.Namespace) -> int:
     if digits:
         probabilities = inference.classify(params, np.stack(digits), model_for(config))
         for path, probs in zip(paths, probabilities):
-            ranked = "  ".join(f"{label} ({p:.4f})" for label, p in inference.top_k(probs, min(args.top, 10)))
+            ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in inference.top_k(probs, min(args.top, 10)))
             print(f"{path}: {ranked}")
     if args.save_inputs and digits:
         for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
@@ -300,9 +301,10 @@ def plot_classification(args: argparse.Namespace) -> int:
     from mnist_jax.model import model_for
 
     config, _, params = _load(args)
-    images, labels = data.load("test", args.data_dir)
+    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     key = jax.random.key(config.seed if args.seed is None else args.seed)
-    fig = plotting.classification_sample(params, model_for(config), images, labels, key, size=(args.rows, args.cols))
+    fig = plotting.classification_sample(params, model_for(config), images, labels, key, size=(args.rows, args.cols),
+                                         class_names=data.DATASETS[config.dataset].class_names)
     out = args.out or _output(args, "classification.svg")
     plotting.save_figure(fig, out)
     print(f"Wrote {out}")
@@ -321,16 +323,17 @@ def plot_errors(args: argparse.Namespace) -> int:
     from mnist_jax.steps import confusion_matrix
 
     config, _, params = _load(args)
-    images, labels = data.load("test", args.data_dir)
+    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
+    names = data.DATASETS[config.dataset].class_names
     probs = classify(params, images, model_for(config), batch_size=config.test_batch_size)
     confusion = np.asarray(confusion_matrix(labels, probs.argmax(1), probs.shape[1]))
     out_dir = args.out_dir or _output(args, ".")
     rundir.check_writable(out_dir)
-    plotting.save_figure(plotting.plot_confusion_matrix(confusion), out_dir / "confusion.svg")
-    plotting.save_figure(plotting.plot_confident_mistakes(images, labels, probs, size=(args.rows, args.cols)),
-                         out_dir / "mistakes.svg")
+    plotting.save_figure(plotting.plot_confusion_matrix(confusion, names), out_dir / "confusion.svg")
+    plotting.save_figure(plotting.plot_confident_mistakes(images, labels, probs, size=(args.rows, args.cols),
+                                                          class_names=names), out_dir / "mistakes.svg")
     accuracy = class_accuracy(confusion)
-    print("per-class test accuracy: " + "  ".join(f"{c}: {a:.4f}" for c, a in enumerate(accuracy)))
+    print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)))
     print(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
           f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
     return 0
@@ -373,6 +376,7 @@ def demo(args: argparse.Namespace) -> int:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
+    from mnist_jax import data
     from mnist_jax.model import model_for
 
     config, _, params = _load(args)
@@ -384,7 +388,8 @@ def demo(args: argparse.Namespace) -> int:
             print(f"warning: serving on {args.host}, so other machines that can reach this one can use the pad too",
                   file=sys.stderr, flush=True)
 
-    pad.serve(params, model_for(config), source, args.host, args.port, on_start=started)
+    pad.serve(params, model_for(config), source, args.host, args.port, on_start=started,
+              class_names=data.DATASETS[config.dataset].class_names)
     print("stopped")
     return 0
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from mnist_jax.errors import ConfigError
 
+# The names of mnist_jax.data.DATASETS (this module does not import data, which imports TFDS).
+DatasetName = Literal["mnist", "fashion_mnist"]
 ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
 ModelForm = Literal["linen", "nnx"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -31,8 +33,9 @@ Augment = Literal["none", "shift"]
 # Settings that only choose how the same computation is carried out: a resumed run may change them.
 RESUMABLE_CHANGES = ("epochs", "conv", "microbatch", "precision")
 # Settings that the jitted programs do not depend on, with the value that stands for any: the seed
-# and the data are the programs' arguments, and the test batch has programs of its own.
-OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1}
+# and the data (of either dataset: the same shapes) are the programs' arguments, and the test batch has
+# programs of its own.
+OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1, "dataset": "mnist"}
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
@@ -148,6 +151,8 @@ class _Checked:
 class TrainConfig(_Checked):
     """What a training run computes; the defaults are the notebook's."""
 
+    dataset: DatasetName = setting("mnist", "what to train on: mnist (the notebook's, bundled) or fashion_mnist "
+                                            "(Zalando's clothing, from Debian's dataset-fashion-mnist or --manual-dir)")
     epochs: int = setting(30, "passes over the training set (with --resume: up to this many in all)", minimum=1)
     learning_rate: float = setting(1e-4, "the learning rate (a schedule's peak)", above=0, aliases=("--lr",),
                                    metavar="LR")
@@ -201,8 +206,9 @@ class RunOptions(_Checked):
 
     data_dir: Path | None = setting(None, "TFDS data dir for the prepared dataset", metavar="DIR",
                                     default_text="$TFDS_DATA_DIR or ~/tensorflow_datasets")
-    manual_dir: Path | None = setting(None, "your own four MNIST IDX files (.gz or not) instead of the bundled ones",
-                                      metavar="DIR", default_text="the bundled files")
+    manual_dir: Path | None = setting(None, "your own four IDX files of the dataset (.gz or not) instead of its "
+                                            "usual ones", metavar="DIR", default_text="MNIST's bundled files, "
+                                            "Fashion-MNIST's in /usr/share/datasets/fashion-mnist")
     overwrite: bool = setting(False, "replace the run that the run directory holds")
     keep_checkpoints: int = setting(3, "checkpoints kept, one per epoch, newest first", minimum=1)
     figures_dir: Path | None = setting(None, "also copy the run's figures here (training.svg and classification.svg; "

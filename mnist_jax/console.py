@@ -29,12 +29,17 @@ PROGRESS_CHUNKS = 10
 class Printer(Hook):
     """The command line's output: what will be trained, on what, then the notebook's epoch lines."""
 
-    def on_prepare(self, source):
-        print(f"Preparing MNIST from {source} (once, a few seconds)", flush=True)
+    def on_prepare(self, source, dataset="mnist"):
+        from mnist_jax.data import DATASETS
+
+        print(f"Preparing {DATASETS[dataset].title} from {source} (once, a few seconds)", flush=True)
 
     def on_start(self, start: Start):
+        from mnist_jax.data import DATASETS
+
         config = start.config
-        print(f"MNIST: {start.num_train} train / {start.num_test} test examples from {start.dataset}")
+        print(f"{DATASETS[config.dataset].title}: {start.num_train} train / {start.num_test} test examples "
+              f"from {start.dataset}")
         device = jax.local_devices()[0]
         print(f"JAX {jax.__version__} on {device.device_kind} ({jax.default_backend()}): {start.layout}; "
               f"matmul precision {config.precision}")

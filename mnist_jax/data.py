@@ -1,29 +1,38 @@
-"""MNIST through tensorflow-datasets, with no TensorFlow and no network.
+"""MNIST and Fashion-MNIST through tensorflow-datasets, with no TensorFlow and no network.
 
-The four IDX files ship inside the package (`mnist_jax/mnist/`). `prepare()` checks them and
-writes them once into the TFDS data dir as the `mnist_idx` dataset (ArrayRecord); `load_split()`
-reads a split back through `tfds.data_source` as numpy arrays.
+Each dataset is declared once, as a `Dataset` in `DATASETS`: its IDX files, their SHA-256, its class
+names and where its files are by default. MNIST's four IDX files ship inside the package
+(`mnist_jax/mnist/`); Fashion-MNIST's come from Debian's `dataset-fashion-mnist`
+(/usr/share/datasets/fashion-mnist), or any directory given as `manual_dir`. `prepare()` checks the
+files and writes them once into the TFDS data dir as the dataset's own TFDS dataset (`mnist_idx`,
+`fashion_mnist_idx`; ArrayRecord); `load_split()` reads a split back through `tfds.data_source` as
+numpy arrays.
 
     from mnist_jax import data
     data.prepare()                                  # ~4 s the first time, then a no-op
     images, labels = data.load_split("train")       # uint8 (60000, 28, 28, 1), int32 (60000,)
     images, labels = data.load("test")              # both steps in one call
+    images, labels = data.load("test", dataset="fashion_mnist")
+    data.DATASETS["fashion_mnist"].class_names      # ("T-shirt/top", "Trouser", ...)
 
 The data dir is TFDS's own (`~/tensorflow_datasets`, or `$TFDS_DATA_DIR`) unless `data_dir` is
-given. The stock TFDS `mnist` builder is not used: it needs TensorFlow to prepare and accepts only
-its own gzip bytes. Our dataset has its own name, so it never touches a stock `mnist` beside it.
+given. The stock TFDS `mnist` and `fashion_mnist` builders are not used: they need TensorFlow to
+prepare and accept only their own gzip bytes. Ours have their own names, so they never touch a
+stock dataset beside them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import gzip
 import hashlib
 import os
+import types
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +41,107 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from mnist_jax.errors import UserError
 
-DATASET_NAME = "mnist_idx"
 SPLITS = ("train", "test")
-BUNDLED_DIR = Path(__file__).parent / "mnist"
+_IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
 
-# (images file, labels file, examples) per split, and the SHA-256 of each file's decompressed
-# content, as in the bundled SHA256SUMS.
-IDX_FILES = {
+# (images file, labels file, examples) per split: MNIST's names, which Fashion-MNIST kept.
+MNIST_STYLE_FILES = types.MappingProxyType({
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
-}
-SHA256 = {
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-}
-_IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One dataset of 28x28 gray images in ten classes, stored as four IDX files.
+
+    A new one is one more `Dataset` in `DATASETS` and its name in `config.DatasetName`; its TFDS
+    builder is made from the declaration.
+    """
+
+    name: str  # the --dataset value; the TFDS dataset is `{name}_idx`
+    title: str  # how messages and output name it
+    idx_files: Mapping[str, tuple[str, str, int]]  # split -> (images file, labels file, examples)
+    sha256: Mapping[str, str]  # file name -> SHA-256 of its decompressed content, this dataset's
+    class_names: tuple[str, ...]  # label i is class_names[i]
+    source_dir: Path  # where its IDX files are when no manual dir is given
+    how_to_get: str  # what to do when source_dir is absent, in words
+    description: str = ""
+    homepage: str = ""
+    license: str = ""
+
+    @property
+    def tfds_name(self) -> str:
+        return f"{self.name}_idx"
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        return tuple(name for split in SPLITS for name in self.idx_files[split][:2])
+
+
+_IDX_FILE_LIST = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                  "t10k-labels-idx1-ubyte (each optionally .gz)")
+
+MNIST = Dataset(
+    name="mnist",
+    title="MNIST",
+    idx_files=MNIST_STYLE_FILES,
+    # As in the bundled SHA256SUMS.
+    sha256=types.MappingProxyType({
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    }),
+    class_names=tuple(str(digit) for digit in range(10)),
+    source_dir=Path(__file__).parent / "mnist",
+    how_to_get=f"reinstall mnist-jax, whose package holds them, or pass --manual-dir DIR with {_IDX_FILE_LIST}",
+    description="The MNIST handwritten digits, read from the original IDX files.",
+    homepage="http://yann.lecun.com/exdb/mnist/",
+    license="CC BY-SA 3.0",
+)
+
+FASHION_MNIST = Dataset(
+    name="fashion_mnist",
+    title="Fashion-MNIST",
+    idx_files=MNIST_STYLE_FILES,
+    # Of the files that Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1 installs.
+    sha256=types.MappingProxyType({
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    }),
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"),
+    source_dir=Path("/usr/share/datasets/fashion-mnist"),
+    how_to_get=f"install them with `apt-get install dataset-fashion-mnist`, or pass --manual-dir DIR with "
+               f"{_IDX_FILE_LIST}",
+    description="Fashion-MNIST, Zalando's article images, read from the original IDX files.",
+    homepage="https://github.com/zalandoresearch/fashion-mnist",
+    license="MIT",
+)
+
+# Name -> declaration, in the order the command line lists them. config.DatasetName lists the same names.
+DATASETS: Mapping[str, Dataset] = types.MappingProxyType({d.name: d for d in (MNIST, FASHION_MNIST)})
+
+# MNIST's, as before datasets were a setting.
+DATASET_NAME = MNIST.tfds_name
+BUNDLED_DIR = MNIST.source_dir
+IDX_FILES = MNIST.idx_files
+SHA256 = MNIST.sha256
+
+
+def dataset_of(dataset: str | Dataset) -> Dataset:
+    """The declaration of `dataset`: a name in DATASETS, or a Dataset (e.g. a copy made with
+    dataclasses.replace) whose name is one."""
+    if isinstance(dataset, Dataset):
+        if dataset.name not in DATASETS:
+            raise ValueError(f"dataset {dataset.name!r} is not in data.DATASETS")
+        return dataset
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
+    return DATASETS[dataset]
 
 
 class DataError(UserError, ValueError):
@@ -76,8 +169,9 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: corrupted gzip data ({e})") from None
 
 
-def read_idx(path: Path, expected_count: int, *, labels: bool) -> np.ndarray:
-    """An IDX file's content, checked: magic, shape, size and SHA-256.
+def read_idx(path: Path, expected_count: int, *, labels: bool, dataset: str | Dataset = "mnist") -> np.ndarray:
+    """An IDX file's content, checked: magic, shape, size and the SHA-256 that `dataset` declares
+    for a file of this name.
 
     Returns uint8 (count, 28, 28, 1) images or uint8 (count,) labels.
     """
@@ -97,45 +191,53 @@ def read_idx(path: Path, expected_count: int, *, labels: bool) -> np.ndarray:
     expected_body = count * (1 if labels else 28 * 28)
     if body != expected_body:
         raise DataError(f"{path}: truncated: {body} bytes of data, expected {expected_body}")
-    name = path.name.removesuffix(".gz")
-    digest = hashlib.sha256(content).hexdigest()
-    if name in SHA256 and digest != SHA256[name]:
-        raise DataError(f"{path}: SHA-256 mismatch: content is {digest}, expected {SHA256[name]}")
+    _check_sha256(path, hashlib.sha256(content).hexdigest(), dataset_of(dataset))
     array = np.frombuffer(content, np.uint8, offset=header)
     return array if labels else array.reshape(count, 28, 28, 1)
 
 
-def read_split_idx(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's images and labels straight from the IDX files in `directory`, checked."""
-    images_name, labels_name, count = IDX_FILES[split]
-    images = read_idx(find_idx_file(directory, images_name), count, labels=False)
-    labels = read_idx(find_idx_file(directory, labels_name), count, labels=True)
+def _check_sha256(path: Path, digest: str, dataset: Dataset) -> None:
+    name = path.name.removesuffix(".gz")
+    expected = dataset.sha256.get(name)
+    if expected is None or digest == expected:
+        return
+    other = [d for d in DATASETS.values() if d.name != dataset.name and d.sha256.get(name) == digest]
+    hint = f"; that is {other[0].title}'s {name} (--dataset {other[0].name})" if other else ""
+    raise DataError(f"{path}: SHA-256 mismatch: content is {digest}, expected {dataset.title}'s {expected}{hint}")
+
+
+def read_split_idx(directory: Path, split: str, dataset: str | Dataset = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """A split's images and labels straight from `dataset`'s IDX files in `directory`, checked."""
+    dataset = dataset_of(dataset)
+    images_name, labels_name, count = dataset.idx_files[split]
+    images = read_idx(find_idx_file(directory, images_name), count, labels=False, dataset=dataset)
+    labels = read_idx(find_idx_file(directory, labels_name), count, labels=True, dataset=dataset)
     return images, labels
 
 
-class MnistIdx(tfds.core.GeneratorBasedBuilder):
-    """MNIST from the four IDX files in the manual dir (default: the copy bundled with mnist_jax)."""
+class IdxBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A dataset from its four IDX files in the manual dir; one subclass per Dataset (`BUILDERS`),
+    made by `_builder_class`, whose TFDS name is the dataset's `tfds_name`."""
 
+    DATASET: Dataset
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "MNIST from local IDX files, images stored raw."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-        "t10k-labels-idx1-ubyte (each optionally .gz) in the manual dir."
-    )
 
     def _info(self) -> tfds.core.DatasetInfo:
+        names = list(self.DATASET.class_names)
+        digits = names == [str(i) for i in range(len(names))]
         return tfds.core.DatasetInfo(
             builder=self,
-            description="The MNIST handwritten digits, read from the original IDX files.",
+            description=self.DATASET.description,
             features=tfds.features.FeaturesDict({
                 # Raw bytes, not PNG: decoding 70,000 PNGs costs ~8 s per load, raw bytes ~0.1 s.
                 "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8,
                                               encoding=tfds.features.Encoding.BYTES),
-                "label": tfds.features.ClassLabel(num_classes=10),
+                "label": tfds.features.ClassLabel(num_classes=len(names)) if digits
+                else tfds.features.ClassLabel(names=names),
             }),
             supervised_keys=("image", "label"),
-            homepage="http://yann.lecun.com/exdb/mnist/",
-            license="CC BY-SA 3.0",
+            homepage=self.DATASET.homepage,
+            license=self.DATASET.license,
         )
 
     # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
@@ -149,7 +251,7 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         directory = Path(dl_manager.manual_dir)
         # Read and check every file before any example is written.
-        arrays = {split: read_split_idx(directory, split) for split in SPLITS}
+        arrays = {split: read_split_idx(directory, split, self.DATASET) for split in SPLITS}
         return {split: self._generate_examples(*arrays[split]) for split in SPLITS}
 
     def _generate_examples(self, images: np.ndarray, labels: np.ndarray):
@@ -157,8 +259,29 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": images[i], "label": int(labels[i])}
 
 
-def _builder(data_dir: str | os.PathLike | None) -> MnistIdx:
-    return MnistIdx(data_dir=os.fspath(data_dir) if data_dir else None, file_format="array_record")
+def _builder_class(dataset: Dataset) -> type[IdxBuilder]:
+    """The TFDS builder of `dataset`, registered under its tfds_name."""
+    return type(IdxBuilder)(
+        "".join(part.capitalize() for part in dataset.name.split("_")) + "Idx",
+        (IdxBuilder,),
+        {
+            "__module__": __name__,
+            "__doc__": f"{dataset.title} from the four IDX files in the manual dir (default: {dataset.source_dir}).",
+            "name": dataset.tfds_name,
+            "DATASET": dataset,
+            "RELEASE_NOTES": {"1.0.0": f"{dataset.title} from local IDX files, images stored raw."},
+            "MANUAL_DOWNLOAD_INSTRUCTIONS": f"Put {_IDX_FILE_LIST} in the manual dir.",
+        },
+    )
+
+
+BUILDERS: Mapping[str, type[IdxBuilder]] = types.MappingProxyType({name: _builder_class(d) for name, d in DATASETS.items()})
+MnistIdx = BUILDERS["mnist"]
+FashionMnistIdx = BUILDERS["fashion_mnist"]
+
+
+def _builder(data_dir: str | os.PathLike | None, dataset: Dataset) -> IdxBuilder:
+    return BUILDERS[dataset.name](data_dir=os.fspath(data_dir) if data_dir else None, file_format="array_record")
 
 
 @contextlib.contextmanager
@@ -173,25 +296,30 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None) -> Path:
-    """Write the `mnist_idx` dataset into `data_dir` unless it is already there; return its path.
+def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None,
+            dataset: str | Dataset = "mnist") -> Path:
+    """Write `dataset` (a name in DATASETS) into `data_dir` unless it is already there; return its path.
 
-    `manual_dir` holds the four IDX files (`.gz` or not); default: the bundled copy. The files
-    are checked (magic, shape, SHA-256) before anything is written, and TFDS writes into a
-    temporary directory that it renames into place, so a failure leaves nothing half-prepared.
+    `manual_dir` holds the four IDX files (`.gz` or not); default: the dataset's `source_dir` (for
+    MNIST, the bundled copy). The files are checked (magic, shape, the dataset's SHA-256) before
+    anything is written, and TFDS writes into a temporary directory that it renames into place, so
+    a failure leaves nothing half-prepared.
     """
-    manual = Path(manual_dir) if manual_dir else BUNDLED_DIR
-    if not manual.is_dir():
+    spec = dataset_of(dataset)
+    manual = Path(manual_dir) if manual_dir else spec.source_dir
+    if manual_dir and not manual.is_dir():
         raise DataError(f"{manual}: manual dir not found")
-    builder = _builder(data_dir)
+    builder = _builder(data_dir, spec)
     if _prepared(builder):
-        if manual_dir:  # files given again are checked too: they must be MNIST's, as the prepared ones are
+        if manual_dir:  # files given again are checked too: they must be the dataset's, as the prepared ones are
             for split in SPLITS:
-                read_split_idx(manual, split)
+                read_split_idx(manual, split, spec)
         return Path(builder.data_path)
+    if not manual.is_dir():
+        raise DataError(f"{manual}: {spec.title}'s IDX files are not there; {spec.how_to_get}")
     try:
-        with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{DATASET_NAME}.lock"):
-            builder = _builder(data_dir)  # another process may have prepared it while we waited
+        with _exclusive_lock(Path(builder.data_dir).parent.parent / f"{spec.tfds_name}.lock"):
+            builder = _builder(data_dir, spec)  # another process may have prepared it while we waited
             tfds.display_progress_bar(False)  # its bars tell a user of the commands nothing
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
@@ -204,50 +332,55 @@ def prepare(data_dir: str | os.PathLike | None = None, manual_dir: str | os.Path
     return Path(builder.data_path)
 
 
-def is_prepared(data_dir: str | os.PathLike | None = None) -> bool:
-    """Whether `prepare(data_dir)` has written the dataset already (then it reads no IDX file)."""
-    return _prepared(_builder(data_dir))
+def is_prepared(data_dir: str | os.PathLike | None = None, dataset: str | Dataset = "mnist") -> bool:
+    """Whether `prepare(data_dir, dataset=dataset)` has written the dataset already (then it reads no IDX file)."""
+    return _prepared(_builder(data_dir, dataset_of(dataset)))
 
 
-def _prepared(builder: MnistIdx) -> bool:
+def _prepared(builder: IdxBuilder) -> bool:
     return builder.data_path.joinpath("dataset_info.json").exists()
 
 
-def load_split(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(split: str, data_dir: str | os.PathLike | None = None,
+               dataset: str | Dataset = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order.
 
     The arrays are read-only, and kept for the next call in this process as long as the prepared
     files are unchanged (a command that trains, then evaluates and draws, reads them once)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    builder = _builder(data_dir)
+    spec = dataset_of(dataset)
+    builder = _builder(data_dir, spec)
     if not _prepared(builder):
-        raise DataError(f"{builder.data_dir}: MNIST is not prepared there; call mnist_jax.data.prepare(data_dir) first, "
-                        f"or data.load(split, data_dir), which prepares it")
+        how = "prepare(data_dir)" if spec.name == "mnist" else f"prepare(data_dir, dataset={spec.name!r})"
+        raise DataError(f"{builder.data_dir}: {spec.title} is not prepared there; call mnist_jax.data.{how} first, "
+                        f"or data.load(split, data_dir{'' if spec.name == 'mnist' else ', dataset=...'}), "
+                        f"which prepares it")
     files = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(builder.data_path).iterdir()))
-    return _read_split(split, os.fspath(data_dir) if data_dir else None, files)
+    return _read_split(split, os.fspath(data_dir) if data_dir else None, spec.name, files)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_split(split: str, data_dir: str | None, files: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(split: str, data_dir: str | None, dataset: str, files: tuple) -> tuple[np.ndarray, np.ndarray]:
     del files  # part of the cache's key only: changed files are read anew
+    spec = DATASETS[dataset]
     try:
-        source = tfds.data_source(DATASET_NAME, split=split, data_dir=data_dir, download=False)
+        source = tfds.data_source(spec.tfds_name, split=split, data_dir=data_dir, download=False)
         images, labels = _decode_records(source.data_source.__getitems__(range(len(source))))
     except (RuntimeError, ValueError, OSError) as e:  # ArrayRecord's checksums, or bytes that do not parse
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise DataError(f"{_builder(data_dir).data_dir}: the prepared MNIST is damaged ({reason}); delete that "
-                        f"directory and run again to prepare it anew") from None
+        raise DataError(f"{_builder(data_dir, spec).data_dir}: the prepared {spec.title} is damaged ({reason}); "
+                        f"delete that directory and run again to prepare it anew") from None
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
 
 
-def load(split: str, data_dir: str | os.PathLike | None = None,
-         manual_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load(split: str, data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None,
+         dataset: str | Dataset = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """`prepare()` if needed, then `load_split()`."""
-    prepare(data_dir, manual_dir)
-    return load_split(split, data_dir)
+    prepare(data_dir, manual_dir, dataset)
+    return load_split(split, data_dir, dataset)
 
 
 def _decode_records(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import errno
 import signal
 import socket
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -94,6 +95,7 @@ MAX_REQUEST_BYTES = 2_000_000
 MAX_UPLOAD_BYTES = images.MAX_FILE_BYTES + 100_000  # the file and its multipart envelope
 # Requests waiting for the model at once; more are refused ("queue is full") rather than held.
 MAX_QUEUED = 16
+DIGITS = tuple(str(digit) for digit in range(10))  # MNIST's class names
 
 
 def check_port(host: str, port: int) -> None:
@@ -110,9 +112,11 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"cannot serve on {host} port {port}: {reason}") from None
 
 
-def read_digit(params: Params, model: Model, picture: Image.Image | None) -> tuple[str, dict, str]:
+def read_digit(params: Params, model: Model, picture: Image.Image | None,
+               class_names: Sequence[str] = DIGITS) -> tuple[str, dict, str]:
     """What the page shows for a picture read by `images.read_picture`: the 28x28 input the model
-    sees (a PNG data URL; "" for none), the ten probabilities by class name, and a line of text."""
+    sees (a PNG data URL; "" for none), the ten probabilities by class name (`class_names`, the
+    run's dataset's: MNIST's digits by default), and a line of text."""
     if picture is None:
         return "", {}, DRAW_HINT
     try:
@@ -121,7 +125,8 @@ def read_digit(params: Params, model: Model, picture: Image.Image | None) -> tup
         return "", {}, f"No digit found ({e})."
     probs = inference.classify(params, digit[None], model)[0]
     best = int(np.argmax(probs))
-    return png_data_url(images.png_bytes(digit)), {str(c): float(p) for c, p in enumerate(probs)}, f"The model reads a {best} ({probs[best]:.1%})."
+    bars = {name: float(p) for name, p in zip(class_names, probs, strict=True)}
+    return png_data_url(images.png_bytes(digit)), bars, f"The model reads a {class_names[best]} ({probs[best]:.1%})."
 
 
 def png_data_url(png: bytes) -> str:
@@ -208,8 +213,9 @@ async def _refuse(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(params: Params, model: Model, source: str):
-    """The Gradio app and its theme; `source` says where the weights come from, shown on the page.
+def build_app(params: Params, model: Model, source: str, class_names: Sequence[str] = DIGITS):
+    """The Gradio app and its theme; `source` says where the weights come from, shown on the page;
+    the bars are labelled with `class_names`.
 
     API (gradio_client): /classify_drawing takes a drawing as a PNG data URL, /classify_picture a
     picture; both return the 28x28 input as seen, the ten probabilities and a line of text."""
@@ -217,7 +223,7 @@ def build_app(params: Params, model: Model, source: str):
 
     def answer(read) -> tuple[str, dict, str]:
         try:
-            return read_digit(params, model, read())
+            return read_digit(params, model, read(), class_names)
         except images.ImageError as e:  # its message names the drawing or the upload
             return "", {}, f"Could not read {e}."
         finally:
@@ -228,7 +234,7 @@ def build_app(params: Params, model: Model, source: str):
 
     def from_upload(picture: str | None):
         if picture is None:
-            return read_digit(params, model, None)
+            return read_digit(params, model, None, class_names)
         if picture.startswith("data:"):
             return answer(lambda: decode_drawing(picture))
         return answer(lambda: images.read_picture(picture, "the upload"))
@@ -269,8 +275,10 @@ def _first_request(url: str) -> None:
     Client(url, verbose=False).predict(png_data_url(images.png_bytes(stroke)), api_name="/classify_drawing")
 
 
-def serve(params: Params, model: Model, source: str, host: str, port: int, on_start=print) -> None:
-    """Serve the app on host:port until Ctrl-C or SIGTERM; `on_start(url)` once it answers.
+def serve(params: Params, model: Model, source: str, host: str, port: int, on_start=print,
+          class_names: Sequence[str] = DIGITS) -> None:
+    """Serve the app on host:port until Ctrl-C or SIGTERM; `on_start(url)` once it answers; the bars
+    are labelled with `class_names`.
 
     The signals only ask for the stop, which the main thread makes between its checks: the server
     is closed the same way whichever ends it. (Ctrl-C is left alone where the process was started
@@ -279,7 +287,7 @@ def serve(params: Params, model: Model, source: str, host: str, port: int, on_st
     stop = threading.Event()
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
-    app, theme = build_app(params, model, source)
+    app, theme = build_app(params, model, source, class_names)
     try:
         from starlette.middleware import Middleware
 

@@ -111,11 +111,12 @@ def _create(workdir: Path, config: TrainConfig, overwrite: bool) -> rd.RunDir:
     return run_dir
 
 
-def _load_data(options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
-    if not data.is_prepared(options.data_dir):
-        hooks.on_prepare(options.manual_dir or data.BUNDLED_DIR)
-    path = data.prepare(options.data_dir, options.manual_dir)
-    return data.load_split("train", options.data_dir), data.load_split("test", options.data_dir), path
+def _load_data(dataset: str, options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
+    if not data.is_prepared(options.data_dir, dataset):
+        hooks.on_prepare(options.manual_dir or data.DATASETS[dataset].source_dir, dataset)
+    path = data.prepare(options.data_dir, options.manual_dir, dataset)
+    return (data.load_split("train", options.data_dir, dataset), data.load_split("test", options.data_dir, dataset),
+            path)
 
 
 def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None,
@@ -132,7 +133,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks), *extra_hooks])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
-    train_data, test_data, dataset = _load_data(options, hooks)
+    train_data, test_data, dataset = _load_data(config.dataset, options, hooks)
     for flag, wanted, split in (("train-examples", config.train_examples, train_data),
                                 ("test-examples", config.test_examples, test_data)):
         if wanted is not None and wanted > len(split[1]):
@@ -178,6 +179,7 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
     figures = {
         "training.svg": plotting.plot_history(outcome.history),
         "classification.svg": plotting.classification_sample(first_seed, model_for(config), images, labels,
-                                                             jax.random.key(config.seed)),
+                                                             jax.random.key(config.seed),
+                                                             class_names=data.DATASETS[config.dataset].class_names),
     }
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()})

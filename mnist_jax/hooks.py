@@ -51,8 +51,9 @@ class Hook:
     # spread over several devices, where every process must dispatch the same programs.
     progress_chunks: int = 1
 
-    def on_prepare(self, source: Path) -> None:
-        """The dataset is about to be prepared from the IDX files in `source` (once per data dir)."""
+    def on_prepare(self, source: Path, dataset: str = "mnist") -> None:
+        """The dataset `dataset` (a name in data.DATASETS) is about to be prepared from the IDX files
+        in `source` (once per data dir)."""
 
     def on_start(self, start: Start) -> None:
         """Data, devices and the starting point are settled; training starts next."""
@@ -84,9 +85,9 @@ class Hooks(Hook):
         self.hooks = tuple(hooks)
         self.progress_chunks = max((h.progress_chunks for h in self.hooks), default=1)
 
-    def on_prepare(self, source):
+    def on_prepare(self, source, dataset="mnist"):
         for h in self.hooks:
-            h.on_prepare(source)
+            h.on_prepare(source, dataset)
 
     def on_start(self, start):
         for h in self.hooks:

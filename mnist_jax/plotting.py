@@ -3,6 +3,9 @@
     fig = plot_history(history)                       # loss and accuracy per epoch, 0.98 dotted
     fig = plot_classification(images, labels, preds)  # 2x3 test digits, "label: L / prediction: P"
     save_figure(fig, "figures/training.svg")
+
+The figures of test images name the classes by `class_names` (a dataset's, `data.DATASETS[name]
+.class_names`); without them, or with MNIST's digits, by their number, as the notebook does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
 from mnist_jax.inference import predict
 from mnist_jax.model import Model, Params
+
+
+def _name(c: int, class_names: Sequence[str] | None) -> str:
+    return class_names[int(c)] if class_names is not None else str(int(c))
+
+
+def _named_classes(class_names: Sequence[str] | None) -> Sequence[str] | None:
+    """The class names, or None for none or MNIST's digits (axes then keep their number ticks)."""
+    if class_names is None or list(class_names) == [str(i) for i in range(len(class_names))]:
+        return None
+    return class_names
 
 
 def plot_history(history: Mapping[str, Sequence]) -> Figure:
@@ -65,8 +79,8 @@ def plot_history(history: Mapping[str, Sequence]) -> Figure:
 
 
 def plot_classification(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int],
-                        size: tuple[int, int] = (2, 3)) -> Figure:
-    """A grid of digits titled with their label and the model's prediction."""
+                        size: tuple[int, int] = (2, 3), class_names: Sequence[str] | None = None) -> Figure:
+    """A grid of images titled with their label and the model's prediction."""
     rows, cols = size
     fig = Figure(figsize=(cols * 3, rows * 3))
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -74,36 +88,40 @@ def plot_classification(images: np.ndarray, labels: Sequence[int], predictions: 
         ax.axis("off")
     for ax, image, label, prediction in zip(axes.flat, images, labels, predictions):
         ax.imshow(np.asarray(image).squeeze(-1) if np.ndim(image) == 3 else image, cmap="gray")
-        ax.set_title(f"label: {int(label)} / prediction: {int(prediction)}", y=-0.13)
+        ax.set_title(f"label: {_name(label, class_names)} / prediction: {_name(prediction, class_names)}", y=-0.13)
     fig.suptitle("Classification result", fontsize=15)
     fig.tight_layout()
     return fig
 
 
-def plot_confusion_matrix(confusion: np.ndarray) -> Figure:
+def plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str] | None = None) -> Figure:
     """Counts of (true, predicted) test classes; colour on a log scale so the few errors show."""
     confusion = np.asarray(confusion)
-    fig = Figure(figsize=(7, 6))
+    names = _named_classes(class_names)
+    fig = Figure(figsize=(7, 6) if names is None else (8, 7))
     ax = fig.subplots()
     image = ax.imshow(np.log10(confusion + 1), cmap="Blues")
     for (t, p), count in np.ndenumerate(confusion):
         if count:
             ax.text(p, t, str(count), ha="center", va="center", fontsize=9,
                     color="white" if t == p else "black")
-    ax.set_xticks(range(len(confusion)))
-    ax.set_yticks(range(len(confusion)))
+    ax.set_xticks(range(len(confusion)), labels=names)
+    ax.set_yticks(range(len(confusion)), labels=names)
+    if names is not None:
+        ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel("Predicted", fontsize=13)
     ax.set_ylabel("True", fontsize=13)
     errors = int(confusion.sum() - np.trace(confusion))
-    ax.set_title(f"Confusion matrix: {errors} errors in {int(confusion.sum())} test digits", fontsize=13)
+    what = "digits" if names is None else "images"
+    ax.set_title(f"Confusion matrix: {errors} errors in {int(confusion.sum())} test {what}", fontsize=13)
     fig.colorbar(image, ax=ax, label="log10(count + 1)")
     fig.tight_layout()
     return fig
 
 
 def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                            size: tuple[int, int] = (3, 6)) -> Figure:
-    """The misclassified digits the model was surest of, titled with true label, prediction and probability."""
+                            size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> Figure:
+    """The misclassified images the model was surest of, titled with true label, prediction and probability."""
     predictions = probabilities.argmax(1)
     wrong = np.flatnonzero(predictions != labels)
     order = wrong[np.argsort(-probabilities[wrong, predictions[wrong]])][: size[0] * size[1]]
@@ -114,7 +132,8 @@ def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilitie
         ax.axis("off")
     for ax, i in zip(axes.flat, order):
         ax.imshow(images[i].squeeze(-1), cmap="gray")
-        ax.set_title(f"true {labels[i]} / pred {predictions[i]}\np = {probabilities[i, predictions[i]]:.3f}",
+        ax.set_title(f"true {_name(labels[i], class_names)} / pred {_name(predictions[i], class_names)}\n"
+                     f"p = {probabilities[i, predictions[i]]:.3f}",
                      fontsize=9)
     fig.suptitle(f"Most confident mistakes ({len(wrong)} errors in all)", fontsize=15)
     fig.tight_layout()
@@ -143,8 +162,9 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> None:
 
 
 def classification_sample(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
-                          key: jax.Array, size: tuple[int, int] = (2, 3)) -> Figure:
-    """`plot_classification` of randomly chosen test digits, as the notebook's last cell."""
+                          key: jax.Array, size: tuple[int, int] = (2, 3),
+                          class_names: Sequence[str] | None = None) -> Figure:
+    """`plot_classification` of randomly chosen test images, as the notebook's last cell."""
     idx = np.asarray(jax.random.randint(key, (size[0] * size[1],), 0, len(labels)))
     predictions = np.asarray(predict(params, images[idx], model))
-    return plot_classification(images[idx], labels[idx], predictions, size)
+    return plot_classification(images[idx], labels[idx], predictions, size, class_names)

@@ -77,6 +77,18 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def fashion_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fashion-MNIST, prepared once for the whole run from Debian's dataset-fashion-mnist, in a data
+    dir of its own. `.ci/run` installs the package; elsewhere the tests that need it are skipped
+    without it (failed under CI)."""
+    if not data.FASHION_MNIST.source_dir.is_dir() and not os.environ.get("CI"):
+        pytest.skip(f"{data.FASHION_MNIST.source_dir} is missing: apt-get install dataset-fashion-mnist")
+    directory = shared_dir(tmp_path_factory) / "tfds-fashion"
+    data.prepare(directory, dataset="fashion_mnist")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def mnist(data_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {split: data.load_split(split, data_dir) for split in data.SPLITS}
 

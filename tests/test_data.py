@@ -1,14 +1,21 @@
+import dataclasses
 import gzip
 import hashlib
+import json
 import multiprocessing
+import re
 import shutil
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import SMALL_FLAGS
+from PIL import Image
 
-from mnist_jax import data
+from mnist_jax import config, console, data, summaries
+from mnist_jax.hooks import Hooks
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -123,8 +130,8 @@ def test_two_processes_preparing_at_once_prepare_it_once_and_quietly(tmp_path, c
     assert "Downloading and preparing" not in output and "downloaded and prepared" not in output
 
 
-def _assert_nothing_prepared(data_dir: Path) -> None:
-    leftovers = list((data_dir / data.DATASET_NAME).glob("*")) if (data_dir / data.DATASET_NAME).exists() else []
+def _assert_nothing_prepared(data_dir: Path, name: str = data.DATASET_NAME) -> None:
+    leftovers = list((data_dir / name).glob("*")) if (data_dir / name).exists() else []
     assert leftovers == []
 
 
@@ -166,3 +173,119 @@ def test_corrupted_gzip_is_named(tmp_path):
     _corrupt(manual / "t10k-labels-idx1-ubyte.gz", lambda b: b[:-20])
     with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte.gz: corrupted gzip"):
         data.read_split_idx(manual, "test")
+
+
+# Datasets as a setting -------------------------------------------------------------------------
+
+FASHION_FIRST_LABELS = {"train": [9, 0, 0, 3, 0, 2, 7, 2, 5, 5], "test": [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]}
+
+
+def test_the_config_names_the_datasets_that_data_declares():
+    assert typing.get_args(config.DatasetName) == tuple(data.DATASETS)
+    for name, dataset in data.DATASETS.items():
+        assert dataset.name == name and len(dataset.class_names) == 10
+        assert set(dataset.sha256) == set(dataset.file_names)
+        assert data.BUILDERS[name].name == dataset.tfds_name == f"{name}_idx"
+    assert data.MnistIdx.name == data.DATASET_NAME == "mnist_idx"
+    assert config.TrainConfig.from_dict({"epochs": 3}).dataset == "mnist"  # a run saved before the setting
+
+
+def test_tensorboard_tags_keep_mnists_and_name_other_classes():
+    assert summaries.class_tags(data.MNIST.class_names) == [f"test/accuracy_class_{c}" for c in range(10)]
+    tags = summaries.class_tags(data.FASHION_MNIST.class_names)
+    assert tags[0] == "test/accuracy_class_0_T_shirt_top" and tags[9] == "test/accuracy_class_9_Ankle_boot"
+
+
+def raw_labels(directory: Path, name: str) -> np.ndarray:
+    return np.frombuffer(gzip.decompress((directory / f"{name}.gz").read_bytes()), np.uint8, offset=8)
+
+
+def test_fashion_mnist_prepares_and_loads_its_idx_examples(fashion_data_dir):
+    source = data.FASHION_MNIST.source_dir
+    assert data.is_prepared(fashion_data_dir, "fashion_mnist") and not data.is_prepared(fashion_data_dir)
+    for split, count in (("train", 60_000), ("test", 10_000)):
+        images, labels = data.load_split(split, fashion_data_dir, dataset="fashion_mnist")
+        assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
+        assert labels.shape == (count,) and labels.dtype == np.int32
+        assert np.bincount(labels).tolist() == [count // 10] * 10
+        idx_images, idx_labels = data.read_split_idx(source, split, "fashion_mnist")
+        assert idx_labels[:10].tolist() == FASHION_FIRST_LABELS[split]
+        np.testing.assert_array_equal(idx_labels, raw_labels(source, data.FASHION_MNIST.idx_files[split][1]))
+        np.testing.assert_array_equal(as_multiset(images, labels), as_multiset(idx_images, idx_labels))
+    assert data.prepare(fashion_data_dir, dataset="fashion_mnist") == fashion_data_dir / "fashion_mnist_idx" / "1.0.0"
+
+
+def _fashion_manual_dir(directory: Path) -> Path:
+    """Fashion-MNIST's four files, linked into `directory`."""
+    directory.mkdir()
+    for gz in data.FASHION_MNIST.source_dir.glob("*.gz"):
+        (directory / gz.name).symlink_to(gz)
+    return directory
+
+
+def test_fashion_mnists_checksums_are_checked(tmp_path):
+    manual = _fashion_manual_dir(tmp_path / "manual")
+    name = "t10k-labels-idx1-ubyte"
+    content = gzip.decompress((manual / f"{name}.gz").read_bytes())
+    (manual / f"{name}.gz").unlink()
+    (manual / name).write_bytes(content[:-1] + bytes([(content[-1] + 1) % 10]))
+    with pytest.raises(data.DataError, match=rf"{name}: SHA-256 mismatch: .* expected Fashion-MNIST's ") as info:
+        data.prepare(tmp_path / "tfds", manual_dir=manual, dataset="fashion_mnist")
+    assert "\n" not in str(info.value)
+    _assert_nothing_prepared(tmp_path / "tfds", "fashion_mnist_idx")
+
+
+def test_fashion_mnists_files_as_mnist_are_refused_naming_both_datasets(tmp_path):
+    manual = _fashion_manual_dir(tmp_path / "manual")
+    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.gz: SHA-256 mismatch: content is \w+, "
+                                             r"expected MNIST's \w+; that is Fashion-MNIST's train-images-idx3-ubyte "
+                                             r"\(--dataset fashion_mnist\)$") as info:
+        data.prepare(tmp_path / "tfds", manual_dir=manual)
+    assert "\n" not in str(info.value)
+    _assert_nothing_prepared(tmp_path / "tfds")
+
+
+def test_absent_fashion_mnist_files_say_how_to_get_them(tmp_path):
+    elsewhere = dataclasses.replace(data.FASHION_MNIST, source_dir=tmp_path / "nowhere")
+    with pytest.raises(data.DataError) as info:
+        data.prepare(tmp_path / "tfds", dataset=elsewhere)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'nowhere'}: Fashion-MNIST's IDX files are not there; ")
+    assert "apt-get install dataset-fashion-mnist" in message and "--manual-dir DIR" in message
+    assert "\n" not in message
+    with pytest.raises(data.DataError, match=r"Fashion-MNIST is not prepared there; call "
+                                             r"mnist_jax.data.prepare\(data_dir, dataset='fashion_mnist'\) first"):
+        data.load_split("test", tmp_path / "tfds", dataset="fashion_mnist")
+
+
+def test_the_preparing_line_names_the_dataset(capsys):
+    hooks = Hooks([console.Printer()])
+    hooks.on_prepare(Path("/data/fashion"), "fashion_mnist")
+    hooks.on_prepare(data.BUNDLED_DIR)
+    assert capsys.readouterr().out.splitlines() == [
+        "Preparing Fashion-MNIST from /data/fashion (once, a few seconds)",
+        f"Preparing MNIST from {data.BUNDLED_DIR} (once, a few seconds)"]
+
+
+def test_an_unknown_dataset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        data.prepare(tmp_path, dataset="cifar10")
+
+
+def test_train_on_fashion_mnist_names_it(fashion_data_dir, tmp_path):
+    from test_cli import LINE, mnist_jax
+
+    code, stdout, stderr = mnist_jax("train", "--dataset", "fashion_mnist", "--epochs", 1, *SMALL_FLAGS,
+                                     "--data-dir", fashion_data_dir, "--run-dir", tmp_path / "run", "--no-tensorboard")
+    assert code == 0, stderr
+    assert f"Fashion-MNIST: 1024 train / 1024 test examples from {fashion_data_dir}/fashion_mnist_idx/1.0.0" in stdout
+    assert sum(bool(LINE.match(line)) for line in stdout.splitlines()) == 1
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["config"]["dataset"] == "fashion_mnist"
+    names = "|".join(map(re.escape, data.FASHION_MNIST.class_names))
+    assert re.search(rf"label: ({names}) ", (tmp_path / "run" / "classification.svg").read_text())
+    images, _ = data.load_split("test", fashion_data_dir, dataset="fashion_mnist")
+    Image.fromarray(images[0, :, :, 0]).save(tmp_path / "item.png")
+    code, stdout, stderr = mnist_jax("predict", tmp_path / "item.png", "--run", tmp_path / "run", "--top", 2)
+    assert code == 0, stderr
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'item.png'))}: ({names}) \(0\.\d{{4}}\)  ({names}) \(0\.\d{{4}}\)\n",
+                        stdout), stdout

@@ -218,3 +218,17 @@ def test_without_the_demo_extra_the_error_says_how_to_install_it(monkeypatch, ca
 def test_an_unknown_host_is_a_one_line_error(capsys):
     assert cli.execute(["demo", "--host", "no-such-host.invalid", "--port", str(free_port())]) == 2
     assert capsys.readouterr().err.startswith("mnist-jax demo: error: --host no-such-host.invalid: not an address")
+
+
+def test_the_bars_are_named_after_the_runs_classes(tmp_path):
+    from mnist_jax import demo, images, rundir
+    from mnist_jax.model import model_for
+
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    picture = images.read_picture(pad_drawing(tmp_path / "pad.png"), "the drawing")
+    _, bars, text = demo.read_digit(params, model_for(config), picture)
+    assert sorted(bars) == [str(digit) for digit in range(10)] and text.startswith("The model reads a 7 (")
+    fashion = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    _, named, text = demo.read_digit(params, model_for(config), picture, fashion)
+    assert list(named) == list(fashion) and list(named.values()) == [bars[str(c)] for c in range(10)]
+    assert text.startswith("The model reads a Sneaker (")

@@ -70,3 +70,33 @@ def test_confident_mistakes_shows_the_surest_errors_first():
     fig = plot_confident_mistakes(np.zeros((4, 28, 28, 1), np.uint8), labels, probs, size=(1, 3))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["true 2 / pred 5\np = 0.950", "true 1 / pred 7\np = 0.600", ""]
+
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def test_figures_name_the_classes_when_given_their_names():
+    images = np.zeros((2, 28, 28, 1), np.uint8)
+    fig = plot_classification(images, [0, 9], [6, 9], size=(1, 2), class_names=FASHION)
+    assert [ax.get_title() for ax in fig.axes] == ["label: T-shirt/top / prediction: Shirt",
+                                                   "label: Ankle boot / prediction: Ankle boot"]
+    confusion = np.diag([5] * 10)
+    confusion[0, 6] = 2
+    ax = plot_confusion_matrix(confusion, FASHION).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(FASHION)
+    assert ax.get_title() == "Confusion matrix: 2 errors in 52 test images"
+    probs = np.full((1, 10), 0.01)
+    probs[0, 6] = 0.9
+    fig = plot_confident_mistakes(images[:1], np.array([0]), probs, size=(1, 1), class_names=FASHION)
+    assert fig.axes[0].get_title() == "true T-shirt/top / pred Shirt\np = 0.900"
+
+
+def test_mnist_class_names_draw_the_same_figures_as_none(tmp_path):
+    digits = tuple(map(str, range(10)))
+    confusion = np.diag([5] * 10)
+    confusion[7, 2] = 3
+    save_figure(plot_confusion_matrix(confusion), tmp_path / "a.svg")
+    save_figure(plot_confusion_matrix(confusion, digits), tmp_path / "b.svg")
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    fig = plot_classification(np.zeros((1, 28, 28, 1), np.uint8), [3], [5], size=(1, 1), class_names=digits)
+    assert fig.axes[0].get_title() == "label: 3 / prediction: 5"
