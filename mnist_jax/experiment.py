@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,16 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
     default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
     `mnist-jax train --hook` does)."""
     workdir = Path(workdir) if workdir is not None else default_workdir()
+    fresh = not workdir.is_dir() or not any(workdir.iterdir())  # default_workdir made it empty
     with _create(workdir, config, options.overwrite) as run_dir:
-        return _train(run_dir, None, options, hooks, extra_hooks)
+        try:
+            return _train(run_dir, None, options, hooks, extra_hooks)
+        except BaseException:
+            # A run that failed before its first epoch (a setting the data refuses, a model that
+            # does not build) leaves no directory behind that it made: nothing in it is worth keeping.
+            if fresh and run_dir.primary and not (workdir / rd.HISTORY_FILE).exists():
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
 
 
 def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None, options: RunOptions = RunOptions(),
