@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from mnist_jax.errors import ConfigError
 
+Network = Literal["cnn"]
 ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
 ModelForm = Literal["linen", "nnx"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -165,10 +166,12 @@ class TrainConfig(_Checked):
                                          minimum=1, default_text="all", metavar="N")
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
+    network: Network = setting("cnn", "the network: cnn, the notebook's (two 3x3 convolutions, ReLU and 2x2 max "
+                                      "pooling, then one dense layer; see mnist_jax.models)")
     model: ModelForm = setting("linen", "the model's Flax API: linen (the reference) or nnx, the same network, "
                                         "parameters and numbers (see mnist_jax.model_nnx)")
     conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
-                                     "fastest measured for the backend (see mnist_jax.model)")
+                                     "fastest measured for the backend (see mnist_jax.kernels)")
     microbatch: int | None = setting(
         None, "compute each batch's gradient in slices of N examples, one after another, and add them up: the "
               "same result up to float rounding; auto: 32 on a CPU, where a slice's activations stay in the "
