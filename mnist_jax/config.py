@@ -90,8 +90,8 @@ class Field:
                     Path: "a path"}[self.kind]
             raise ConfigError(f"{self.name} must be {kind}, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{self.name} must be {', '.join(self.choices[:-1])} or {self.choices[-1]}, "
-                              f"got {value!r}")
+            *others, last = self.choices
+            raise ConfigError(f"{self.name} must be {', '.join(others) + ' or ' if others else ''}{last}, got {value!r}")
         if number:
             if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
                 raise ConfigError(f"{self.name} must be in {self.minimum:g} ... {self.maximum:_}, got {value}")

@@ -45,7 +45,7 @@ class NetworkSpec:
         return self.build(config)
 
 
-def cnn(config: TrainConfig) -> Model:
+def build_cnn(config: TrainConfig) -> Model:
     """The notebook's CNN, as a linen module or its NNX twin (`--model`), in the `--conv` formulation."""
     if config.model == "nnx":
         from mnist_jax.model_nnx import NnxModel  # on use: flax.nnx adds 0.35 s to every command's start
@@ -54,7 +54,7 @@ def cnn(config: TrainConfig) -> Model:
     return LinenModel(Classifier(conv=config.conv, precision=config.precision))
 
 
-CNN = NetworkSpec("cnn", cnn, settings=("model", "conv", "precision"))
+CNN = NetworkSpec("cnn", build_cnn, settings=("model", "conv", "precision"))
 NETWORKS: Mapping[str, NetworkSpec] = types.MappingProxyType({spec.name: spec for spec in (CNN,)})
 
 

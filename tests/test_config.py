@@ -24,6 +24,13 @@ def test_impossible_settings_are_user_errors(bad):
     assert isinstance(info.value, UserError) and next(iter(bad)) in str(info.value)
 
 
+def test_a_wrong_choice_names_the_choices():
+    with pytest.raises(ConfigError, match=r"^network must be cnn, got 'resnet'$"):
+        TrainConfig(network="resnet")
+    with pytest.raises(ConfigError, match=r"^precision must be default, high or highest, got 'tf32'$"):
+        TrainConfig(precision="tf32")
+
+
 def test_a_saved_config_reads_back_and_older_ones_take_new_defaults():
     config = TrainConfig(epochs=3, seeds=2, precision="highest")
     assert TrainConfig.from_dict(dataclasses.asdict(config)) == config
