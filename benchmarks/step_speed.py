@@ -30,7 +30,7 @@ import numpy as np
 
 from mnist_jax import environment, loop
 from mnist_jax.config import TrainConfig
-from mnist_jax.model import model_for
+from mnist_jax.models import model_for
 from mnist_jax.steps import Batch, mean_loss
 
 

@@ -86,7 +86,7 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     from PIL import Image
 
     from mnist_jax import demo, rundir
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     drawing = demo.png_data_url(digit.read_bytes())

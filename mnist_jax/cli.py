@@ -233,7 +233,7 @@ def evaluate(args: argparse.Namespace) -> int:
     import jax
 
     from mnist_jax import data, history, loop
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
     from mnist_jax.steps import eval_batch_size
 
     config, hist, params = _load(args)
@@ -253,7 +253,7 @@ def predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mnist_jax import data, images, inference, rundir
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = _load(args)
     names = data.DATASETS[config.dataset].class_names
@@ -298,7 +298,7 @@ def plot_classification(args: argparse.Namespace) -> int:
     import jax
 
     from mnist_jax import data, plotting
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
@@ -319,7 +319,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     from mnist_jax import data, plotting, rundir
     from mnist_jax.history import class_accuracy
     from mnist_jax.inference import classify
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
     from mnist_jax.steps import confusion_matrix
 
     config, _, params = _load(args)
@@ -344,7 +344,7 @@ def export(args: argparse.Namespace) -> int:
     _configure(args)
     from mnist_jax import export as exporting
     from mnist_jax.files import write_atomic
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, history, params = _load(args)
     if args.format == "onnx":
@@ -377,7 +377,7 @@ def demo(args: argparse.Namespace) -> int:
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
     from mnist_jax import data
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = _load(args)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"

@@ -22,6 +22,7 @@ from mnist_jax.errors import ConfigError
 
 # The names of mnist_jax.data.DATASETS (this module does not import data, which imports TFDS).
 DatasetName = Literal["mnist", "fashion_mnist"]
+Network = Literal["cnn"]
 ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
 ModelForm = Literal["linen", "nnx"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -96,8 +97,8 @@ class Field:
                     Path: "a path"}[self.kind]
             raise ConfigError(f"{self.name} must be {kind}, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{self.name} must be {', '.join(self.choices[:-1])} or {self.choices[-1]}, "
-                              f"got {value!r}")
+            *others, last = self.choices
+            raise ConfigError(f"{self.name} must be {', '.join(others) + ' or ' if others else ''}{last}, got {value!r}")
         if number:
             if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
                 raise ConfigError(f"{self.name} must be in {self.minimum:g} ... {self.maximum:_}, got {value}")
@@ -174,6 +175,8 @@ class TrainConfig(_Checked):
                                          minimum=1, default_text="all", metavar="N")
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
+    network: Network = setting("cnn", "the network: cnn, the notebook's (two 3x3 convolutions, ReLU and 2x2 max "
+                                      "pooling, then one dense layer; see mnist_jax.models)")
     augment: Augment = setting("none", "random changes to each training batch, drawn on the device with each "
                                        "step's own key: none (the notebook's) or shift (each digit moved by up to "
                                        "--augment-shift pixels each way)")
@@ -182,7 +185,7 @@ class TrainConfig(_Checked):
     model: ModelForm = setting("linen", "the model's Flax API: linen (the reference) or nnx, the same network, "
                                         "parameters and numbers (see mnist_jax.model_nnx)")
     conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
-                                     "fastest measured for the backend (see mnist_jax.model)")
+                                     "fastest measured for the backend (see mnist_jax.kernels)")
     microbatch: int | None = setting(
         None, "compute each batch's gradient in slices of N examples, one after another, and add them up: the "
               "same result up to float rounding; auto: 32 on a CPU, where a slice's activations stay in the "

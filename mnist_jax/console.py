@@ -19,7 +19,7 @@ import jax
 from mnist_jax.config import Progress
 from mnist_jax.history import epoch_entry, format_epoch
 from mnist_jax.hooks import Hook, Start
-from mnist_jax.model import model_summary, param_shapes
+from mnist_jax.models import model_summary, param_shapes
 
 # Updates per epoch when a progress bar is shown: each is one more dispatch, about 70 ms on a 2-core
 # CPU (an epoch in 20 scans took 17.6 s against 16.2 s in one), so the bar moves in tenths.

@@ -33,7 +33,7 @@ from mnist_jax.checkpoints import Checkpointer, CheckpointHook, Restored
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
-from mnist_jax.model import model_for
+from mnist_jax.models import model_for
 from mnist_jax.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
 from mnist_jax.summaries import TensorBoard

@@ -30,7 +30,8 @@ from mnist_jax import parallel
 from mnist_jax.augment import augmentation_for
 from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
 from mnist_jax.hooks import Hook, Hooks
-from mnist_jax.model import Model, model_for
+from mnist_jax.model import Model
+from mnist_jax.models import model_for
 from mnist_jax.optimizer import learning_rate, make_optimizer
 from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_batch_size, evaluate, num_batches,
                              shuffle, train_steps)

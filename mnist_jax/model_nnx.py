@@ -25,30 +25,22 @@ import jax
 from flax import nnx
 
 from mnist_jax.config import ConvImpl, Precision
-from mnist_jax.model import (NUM_CLASSES, LinenModel, Params, conv_as_matmul, conv_im2col, matmul_precision,
-                             max_pool_2x2, max_pool_first, resolve_conv_impl, to_float, torch_uniform)
+from mnist_jax.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
+from mnist_jax.model import NUM_CLASSES, LinenModel, Params, to_float, torch_uniform
 from mnist_jax.model import Classifier as LinenClassifier
 
 
 class ConvReluPool(nnx.Module):
     """conv 3x3 (VALID, with bias) - ReLU - 2x2 max pool; `kernel` and `bias` as linen's."""
 
-    def __init__(self, in_features: int, features: int, impl: str, precision: Any, *, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, features: int, impl: Formulation, precision: Any, *, rngs: nnx.Rngs):
         fan_in = 3 * 3 * in_features
         self.kernel = nnx.Param(torch_uniform(fan_in)(rngs.params(), (3, 3, in_features, features)))
         self.bias = nnx.Param(torch_uniform(fan_in)(rngs.params(), (features,)))
         self.impl, self.precision = impl, precision
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel, bias = self.kernel[...], self.bias[...]
-        if self.impl == "custom_vjp":  # pooled before the bias and ReLU, as in the linen module
-            return jax.nn.relu(max_pool_first(conv_im2col(x, kernel, self.precision)) + bias)
-        if self.impl == "matmul":
-            return max_pool_2x2(jax.nn.relu(conv_as_matmul(x, kernel, self.precision) + bias))
-        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                         precision=self.precision)
-        return jax.lax.reduce_window(jax.nn.relu(y + bias), -jax.numpy.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
-                                     "VALID")
+        return conv_relu_pool(x, self.kernel[...], self.bias[...], self.impl, self.precision)
 
 
 class Classifier(nnx.Module):

@@ -40,7 +40,8 @@ from mnist_jax import history as hist
 from mnist_jax.config import TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.model import Params, param_shapes
+from mnist_jax.model import Params
+from mnist_jax.models import param_shapes
 
 HISTORY_FILE = "history.json"
 PARAMS_FILE = "params.msgpack"

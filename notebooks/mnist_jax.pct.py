@@ -39,7 +39,7 @@ import os
 
 import jax
 
-from mnist_jax import data, environment, history, loop, model, plotting, steps
+from mnist_jax import data, environment, history, loop, models, plotting, steps
 from mnist_jax.config import TrainConfig
 
 # %matplotlib inline
@@ -85,14 +85,15 @@ print(train_images.shape, train_images.dtype, test_images.shape)
 # %% [markdown]
 # ## Define a model
 #
-# `model.Classifier` is a Flax linen module: conv(1->32, 3x3), ReLU, max-pool 2, conv(32->64, 3x3),
-# ReLU, max-pool 2, flatten, linear(1600->10), as the PyTorch class. It holds no weights: they
-# live in a separate tree of arrays (`params`), passed to `apply` on every call. Images are NHWC
-# (28, 28, 1) where PyTorch's are NCHW. `model_for` wraps it in the two pure functions everything
-# else calls, `init(key)` and `apply(params, uint8_images)`.
+# `Classifier` (`mnist_jax/model.py`, one screen) is a Flax linen module: conv(1->32, 3x3), ReLU,
+# max-pool 2, conv(32->64, 3x3), ReLU, max-pool 2, flatten, linear(1600->10), as the PyTorch class.
+# It holds no weights: they live in a separate tree of arrays (`params`), passed to `apply` on
+# every call. Images are NHWC (28, 28, 1) where PyTorch's are NCHW. `models.model_for` builds the
+# network the config names (`config.network`, this CNN) and wraps it in the two pure functions
+# everything else calls, `init(key)` and `apply(params, uint8_images)`.
 
 # %%
-classifier = model.model_for(config)
+classifier = models.model_for(config)
 classifier
 
 # %% [markdown]
@@ -105,7 +106,7 @@ classifier
 # %%
 steps_per_epoch = steps.num_batches(len(train_labels), config.batch_size)
 state = loop.initial_state(config)
-print(model.model_summary(state.params))
+print(models.model_summary(state.params))
 
 # %% [markdown]
 # ## Define the training procedure

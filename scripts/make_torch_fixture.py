@@ -5,7 +5,7 @@ Needs torch (mnist_jax never imports it; the model is benchmarks/torch_notebook.
     pip install -e ".[torch]" && python scripts/make_torch_fixture.py
 
 The fixture holds the `state_dict` arrays under their PyTorch names, 16 test images (uint8, NCHW)
-and the PyTorch logits; tests/test_model.py checks `params_from_torch` reproduces them within 1e-5.
+and the PyTorch logits; tests/test_torch_params.py checks `params_from_torch` reproduces them within 1e-5.
 """
 
 from __future__ import annotations

@@ -325,7 +325,7 @@ def test_help_explains_the_flags(capsys):
 def full_test_metrics(run_dir: Path, mnist) -> tuple[float, float]:
     """Loss and accuracy of a run's params on all 10,000 test digits, computed here on the host."""
     from mnist_jax.inference import classify
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = rundir.load_run(run_dir)
     images, labels = mnist["test"]
@@ -357,7 +357,7 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
     run_dir, _ = finished_run
     config, _, params = rundir.load_run(run_dir)
     from mnist_jax.inference import classify
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     images, labels = (a[:300] for a in mnist["test"])
     probs = classify(params, images, model_for(config))
@@ -380,7 +380,7 @@ def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     """(test_weights evaluates them on the whole test set, as `evaluate` without a run does.)"""
     record = rundir.read_record(rundir.BUNDLED_RUN)
     from mnist_jax.inference import classify
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     images, labels = (a[:50] for a in mnist["test"])

@@ -16,18 +16,26 @@ def test_defaults_are_the_notebooks_hyperparameters():
                                  {"train_examples": 0}, {"precision": "tf32"}, {"conv": "fft"}, {"seed": -1},
                                  {"seed": 99999999999999999999}, {"seed": 2**31 - 2, "seeds": 3},
                                  {"microbatch": 100}, {"test_batch_size": 100.5}, {"seed": 0.5}, {"epochs": True},
-                                 {"learning_rate": float("nan")}, {"learning_rate": "1e-4"}, {"conv": 3}])
+                                 {"learning_rate": float("nan")}, {"learning_rate": "1e-4"}, {"conv": 3},
+                                 {"network": "resnet"}])
 def test_impossible_settings_are_user_errors(bad):
     with pytest.raises(ConfigError) as info:
         TrainConfig(**bad)
     assert isinstance(info.value, UserError) and next(iter(bad)) in str(info.value)
 
 
+def test_a_wrong_choice_names_the_choices():
+    with pytest.raises(ConfigError, match=r"^network must be cnn, got 'resnet'$"):
+        TrainConfig(network="resnet")
+    with pytest.raises(ConfigError, match=r"^precision must be default, high or highest, got 'tf32'$"):
+        TrainConfig(precision="tf32")
+
+
 def test_a_saved_config_reads_back_and_older_ones_take_new_defaults():
     config = TrainConfig(epochs=3, seeds=2, precision="highest")
     assert TrainConfig.from_dict(dataclasses.asdict(config)) == config
-    older = {k: v for k, v in dataclasses.asdict(config).items() if k != "precision"}
-    assert TrainConfig.from_dict(older).precision == "default"
+    older = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("precision", "network")}
+    assert TrainConfig.from_dict(older).precision == "default" and TrainConfig.from_dict(older).network == "cnn"
     with pytest.raises(ConfigError, match="unknown settings nesterov"):
         TrainConfig.from_dict({**older, "nesterov": True})
 

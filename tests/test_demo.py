@@ -222,7 +222,7 @@ def test_an_unknown_host_is_a_one_line_error(capsys):
 
 def test_the_bars_are_named_after_the_runs_classes(tmp_path):
     from mnist_jax import demo, images, rundir
-    from mnist_jax.model import model_for
+    from mnist_jax.models import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     picture = images.read_picture(pad_drawing(tmp_path / "pad.png"), "the drawing")

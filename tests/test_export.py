@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnist_jax import cli, inference, rundir
-from mnist_jax.model import model_for
+from mnist_jax.models import model_for
 
 # In a fresh process, with JAX and NumPy only: the exported file's outputs for the saved images.
 RUN_EXPORTED = """

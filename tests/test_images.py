@@ -10,7 +10,8 @@ from PIL import Image
 
 from mnist_jax import images as image_files
 from mnist_jax import inference, rundir
-from mnist_jax.model import Classifier, LinenModel, model_for
+from mnist_jax.model import Classifier, LinenModel
+from mnist_jax.models import model_for
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"  # written by scripts/make_digit_fixtures.py
 

@@ -11,7 +11,7 @@ from mnist_jax import loop, memory
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.loop import initial_state
-from mnist_jax.model import model_for
+from mnist_jax.models import model_for
 from mnist_jax.steps import eval_batch_size
 
 

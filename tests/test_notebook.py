@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mnist_jax import history, loop, model, rundir
+from mnist_jax import history, loop, models, rundir
 from mnist_jax.config import TrainConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -69,7 +69,7 @@ def test_the_stored_outputs_are_what_the_package_prints_for_the_notebooks_settin
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     text, kinds, errors = outputs(notebook)
     assert not errors and kinds.count("image/svg+xml") == 2
-    assert model.model_summary(loop.initial_state(TrainConfig()).params) + "\n" in text
+    assert models.model_summary(loop.initial_state(TrainConfig()).params) + "\n" in text
     # The full default run: 30 lines, the last the same as the run whose weights ship in the package
     # (the same settings, seed and platform give the same history bit for bit).
     record = rundir.read_record(rundir.BUNDLED_RUN)

@@ -1,0 +1,103 @@
+"""mnist_jax.models: the model a config trains, the networks it can name, the summary of any params."""
+
+import typing
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mnist_jax import config as config_module
+from mnist_jax import model_nnx
+from mnist_jax.config import TrainConfig
+from mnist_jax.errors import ConfigError
+from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
+from mnist_jax.models import (NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_for, model_summary,
+                              param_shapes)
+
+
+class MLP(nn.Module):
+    """A tiny two-layer perceptron: another network, as docs/extending.md writes one."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(8, name="hidden")(x.reshape(x.shape[0], -1)))
+        return nn.Dense(NUM_CLASSES, name="out")(x)
+
+
+MLP_NETWORK = NetworkSpec("mlp", lambda config: LinenModel(MLP()), settings=("model",))
+
+
+def test_every_network_the_config_can_name_has_an_entry():
+    names = typing.get_args(config_module.Network)
+    assert set(NETWORKS) == set(names) and all(NETWORKS[name].name == name for name in names)
+    for spec in NETWORKS.values():
+        assert set(spec.settings) <= set(NETWORK_SETTINGS) <= {f.name for f in config_module.fields(TrainConfig)}
+    assert TrainConfig().network == "cnn"
+    with pytest.raises(TypeError):
+        NETWORKS["mlp"] = MLP_NETWORK  # a constant: another network is a declaration, not a registration
+
+
+def test_the_config_builds_the_cnn_in_either_flax_api():
+    assert model_for(TrainConfig()) == LinenModel(Classifier())
+    assert model_for(TrainConfig(conv="xla", precision="highest")) == LinenModel(Classifier("xla", "highest"))
+    assert model_for(TrainConfig(model="nnx", conv="matmul")) == model_nnx.NnxModel("matmul")
+    assert model_for(TrainConfig(model="nnx")) == model_nnx.NnxModel()
+    hash(model_for(TrainConfig()))  # jitted programs take it as a static argument
+
+
+def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_default():
+    model = MLP_NETWORK.model(TrainConfig(model="linen"))
+    assert model == LinenModel(MLP())
+    with pytest.raises(ConfigError, match=r"^--conv xla has no effect on the mlp network$"):
+        MLP_NETWORK.model(TrainConfig(conv="xla"))
+    with pytest.raises(ConfigError, match=r"^--precision highest has no effect on the mlp network$"):
+        MLP_NETWORK.model(TrainConfig(precision="highest"))
+
+
+def test_the_summary_lists_any_params_and_their_total():
+    params = jax.jit(LinenModel(MLP()).init)(jax.random.key(0))
+    assert count_params(params) == 784 * 8 + 8 + 8 * 10 + 10
+    assert model_summary(params).splitlines() == [
+        "Model Structure",
+        "  hidden.bias    (8,)          8",
+        "  hidden.kernel  (784, 8)  6,272",
+        "  out.bias       (10,)        10",
+        "  out.kernel     (8, 10)      80",
+        "Total parameters: 6,370",
+    ]
+    assert model_summary({"w": jnp.zeros((2, 3)), "blocks": [{"b": jnp.zeros(4)}]}).splitlines()[1:] == [
+        "  blocks.0.b  (4,)    4", "  w           (2, 3)  6", "Total parameters: 10"]
+
+
+@pytest.mark.parametrize("form", ["linen", "nnx"])
+def test_the_cnns_shapes_computing_nothing_and_its_summary(form):
+    config = TrainConfig(model=form)
+    shapes = param_shapes(config)
+    params = jax.jit(model_for(config).init)(jax.random.key(0))
+    assert jax.tree_util.tree_map(lambda s: (s.shape, s.dtype), shapes) == \
+           jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), params)
+    assert count_params(params) == 34_826
+    summary = model_summary(shapes)
+    assert summary == model_summary(params)
+    assert "  conv1.kernel   (3, 3, 1, 32)      288" in summary.splitlines()
+    assert summary.endswith("Total parameters: 34,826")
+
+
+@pytest.mark.parametrize("conv", ["matmul", "custom_vjp", "xla"])
+def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
+    """On a CPU every precision computes the same numbers, so only the program shows it; on a GPU a
+    matmul left at the default would run in TF32."""
+    model = model_for(TrainConfig(conv=conv, precision="highest"))
+    assert model == LinenModel(Classifier(conv=conv, precision="highest"))
+    params = jax.jit(model.init)(jax.random.key(0))
+    images = jnp.zeros((2, 28, 28, 1), jnp.uint8)
+    jaxpr = str(jax.make_jaxpr(model.apply)(params, images))
+    # Both convolutions and the dense layer carry the precision; nothing is left at the default.
+    assert jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == 3, jaxpr
+    default = str(jax.make_jaxpr(model_for(TrainConfig(conv=conv)).apply)(params, images))
+    assert "Precision.HIGHEST" not in default
+    # And every matmul and convolution of the gradient, the hand-written ones included.
+    grad = str(jax.make_jaxpr(jax.grad(lambda p: model.apply(p, images).sum()))(params))
+    ops = grad.count("dot_general[") + grad.count("conv_general_dilated[")
+    assert ops >= 8 and grad.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == ops, grad
