@@ -46,14 +46,17 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
     default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
     `mnist-jax train --hook` does)."""
     workdir = Path(workdir) if workdir is not None else default_workdir()
-    fresh = not workdir.is_dir() or not any(workdir.iterdir())  # default_workdir made it empty
+    try:
+        fresh = not any(workdir.iterdir())  # default_workdir made it empty
+    except OSError:
+        fresh = True  # absent (or a path the OS refuses, which _create says in one line)
     with _create(workdir, config, options.overwrite) as run_dir:
         try:
             return _train(run_dir, None, options, hooks, extra_hooks)
         except BaseException:
-            # A run that failed before its first epoch (a setting the data refuses, a model that
-            # does not build) leaves no directory behind that it made: nothing in it is worth keeping.
-            if fresh and run_dir.primary and not (workdir / rd.HISTORY_FILE).exists():
+            # A run refused before training started (a setting the data refuses, a model that does
+            # not build) leaves no directory behind that it made: nothing in it is worth keeping.
+            if fresh and run_dir.primary and not run_dir.checkpoint_dir.exists():
                 shutil.rmtree(workdir, ignore_errors=True)
             raise
 
