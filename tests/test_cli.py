@@ -55,13 +55,53 @@ def tree_bytes(directory: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
+# A user's hook, in a module of the directory `mnist-jax train --hook` runs in.
+EPOCH_LOG_HOOK = """
+from mnist_jax.hooks import Hook
+
+
+class EpochLog(Hook):
+    def on_epoch_start(self, epoch):
+        with open("epochs.log", "a") as f:
+            f.write(f"start {epoch}\\n")
+
+    def on_epoch(self, epoch, record, state, history):
+        with open("epochs.log", "a") as f:
+            f.write(f"end {epoch} {record['test_accuracy']}\\n")
+"""
+
+
 @pytest.fixture(scope="module")
 def finished_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    result = mnist_jax("train", "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", out / "run",
-                       "--figures-dir", out / "figures")
+    (out / "epoch_log_hook.py").write_text(EPOCH_LOG_HOOK)
+    here = os.getcwd()
+    os.chdir(out)  # as a user runs it: their hook's module in the current directory
+    try:
+        result = mnist_jax("train", "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", out / "run",
+                           "--figures-dir", out / "figures", "--hook", "epoch_log_hook:EpochLog")
+    finally:
+        os.chdir(here)
     assert result[0] == 0, result[2]
     return out / "run", result
+
+
+def test_a_hook_of_ones_own_is_called_by_the_command(finished_run):
+    run_dir, _ = finished_run
+    lines = (run_dir.parent / "epochs.log").read_text().splitlines()
+    accuracy = json.loads((run_dir / "history.json").read_text())["history"]["test_accuracy"]
+    assert lines == ["start 0", f"end 0 {accuracy[0]}", "start 1", f"end 1 {accuracy[1]}"]
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("no_colon", "--hook no_colon: expected MODULE:NAME"),
+    ("no_such_module_here:Hook", "--hook no_such_module_here:Hook: ModuleNotFoundError: No module named"),
+    ("mnist_jax.hooks:Nothing", "--hook mnist_jax.hooks:Nothing: AttributeError:"),
+    ("mnist_jax.config:TrainConfig", "--hook mnist_jax.config:TrainConfig: made a TrainConfig, not a mnist_jax.hooks.Hook"),
+])
+def test_a_bad_hook_is_one_line_before_anything_is_written(spec, message, tmp_path):
+    assert message in one_line_error(mnist_jax("train", "--hook", spec, "--run-dir", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_prints_summary_then_the_notebooks_lines(finished_run):
