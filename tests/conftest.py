@@ -23,6 +23,7 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
 from mnist_jax import data, environment  # noqa: E402
+from mnist_jax.hooks import Hook  # noqa: E402
 
 environment.configure()
 
@@ -41,6 +42,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # The small training setting that every short-run test uses, so that their programs compile once.
 SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test_examples": 1024}
 SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "1024"]
+
+
+class StopAfterFirst(Hook):
+    """Stops a run after its first epoch, as Ctrl-C would: resumable."""
+
+    def __init__(self):
+        self.done = False
+
+    def on_epoch(self, epoch, record, state, history):
+        self.done = True
+
+    def stop(self):
+        return "after-epoch" if self.done else None
 
 
 def wait_for_output(process: subprocess.Popen, out: Path, err: Path, text: str, timeout: float = 300) -> None:

@@ -4,13 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL
+from conftest import SMALL, StopAfterFirst
 
 from mnist_jax import loop
 from mnist_jax.augment import augmentation_for, random_shift
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
-from mnist_jax.hooks import Hook
 
 
 def shifted_on_the_host(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -43,17 +42,6 @@ def test_the_config_names_the_augmentation():
     assert augmentation_for(TrainConfig(augment="shift", augment_shift=3)).keywords == {"max_shift": 3}
     with pytest.raises(ConfigError, match="augment must be none or shift"):
         TrainConfig(augment="rotate")
-
-
-class StopAfterFirst(Hook):
-    def __init__(self):
-        self.done = False
-
-    def on_epoch(self, epoch, record, state, history):
-        self.done = True
-
-    def stop(self):
-        return "after-epoch" if self.done else None
 
 
 def test_an_augmented_run_resumes_bit_for_bit_and_trains_on_other_pixels(small_data, small_fits):

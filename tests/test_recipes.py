@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from conftest import SMALL
+from conftest import SMALL, StopAfterFirst
 
 from mnist_jax import history as hist
 from mnist_jax import loop
@@ -52,17 +52,6 @@ class CsvLog(Hook):
             if f.tell() == 0:
                 writer.writerow(["epoch", *self.COLUMNS])
             writer.writerow([epoch, *(record[k] for k in self.COLUMNS)])
-
-
-class StopAfterFirst(Hook):
-    def __init__(self):
-        self.done = False
-
-    def on_epoch(self, epoch, record, state, history):
-        self.done = True
-
-    def stop(self):
-        return "after-epoch" if self.done else None
 
 
 def test_a_model_a_metric_an_augmentation_and_a_hook_of_ones_own(small_data, tmp_path):
