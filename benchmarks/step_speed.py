@@ -3,6 +3,7 @@
     python benchmarks/step_speed.py                           # matmul and custom_vjp, 5 rounds
     python benchmarks/step_speed.py --conv matmul custom_vjp@512 custom_vjp@32 xla --rounds 3
     python benchmarks/step_speed.py --profile custom_vjp      # also where its step's time goes
+    python benchmarks/step_speed.py --conv custom_vjp custom_vjp+shift   # what --augment shift costs
 
 Each formulation runs the package's own training program (`loop.train_programs`: Adam steps in one
 `lax.scan`) over `--steps` batches of random digits; the rounds alternate between formulations, so
@@ -49,9 +50,12 @@ def gradient(config: TrainConfig, params, images, labels) -> list[np.ndarray]:
 
 
 def _config(spec: str, batch_size: int) -> TrainConfig:
-    """FORMULATION, or FORMULATION@N for gradient slices of N examples (default: the backend's)."""
+    """FORMULATION, or FORMULATION@N for gradient slices of N examples (default: the backend's), and
+    +AUGMENTATION (e.g. custom_vjp+shift) for each batch augmented first."""
+    spec, _, augment = spec.partition("+")
     conv, _, microbatch = spec.partition("@")
-    return TrainConfig(conv=conv, batch_size=batch_size, microbatch=int(microbatch) if microbatch else None)
+    return TrainConfig(conv=conv, batch_size=batch_size, microbatch=int(microbatch) if microbatch else None,
+                       augment=augment or "none")
 
 
 def measure(formulations: list[str], steps: int, rounds: int, batch_size: int) -> dict:

@@ -3,6 +3,8 @@
     state, history = fit(config, train_data, test_data)                  # in memory, nothing written
     outcome = train(config, train_data, test_data, hooks=[...])          # what mnist_jax.experiment runs
     outcome = train(config, train_data, test_data, start=(state, history))   # continue, bit for bit
+    programs = train_programs(config, steps_per_epoch)                    # the notebook's way in:
+    state, metrics = train_epoch(programs, state, images, labels)         # one epoch, as train runs it
 
 Each epoch draws its order with `jax.random`, then runs as one `lax.scan` over the batches with the
 dataset on the device (in several scans when a hook asks for progress; same numbers), then is
