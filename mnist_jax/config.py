@@ -198,6 +198,8 @@ class TrainConfig(_Checked):
         super().__post_init__()
         if self.microbatch is not None and self.batch_size % self.microbatch:
             raise ConfigError(f"microbatch must divide batch_size ({self.batch_size}), got {self.microbatch}")
+        if self.augment == "none" and self.augment_shift != 2:
+            raise ConfigError(f"--augment-shift {self.augment_shift} has no effect without --augment shift")
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_} (and seed + seeds - 1 = "
                               f"{self.seed + self.seeds - 1}), got {self.seed}")

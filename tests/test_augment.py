@@ -42,6 +42,8 @@ def test_the_config_names_the_augmentation():
     assert augmentation_for(TrainConfig(augment="shift", augment_shift=3)).keywords == {"max_shift": 3}
     with pytest.raises(ConfigError, match="augment must be none or shift"):
         TrainConfig(augment="rotate")
+    with pytest.raises(ConfigError, match="--augment-shift 3 has no effect without --augment shift"):
+        TrainConfig(augment_shift=3)
 
 
 def test_an_augmented_run_resumes_bit_for_bit_and_trains_on_other_pixels(small_data, small_fits):
