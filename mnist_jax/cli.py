@@ -343,16 +343,21 @@ def export(args: argparse.Namespace) -> int:
     """Save a trained classifier as one file: a jax.export artifact that runs with JAX alone, or ONNX."""
     _configure(args)
     from mnist_jax import export as exporting
-    from mnist_jax.files import write_atomic
+    from mnist_jax.files import check_new_output, write_atomic
     from mnist_jax.models import model_for
+    from mnist_jax.rundir import BUNDLED_RUN
 
+    # An output never replaces the run it is made from (its params, its history), nor a folder,
+    # link or device; the format follows an .onnx name unless --format says otherwise.
+    check_new_output(args.out, apart_from=args.run_dir or BUNDLED_RUN)
+    args.format = args.format or ("onnx" if args.out.suffix == ".onnx" else "jax")
     config, history, params = _load(args)
     if args.format == "onnx":
         content = exporting.export_onnx(params, model_for(config), args.output)
         how = "onnxruntime.InferenceSession(path).run(None, {'images': images})"
     else:
         content = exporting.export_classifier(params, model_for(config), args.output)
-        how = "jax.export.deserialize(open(path, 'rb').read()).call(images)"
+        how = "jax.export.deserialize(open(path, 'rb').read()).call(images) (pip install jax flatbuffers)"
     try:
         write_atomic(args.out, content)
     except OSError as e:
@@ -497,9 +502,9 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     p.add_argument("--out", type=_path, required=True, metavar="FILE", help="the file to write")
     p.add_argument("--output", choices=("probabilities", "logits"), default="probabilities",
                    help="what the exported function returns (default: %(default)s)")
-    p.add_argument("--format", choices=("jax", "onnx"), default="jax",
+    p.add_argument("--format", choices=("jax", "onnx"), default=None,
                    help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model, with the onnx extra "
-                        "(default: %(default)s)")
+                        "(default: onnx for a FILE named .onnx, else jax)")
     p = command("demo", demo, [_run_flags(False), common])
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")

@@ -51,7 +51,8 @@ def export_onnx(params: Params, model: Model, output: Output = "probabilities") 
     try:
         from jax2onnx import to_onnx
     except ImportError:
-        raise UserError("an ONNX export needs jax2onnx: pip install 'mnist-jax[onnx]'") from None
+        raise UserError("an ONNX export needs jax2onnx, which the core install leaves out: "
+                        "pip install -e '.[onnx]' from a clone of mnist-jax") from None
     # onnx_ir warns once per shape constant it writes without a type; the model is unaffected.
     logger = logging.getLogger("onnx_ir")
     level = logger.level

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+from mnist_jax.errors import UserError
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -22,3 +25,29 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_new_output(path: str | os.PathLike, *, apart_from: str | os.PathLike | None = None) -> None:
+    """A UserError if writing `path` would destroy what the user did not ask to replace: a folder,
+    a symbolic link, a device, FIFO or socket (an atomic rename would replace it with a plain file),
+    or anything inside `apart_from` (the run directory the output is made from)."""
+    path = Path(path)
+    if os.fspath(path).endswith(os.sep) or path.is_dir():
+        raise UserError(f"{path}: is a folder; give the file to write, e.g. {path / 'classifier'}")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError:
+        mode = None  # a name the OS refuses: writing it says why, in one line
+    if mode is not None and stat.S_ISLNK(mode):
+        raise UserError(f"{path}: is a symbolic link; give the file itself, or a new name")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserError(f"{path}: is not a regular file (a device, FIFO or socket); give a file to write")
+    if apart_from is not None:
+        try:
+            inside = path.parent.resolve().is_relative_to(Path(apart_from).resolve())
+        except OSError:
+            inside = False
+        if inside:
+            raise UserError(f"{path}: is inside {apart_from}, the run it is made from; write it elsewhere")

@@ -2,6 +2,8 @@
 onnxruntime, it gives the package's own numbers."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -89,7 +91,32 @@ def test_an_export_that_cannot_be_written_is_one_line(tmp_path, capsys):
 def test_an_onnx_export_without_jax2onnx_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "jax2onnx", None)  # `import jax2onnx` now raises ImportError
     artifact = tmp_path / "classifier.onnx"
-    assert cli.execute(["export", "--format", "onnx", "--out", str(artifact)]) == 2
+    assert cli.execute(["export", "--out", str(artifact)]) == 2  # a name ending .onnx asks for ONNX
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install 'mnist-jax[onnx]'" in err
+    assert err.count("\n") == 1 and "pip install -e '.[onnx]'" in err
     assert not artifact.exists()
+
+
+def test_an_export_never_replaces_its_run_a_folder_a_link_or_a_device(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(rundir.BUNDLED_RUN, run_dir)  # a finished run: history.json and params.msgpack
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere.jaxexport")
+    cases = [
+        ([str(run_dir), "--out", str(run_dir / "params.msgpack")], "is inside"),
+        ([str(run_dir), "--out", str(run_dir / "history.json")], "is inside"),
+        (["--out", str(rundir.BUNDLED_RUN / "x.jaxexport")], "is inside"),
+        (["--out", str(tmp_path) + "/"], "is a folder"),
+        (["--out", str(tmp_path / "fifo")], "is not a regular file"),
+        (["--out", "/dev/null"], "is not a regular file"),
+        (["--out", str(tmp_path / "link")], "is a symbolic link"),
+    ]
+    for argv, message in cases:
+        assert cli.execute(["export", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert rundir.load_run(run_dir)[0].epochs == 30  # still whole: its params match their SHA-256
+    assert not (tmp_path / "elsewhere.jaxexport").exists() and (tmp_path / "fifo").is_fifo()
+
