@@ -50,7 +50,9 @@ def value_parser(field: cfg.Field) -> Callable[[str], object]:
         try:
             field.check(value)
         except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
+            # As typed, where the float it became says less (1e-400 is 0.0).
+            shown = str(e) if str(value) == text else f"{e} (--{field.name.replace('_', '-')} {text})"
+            raise argparse.ArgumentTypeError(shown) from None
         return value
 
     parse.__name__ = field.name

@@ -198,6 +198,9 @@ class TrainConfig(_Checked):
         super().__post_init__()
         if self.microbatch is not None and self.batch_size % self.microbatch:
             raise ConfigError(f"microbatch must divide batch_size ({self.batch_size}), got {self.microbatch}")
+        if self.schedule == "warmup_cosine" and not self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} must be shorter than the run's --epochs "
+                              f"{self.epochs}: warmup_cosine rises over it and then decays")
         if self.augment == "none" and self.augment_shift != 2:
             raise ConfigError(f"--augment-shift {self.augment_shift} has no effect without --augment shift")
         if self.seed + self.seeds - 1 > MAX_SEED:
@@ -220,7 +223,7 @@ class RunOptions(_Checked):
                                              "training_seeds.svg for several seeds)", metavar="DIR", default_text="none")
     tensorboard: bool = setting(True, "TensorBoard event files in RUN_DIR/tensorboard/ (process 0): per epoch the "
                                       "losses, accuracies, learning rate and seconds, per step the train loss; "
-                                      "--no-tensorboard leaves them out")
+                                      "--no-tensorboard leaves them out", default_text="written")
     profile_epoch: int | None = setting(None, "write a jax.profiler trace of epoch N (its training and test "
                                               "steps) to RUN_DIR/profile/, for TensorBoard's profile view or "
                                               "Perfetto", minimum=0, default_text="none", metavar="N")

@@ -46,6 +46,9 @@ class Printer(Hook):
         if (config.optimizer, config.schedule) != ("adam", "constant"):  # the notebook's says nothing
             print(f"Optimizer: {config.optimizer}, learning rate {config.learning_rate:g} on a {config.schedule} "
                   f"schedule")
+        if (config.network, config.model, config.augment) != ("cnn", "linen", "none"):  # idem
+            shift = f" of up to {config.augment_shift} pixels" if config.augment == "shift" else ""
+            print(f"Network: {config.network} (Flax {config.model}); augmentation: {config.augment}{shift}")
         if config.seeds > 1:
             print(f"{config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1}); "
                   f"each value below is the mean +- std over the seeds")

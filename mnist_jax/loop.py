@@ -31,6 +31,7 @@ from mnist_jax import history as hist
 from mnist_jax import parallel
 from mnist_jax.augment import augmentation_for
 from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
+from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model
 from mnist_jax.models import model_for
@@ -39,6 +40,7 @@ from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_
                              shuffle, train_steps)
 
 Data = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28, 1), int32 labels (N,)
+MAX_STEPS = 2**31  # TrainState.step is an int32, and so are the schedules' step counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +201,9 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
     train_images, train_labels = (a[:config.train_examples] for a in train_data)  # [:None] keeps all
     test_images, test_labels = (a[:config.test_examples] for a in test_data)
     steps_per_epoch = num_batches(len(train_labels), config.batch_size)
+    if config.epochs * steps_per_epoch >= MAX_STEPS:
+        raise ConfigError(f"--epochs {config.epochs} of {steps_per_epoch} steps is more steps than the step count "
+                          f"holds ({MAX_STEPS - 1:_}); train fewer epochs or larger batches")
     programs = train_programs(config, steps_per_epoch, mesh, model=model, metrics=metrics, augment=augment)
     evaluate_fn = eval_program(model, eval_batch_size(config.test_batch_size, len(test_labels)), config.seeds, mesh,
                                tuple(metrics))

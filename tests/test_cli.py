@@ -670,3 +670,8 @@ def test_a_manual_dir_of_other_files_is_refused_even_when_the_data_is_prepared(d
     message = one_line_error(mnist_jax("train", "--data-dir", data_dir, "--manual-dir", manual, "--run-dir",
                                        tmp_path / "run"))
     assert "t10k-labels-idx1-ubyte.gz: SHA-256 mismatch" in message
+
+
+def test_a_number_that_becomes_another_as_a_float_is_shown_as_typed(tmp_path):
+    message = one_line_error(mnist_jax("train", "--lr", "1e-400", "--run-dir", tmp_path / "run"))
+    assert "learning_rate must be > 0, got 0.0 (--learning-rate 1e-400)" in message

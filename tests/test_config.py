@@ -49,3 +49,10 @@ def test_a_resume_may_change_only_how_the_same_run_is_computed():
         resume_config(saved, {"batch_size": 128})
     with pytest.raises(ConfigError, match="--seed 5 differs"):
         resume_config(saved, {"epochs": 5, "seed": 5})
+
+
+def test_a_warmup_as_long_as_the_run_is_refused_not_clamped():
+    assert TrainConfig(schedule="warmup_cosine", epochs=4, warmup_epochs=3.5).warmup_epochs == 3.5
+    for warmup in (4, 1e308):
+        with pytest.raises(ConfigError, match="must be shorter than the run's --epochs 4"):
+            TrainConfig(schedule="warmup_cosine", epochs=4, warmup_epochs=warmup)

@@ -28,3 +28,22 @@ def test_the_progress_bar_follows_the_chunks_of_each_epoch(capsys):
         assert progress.bar is None  # closed, and cleared from the terminal
     err = capsys.readouterr().err
     assert "epoch  5" in err and "epoch  6" in err
+
+
+def test_the_printer_names_what_differs_from_the_notebook(capsys):
+    from pathlib import Path
+
+    from mnist_jax.config import TrainConfig
+    from mnist_jax.console import Printer
+    from mnist_jax.history import empty
+    from mnist_jax.hooks import Start
+
+    def printed(config):
+        Printer().on_start(Start(config, None, Path("data"), 1024, 1024, "one device", empty()))
+        return capsys.readouterr().out
+
+    assert "Network:" not in printed(TrainConfig()) and "Optimizer:" not in printed(TrainConfig())
+    assert "Network: cnn (Flax nnx); augmentation: none" in printed(TrainConfig(model="nnx"))
+    assert "augmentation: shift of up to 3 pixels" in printed(TrainConfig(augment="shift", augment_shift=3))
+    assert "Optimizer: adamw, learning rate 0.001 on a constant schedule" in printed(
+        TrainConfig(optimizer="adamw", learning_rate=1e-3))

@@ -130,3 +130,11 @@ def test_the_nnx_model_trains_to_the_same_history_as_linen(small_fits, small_dat
     _, history = loop.fit(dataclasses.replace(CONFIG, model="nnx"), *small_data)
     for k in NOTEBOOK_KEYS:  # the same computation; XLA may fuse the two programs' ops differently
         np.testing.assert_allclose(history[k], small_fits[1][1][k], rtol=1e-5, atol=1e-6)
+
+
+def test_more_steps_than_the_step_count_holds_is_refused_before_compiling(small_data):
+    from mnist_jax.errors import ConfigError
+
+    config = TrainConfig(**{**SMALL, "epochs": loop.MAX_STEPS // 4})  # 4 steps of 256 per epoch
+    with pytest.raises(ConfigError, match=r"--epochs 536870912 of 4 steps is more steps than the step count holds"):
+        loop.train(config, *small_data)
