@@ -86,12 +86,43 @@ def _seed_dir(run_dir: Path, seed: int) -> Path:
     return run_dir / f"seed-{seed}"
 
 
-def holds_a_run(run_dir: str | os.PathLike) -> bool:
-    """Whether anything of a run is in `run_dir`: its history, a checkpoint, params or seed runs."""
-    run_dir = Path(run_dir)
+def _written_by_a_run(run_dir: Path) -> list[Path]:
+    """What training writes in `run_dir`, and only that, as it is there: each epoch's checkpoint
+    folder (named by its number, or Orbax's temporary N.orbax-checkpoint-tmp-...), the seed runs'
+    history and params, the event files, the profile, the history, params and figures."""
+    written = [run_dir / name for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES)]
     checkpoints = run_dir / CHECKPOINT_DIR
-    return (any((run_dir / name).exists() for name in (HISTORY_FILE, PARAMS_FILE)) or any(run_dir.glob("seed-*"))
-            or (checkpoints.is_dir() and any(checkpoints.iterdir())))
+    if checkpoints.is_dir():
+        written += [p for p in checkpoints.iterdir() if re.fullmatch(r"\d+(\.orbax-checkpoint-tmp.*)?", p.name)]
+    for seed_dir in run_dir.glob("seed-*"):
+        if re.fullmatch(r"seed-\d+", seed_dir.name) and seed_dir.is_dir():
+            written += [seed_dir / HISTORY_FILE, seed_dir / PARAMS_FILE]
+    written += (run_dir / TENSORBOARD_DIR).glob("**/events.out.tfevents.*")
+    written += (run_dir / PROFILE_DIR).glob("plugins/profile/*/*")
+    return [p for p in written if p.is_symlink() or p.exists()]
+
+
+def holds_a_run(run_dir: str | os.PathLike) -> bool:
+    """Whether anything of a run is in `run_dir`: its history, params, a checkpoint or a seed run."""
+    figures_and_logs = {*FIGURE_FILES, TENSORBOARD_DIR, PROFILE_DIR}
+    return any(p.relative_to(run_dir).parts[0] not in figures_and_logs for p in _written_by_a_run(Path(run_dir)))
+
+
+def _remove_run(run_dir: Path) -> None:
+    """Delete what training wrote in `run_dir` (`_written_by_a_run`), then the folders it made if
+    nothing else is left in them: a file of the user's there stays, and so does its folder."""
+    for path in _written_by_a_run(run_dir):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    folders = [CHECKPOINT_DIR, *(p.name for p in run_dir.glob("seed-*")), TENSORBOARD_DIR, PROFILE_DIR]
+    for folder in folders:
+        for directory in sorted((run_dir / folder).glob("**/"), key=lambda d: len(d.parts), reverse=True):
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                pass
 
 
 def _lock(run_dir: Path) -> int:
@@ -168,10 +199,7 @@ class RunDir:
                     raise RunError(f"{path} already holds a run; --resume it, pick another --run-dir, "
                                    f"or pass --overwrite")
                 if primary:
-                    for name in (CHECKPOINT_DIR, TENSORBOARD_DIR, PROFILE_DIR, *(p.name for p in path.glob("seed-*"))):
-                        shutil.rmtree(path / name, ignore_errors=True)
-                    for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES):
-                        (path / name).unlink(missing_ok=True)
+                    _remove_run(path)
             if primary:
                 _remove_temporaries(path)
         return cls(path, config, primary=primary, lock_fd=lock_fd)

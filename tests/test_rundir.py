@@ -42,7 +42,7 @@ def test_a_finished_run_loads_back(tmp_path):
     assert not list(run.path.glob(".*.tmp"))  # atomic writes leave nothing behind
 
 
-@pytest.mark.parametrize("leftover", ["history.json", "checkpoints/1", "params.msgpack", "seed-3"])
+@pytest.mark.parametrize("leftover", ["history.json", "checkpoints/1", "params.msgpack", "seed-3/params.msgpack"])
 def test_a_directory_holding_any_part_of_a_run_is_refused(tmp_path, leftover):
     run_dir = tmp_path / "run"
     (run_dir / leftover).parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +91,25 @@ def test_overwrite_leaves_nothing_of_the_earlier_run(tmp_path):
     (run.path / "notes.txt").write_text("mine")
     rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
     assert sorted(p.name for p in run.path.iterdir()) == [".lock", "notes.txt"]  # the user's own file stays
+
+
+def test_overwrite_deletes_only_what_a_run_wrote(tmp_path):
+    """A folder named like a run's, holding the user's files, is neither taken for a run nor emptied."""
+    run_dir = tmp_path / "run"
+    for mine in ("checkpoints/plan.txt", "seed-papers/a.pdf", "seed-3/notes.txt", "tensorboard/README",
+                 "profile/mine.json"):
+        (run_dir / mine).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / mine).write_text("mine")
+    assert not rundir.holds_a_run(run_dir)
+    run, _ = finished_run(run_dir, TrainConfig(epochs=1, seeds=2, **SMALL))  # writes seed-0, seed-1 beside them
+    (run.path / "checkpoints" / "1").mkdir()  # an epoch's checkpoint, as Orbax names it
+    (run.path / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert rundir.holds_a_run(run.path)
+    rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
+    left = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file())
+    assert left == [".lock", "checkpoints/plan.txt", "profile/mine.json", "seed-3/notes.txt", "seed-papers/a.pdf",
+                    "tensorboard/README"]
+    assert not (run.path / "seed-0").exists() and not (run.path / "checkpoints" / "1").exists()
 
 
 def test_a_multi_seed_run_points_to_its_seed_runs(tmp_path):
