@@ -2,11 +2,12 @@
 
 The core, lowest first: config, history (every number of an epoch, declared once), kernels (the
 convolution's formulations), model (the CNN and the `Model` seam), model_nnx (its Flax NNX twin),
-models (the model a config trains, any params' summary), data, augment, optimizer, steps (pure
-train and eval steps), hooks, parallel, loop (the training loop). Around it: torch_params (the
-notebook's PyTorch weights), checkpoints, rundir (a run directory), memory, console, summaries
-(TensorBoard), profiling, experiment (a whole run, as `mnist-jax train`), inference, images,
-plotting, export, demo, environment, cli. Each imports only modules before it.
+models (the model a config trains, any params' summary), datasets (their declarations), data
+(through TFDS), augment, optimizer, steps (pure train and eval steps), hooks, parallel, loop (the
+training loop). Around it: torch_params (the notebook's PyTorch weights), checkpoints, rundir (a
+run directory), memory, console, summaries (TensorBoard), profiling, experiment (a whole run, as
+`mnist-jax train`), inference, images, plotting, export, demo, environment, cli. Each imports only
+modules before it.
 
 `import mnist_jax` is instant: a submodule is imported when first used, so
 `mnist_jax.rundir.load_run(...)` works after `import mnist_jax` alone.

@@ -254,11 +254,12 @@ def predict(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import data, images, inference, rundir
+    from mnist_jax import images, inference, rundir
+    from mnist_jax.datasets import DATASETS
     from mnist_jax.models import model_for
 
     config, _, params = _load(args)
-    names = data.DATASETS[config.dataset].class_names
+    names = DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
     inputs, paths, digits = images.expand_folders(args.images), [], []
@@ -383,7 +384,7 @@ def demo(args: argparse.Namespace) -> int:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
-    from mnist_jax import data
+    from mnist_jax.datasets import DATASETS
     from mnist_jax.models import model_for
 
     config, _, params = _load(args)
@@ -396,7 +397,7 @@ def demo(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     pad.serve(params, model_for(config), source, args.host, args.port, on_start=started,
-              class_names=data.DATASETS[config.dataset].class_names)
+              class_names=DATASETS[config.dataset].class_names)
     print("stopped")
     return 0
 

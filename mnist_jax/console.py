@@ -30,12 +30,12 @@ class Printer(Hook):
     """The command line's output: what will be trained, on what, then the notebook's epoch lines."""
 
     def on_prepare(self, source, dataset="mnist"):
-        from mnist_jax.data import DATASETS
+        from mnist_jax.datasets import DATASETS
 
         print(f"Preparing {DATASETS[dataset].title} from {source} (once, a few seconds)", flush=True)
 
     def on_start(self, start: Start):
-        from mnist_jax.data import DATASETS
+        from mnist_jax.datasets import DATASETS
 
         config = start.config
         print(f"{DATASETS[config.dataset].title}: {start.num_train} train / {start.num_test} test examples "

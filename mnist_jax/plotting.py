@@ -4,7 +4,7 @@
     fig = plot_classification(images, labels, preds)  # 2x3 test digits, "label: L / prediction: P"
     save_figure(fig, "figures/training.svg")
 
-The figures of test images name the classes by `class_names` (a dataset's, `data.DATASETS[name]
+The figures of test images name the classes by `class_names` (a dataset's, `datasets.DATASETS[name]
 .class_names`); without them, or with MNIST's digits, by their number, as the notebook does.
 """
 

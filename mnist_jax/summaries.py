@@ -46,7 +46,7 @@ class TensorBoard(Hook):
     def on_start(self, start: Start) -> None:
         from tensorboardX import SummaryWriter
 
-        from mnist_jax.data import DATASETS
+        from mnist_jax.datasets import DATASETS
 
         self.class_tags = class_tags(DATASETS[start.config.dataset].class_names)
         directory = self.directory
