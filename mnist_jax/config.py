@@ -201,7 +201,7 @@ class TrainConfig(_Checked):
         if self.schedule == "warmup_cosine" and not self.warmup_epochs < self.epochs:
             raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} must be shorter than the run's --epochs "
                               f"{self.epochs}: warmup_cosine rises over it and then decays")
-        if self.augment == "none" and self.augment_shift != 2:
+        if self.augment == "none" and self.augment_shift != type(self).augment_shift:  # the field's default
             raise ConfigError(f"--augment-shift {self.augment_shift} has no effect without --augment shift")
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_} (and seed + seeds - 1 = "

@@ -48,7 +48,6 @@ _IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
 # MNIST's, as before datasets were a setting.
 DATASET_NAME = MNIST.tfds_name
 BUNDLED_DIR = MNIST.source_dir
-IDX_FILES = MNIST.idx_files
 SHA256 = MNIST.sha256
 
 
@@ -185,7 +184,6 @@ def _builder_class(dataset: Dataset) -> type[IdxBuilder]:
 
 BUILDERS: Mapping[str, type[IdxBuilder]] = types.MappingProxyType({name: _builder_class(d) for name, d in DATASETS.items()})
 MnistIdx = BUILDERS["mnist"]
-FashionMnistIdx = BUILDERS["fashion_mnist"]
 
 
 def _builder(data_dir: str | os.PathLike | None, dataset: Dataset) -> IdxBuilder:
