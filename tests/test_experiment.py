@@ -13,7 +13,7 @@ from conftest import SMALL
 from mnist_jax import experiment, rundir
 from mnist_jax.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import RunOptions, TrainConfig
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 from mnist_jax.hooks import Hook
 from mnist_jax.loop import initial_state
@@ -203,28 +203,77 @@ def test_a_failed_checkpoint_write_stops_training_at_once(options, tmp_path):
     assert Checkpointer(run_dir / "moved", create=False).latest_epoch() == 1
 
 
-def test_the_tensorboard_events_hold_the_historys_values(straight, options, tmp_path):
-    """Read back with TensorBoard's own reader: each epoch's values are history.json's (as float32),
-    and each train step's loss is there too."""
+def logged_scalars(directory) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in `directory`'s event files, as TensorBoard's own reader sees them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    experiment.run(CONFIG, tmp_path / "run", options, hooks=[])
-    record = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0})
     events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
-    def logged(tag):
-        return [(e.step, e.value) for e in events.Scalars(tag)]
 
+def assert_logs_are_the_history(run_dir) -> None:
+    """Each epoch's values are history.json's (as float32), once each, and each train step's loss
+    is there once (4 batches an epoch), its mean the epoch's train loss."""
+    record = json.loads((run_dir / "history.json").read_text())["history"]
+    scalars = logged_scalars(run_dir / "tensorboard")
     for key, tag in {"train_loss": "train/loss", "test_accuracy": "test/accuracy", "learning_rate": "learning_rate",
                      "epoch_seconds": "epoch_seconds", "test_loss": "test/loss"}.items():
-        assert logged(tag) == [(e, float(np.float32(v))) for e, v in enumerate(record[key])], tag
-    assert logged("test/accuracy_class_3") == [(e, float(np.float32(v[3])))
-                                              for e, v in enumerate(record["test_class_accuracy"])]
-    steps = logged("train/batch_loss")
-    assert [s for s, _ in steps] == list(range(8)) and all(0 < v < 3 for _, v in steps)  # 4 batches an epoch
+        assert scalars[tag] == [(e, float(np.float32(v))) for e, v in enumerate(record[key])], tag
+    assert scalars["test/accuracy_class_3"] == [(e, float(np.float32(v[3])))
+                                                for e, v in enumerate(record["test_class_accuracy"])]
+    steps = scalars["train/batch_loss"]
+    assert [s for s, _ in steps] == list(range(4 * len(record["train_loss"]))) and all(0 < v < 3 for _, v in steps)
     # The notebook's train loss is its batches' mean losses, each times its size, over the examples.
-    assert np.mean([v for _, v in steps[:4]]) == pytest.approx(record["train_loss"][0], rel=1e-5)
+    for epoch, loss in enumerate(record["train_loss"]):
+        assert np.mean([v for _, v in steps[4 * epoch:4 * epoch + 4]]) == pytest.approx(loss, rel=1e-5)
+
+
+class BatchLossesOnDisk(Hook):
+    """After the TensorBoard hook: each epoch's batch losses are on disk before history.json claims
+    the epoch, so a kill at any moment leaves the history's epochs all logged."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.seen = run_dir, []
+
+    def on_epoch(self, epoch, record, state, history):
+        written = (self.run_dir / "history.json").exists()
+        claimed = len(rundir.read_record(self.run_dir).history["train_loss"]) if written else 0
+        logged = len(logged_scalars(self.run_dir / "tensorboard")["train/batch_loss"])
+        self.seen.append((claimed, logged))
+
+
+def test_the_tensorboard_logs_are_the_history_through_a_kill_and_a_damaged_checkpoint(options, tmp_path):
+    """A run stopped after 2 of 3 epochs whose newest checkpoint is damaged, and whose event file a
+    kill cut off mid-record, resumes from epoch 1: the logs then hold epochs 0-2 and steps 0-11,
+    each once, as history.json says (tensorboardX's appending writer logged epoch 1 twice here)."""
+    run_dir = tmp_path / "run"
+    config = dataclasses.replace(CONFIG, epochs=3)
+    on_disk = BatchLossesOnDisk(run_dir)
+    experiment.run(config, run_dir, options, hooks=[Stop(lambda epoch, done: epoch == 1)], extra_hooks=[on_disk])
+    assert on_disk.seen == [(0, 4), (1, 8)]
+    assert_logs_are_the_history(run_dir)
+    from test_checkpoints import flip_a_bit_of_the_arrays
+
+    flip_a_bit_of_the_arrays(run_dir / "checkpoints" / "2")
+    (event_file,) = (run_dir / "tensorboard").iterdir()
+    with event_file.open("ab") as f:
+        f.write(event_file.read_bytes()[-60:-20])  # a record cut off by a kill
+    outcome = experiment.resume(run_dir, {}, options, hooks=[])
+    assert outcome.status == "finished" and outcome.first_epoch == 1
+    assert_logs_are_the_history(run_dir)
+    assert [p.name for p in (run_dir / "tensorboard").iterdir()] == [event_file.name]
+
+
+def test_a_tensorboard_folder_that_cannot_be_written_is_one_line_before_training(options, tmp_path):
+    run_dir = tmp_path / "run"
+    experiment.run(dataclasses.replace(CONFIG, epochs=1), run_dir, dataclasses.replace(options, tensorboard=False),
+                   hooks=[])
+    (run_dir / "tensorboard").write_text("not a folder")
+    with pytest.raises(UserError, match=r"^\S+/run/tensorboard: cannot write the TensorBoard logs here \(not a folder\); "
+                                        r"move it away or train with --no-tensorboard$"):
+        experiment.resume(run_dir, {"epochs": 2}, options, hooks=[])
+    assert len(rundir.read_record(run_dir).history["train_loss"]) == 1
 
 
 def test_without_tensorboard_no_event_files_are_written(options, tmp_path):
