@@ -7,13 +7,17 @@
     exported = jax.export.deserialize(open("classifier.jaxexport", "rb").read())
     probabilities = exported.call(np.zeros((5, 28, 28, 1), np.uint8))   # (5, 10)
 
-The artifact is serialized StableHLO with the params inside it, for any batch size (the batch
-dimension is symbolic): uint8 images (N, 28, 28, 1) in, the ten class probabilities (or logits)
-out, as float32. It runs on the platform it was exported on (`jax.default_backend()`); pass
+The artifact is serialized StableHLO with the params inside it, for any batch size N >= 1 (the
+batch dimension is symbolic; jax.export's start at 1): uint8 images (N, 28, 28, 1) in, the ten
+class probabilities (or logits) out, as float32. It runs on the platform it was exported on (`jax.default_backend()`); pass
 `platforms` for others.
 
-`--format onnx` writes the same function as an ONNX model through jax2onnx (the `onnx` extra),
-input "images" (N, 28, 28, 1) uint8, output "probabilities" or "logits" (N, 10) float32:
+`--format onnx` (or an `--out` name ending .onnx) writes the same function as an ONNX model
+through jax2onnx (the `onnx` extra), input "images" (N, 28, 28, 1) uint8, output "probabilities"
+or "logits" (N, 10) float32. Whatever formulation the run trained with (`--conv`), the ONNX model
+computes it as "matmul" does, the same numbers in MatMul, Slice and Max, which every ONNX runtime
+has: jax2onnx's max-pool of "xla" fails for these shapes, and onnxruntime refuses the pooling that
+NNX's "xla" writes ("Unsupported pooling size").
 
     mnist-jax export --format onnx --out classifier.onnx
     import onnxruntime, numpy as np
@@ -23,6 +27,7 @@ input "images" (N, 28, 28, 1) uint8, output "probabilities" or "logits" (N, 10) 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Literal
@@ -30,8 +35,10 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
+from mnist_jax.models import model_for
 
 Output = Literal["probabilities", "logits"]
 
@@ -39,15 +46,15 @@ Output = Literal["probabilities", "logits"]
 def export_classifier(params: Params, model: Model, output: Output = "probabilities",
                       platforms: Sequence[str] | None = None) -> bytes:
     """The serialized `jax.export.Exported` of `model` with `params`: uint8 images (N, 28, 28, 1),
-    N any, to float32 (N, 10) probabilities or logits."""
+    N >= 1, to float32 (N, 10) probabilities or logits."""
     (batch,) = jax.export.symbolic_shape("batch")
     images = jax.ShapeDtypeStruct((batch, *IMAGE_SHAPE), jnp.uint8)
     return jax.export.export(jax.jit(_classify(params, model, output)), platforms=platforms)(images).serialize()
 
 
-def export_onnx(params: Params, model: Model, output: Output = "probabilities") -> bytes:
-    """The same function as an ONNX model (jax2onnx): input "images" uint8 (N, 28, 28, 1), N any;
-    output `output`, float32 (N, 10)."""
+def export_onnx(params: Params, config: TrainConfig, output: Output = "probabilities") -> bytes:
+    """The same function as an ONNX model (jax2onnx) of `config`'s network in the "matmul"
+    formulation: input "images" uint8 (N, 28, 28, 1), N any; output `output`, float32 (N, 10)."""
     try:
         from jax2onnx import to_onnx
     except ImportError:
@@ -58,6 +65,7 @@ def export_onnx(params: Params, model: Model, output: Output = "probabilities") 
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
+        model = model_for(dataclasses.replace(config, conv="matmul"))
         proto = to_onnx(_classify(params, model, output), [jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8)],
                         model_name="mnist_jax_classifier", input_names=["images"], output_names=[output])
     finally:

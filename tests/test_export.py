@@ -120,3 +120,18 @@ def test_an_export_never_replaces_its_run_a_folder_a_link_or_a_device(tmp_path, 
     assert rundir.load_run(run_dir)[0].epochs == 30  # still whole: its params match their SHA-256
     assert not (tmp_path / "elsewhere.jaxexport").exists() and (tmp_path / "fifo").is_fifo()
 
+
+
+@pytest.mark.parametrize("model", ["linen", "nnx"])
+def test_an_onnx_export_of_a_run_trained_with_xlas_convolutions_runs_in_onnxruntime(mnist, tmp_path, model):
+    """The ONNX model computes every formulation as "matmul": jax2onnx fails on xla's max-pool
+    (linen), and onnxruntime refuses the pooling it writes for NNX's."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(rundir.BUNDLED_RUN, run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    record["config"].update(conv="xla", model=model)
+    (run_dir / "history.json").write_text(json.dumps(record))
+    artifact = tmp_path / "classifier.onnx"
+    assert cli.execute(["export", str(run_dir), "--out", str(artifact)]) == 0
+    images = mnist["test"][0][:16]
+    _assert_the_packages_numbers(_run_fresh(RUN_ONNX, artifact, images, tmp_path)["outputs"], images, "probabilities")
