@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -24,10 +25,11 @@ from pathlib import Path
 
 import mnist_jax
 from mnist_jax import config as cfg
-from mnist_jax.errors import CheckpointError, ConfigError, UserError
+from mnist_jax.errors import CheckpointError, ConfigError, UserError, one_line
 
 EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
 EXIT_DIVERGED = 3
+ERROR_LIMIT = 5000  # characters in an error line: room for a path of 4,096 bytes and what is wrong with it
 MAX_GRID = 16  # rows or columns of digits in a figure: 16 x 16 = 256 digits is already hard to read
 DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
 
@@ -36,7 +38,15 @@ class Parser(argparse.ArgumentParser):
     """argparse, with a mistake said in one line and a pointer to --help instead of the usage."""
 
     def error(self, message: str):
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)", ERROR_LIMIT)
+        self.exit(EXIT_USER_ERROR, line + "\n")
+
+
+def _say(text: str, file=None) -> None:
+    """Print one line of output: names from the file system may hold newlines or bytes that are
+    not UTF-8 (errors.one_line), and an error past a path's 4,096 bytes is cut."""
+    error = file is sys.stderr
+    print(one_line(text, limit=ERROR_LIMIT if error else None), file=sys.stdout if file is None else file)
 
 
 def value_parser(field: cfg.Field) -> Callable[[str], object]:
@@ -168,6 +178,11 @@ def load_hook(spec: str):
     return hook
 
 
+def _params_phrase(history) -> str:
+    done = len(history["train_loss"])
+    return f"params after epoch {done - 1}" if done else "params before any training (the history has no epoch)"
+
+
 def _epochs_phrase(first: int, last: int) -> str:
     if first == 0:
         return f"{last + 1} epoch{'s' if last else ''}"
@@ -181,17 +196,17 @@ def _report(outcome, prog: str) -> int:
     from mnist_jax import parallel, rundir
 
     if outcome.status == "diverged":
-        print(f"{prog}: error: {outcome.message}", file=sys.stderr)
+        _say(f"{prog}: error: {outcome.message}", file=sys.stderr)
         return EXIT_DIVERGED
     last = len(outcome.history["train_loss"]) - 1
     if outcome.status == "stopped":
         if last < 0:
-            print(f"Stopped in the first epoch, before any checkpoint. Start again with: "
-                  f"mnist-jax train --run-dir {outcome.workdir} --overwrite", file=sys.stderr)
+            _say(f"Stopped in the first epoch, before any checkpoint. Start again with: "
+                  f"mnist-jax train --run-dir {shlex.quote(str(outcome.workdir))} --overwrite", file=sys.stderr)
         else:
             where = "mid-epoch" if outcome.state is None else f"after epoch {last}"
-            print(f"Stopped {where}; the checkpoint after epoch {last} and the history are in {outcome.workdir}. "
-                  f"Resume with: mnist-jax train --resume {outcome.workdir}", file=sys.stderr)
+            _say(f"Stopped {where}; the checkpoint after epoch {last} and the history are in {outcome.workdir}. "
+                  f"Resume with: mnist-jax train --resume {shlex.quote(str(outcome.workdir))}", file=sys.stderr)
         return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not parallel.is_primary():
         return 0
@@ -202,10 +217,12 @@ def _report(outcome, prog: str) -> int:
         what += f" of {len(final)} seeds"
         print(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
               f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {outcome.workdir}/seed-S")
-    print(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
+    _say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
           f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(rundir.FIGURE_FILES)}}}")
     if outcome.copied_figures:
-        print(f"Copied the figures to {', '.join(map(str, outcome.copied_figures))}")
+        replaced = sum(was for _, was in outcome.copied_figures)
+        _say(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"
+             + (f" (replacing the {replaced} there before)" if replaced else ""))
     return 0
 
 
@@ -234,18 +251,19 @@ def evaluate(args: argparse.Namespace) -> int:
     _configure(args)
     import jax
 
-    from mnist_jax import data, history, loop
+    from mnist_jax import data, history, loop, memory
     from mnist_jax.models import model_for
     from mnist_jax.steps import eval_batch_size
 
     config, hist, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
-    program = loop.eval_program(model_for(config), eval_batch_size(args.batch_size or config.test_batch_size,
-                                                                   len(labels)))
+    batch_size = args.batch_size or config.test_batch_size
+    memory.check_evaluation(batch_size, len(labels), "--batch-size" if args.batch_size else "the run's test_batch_size")
+    program = loop.eval_program(model_for(config), eval_batch_size(batch_size, len(labels)))
     metrics, _ = program(params, images, labels)
     summary = history.summarize(jax.device_get(metrics))
     print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
-          f"({len(labels)} test examples, params after epoch {len(hist['train_loss']) - 1})")
+          f"({len(labels)} test examples, {_params_phrase(hist)})")
     return 0
 
 
@@ -262,24 +280,26 @@ def predict(args: argparse.Namespace) -> int:
     names = DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
-    inputs, paths, digits = images.expand_folders(args.images), [], []
+    (inputs, notes), paths, digits = images.expand_folders(args.images), [], []
+    for note in notes:
+        _say(f"{args.prog}: note: {note}", file=sys.stderr)
     for path in inputs:  # a bad file is reported and skipped; the others are still classified
         try:
-            if path.is_dir():
-                raise images.ImageError(f"{path}: a folder with no files in it")
+            if images.is_folder(path):
+                raise images.ImageError(f"{path}: a folder with no files in it (or none this user can read)")
             digits.append(images.load_image(path))
             paths.append(path)
         except images.ImageError as e:
-            print(f"{args.prog}: error: {e}", file=sys.stderr)
+            _say(f"{args.prog}: error: {e}", file=sys.stderr)
     if digits:
         probabilities = inference.classify(params, np.stack(digits), model_for(config))
         for path, probs in zip(paths, probabilities):
             ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in inference.top_k(probs, min(args.top, 10)))
-            print(f"{path}: {ranked}")
+            _say(f"{path}: {ranked}")
     if args.save_inputs and digits:
         for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
-        print(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
+        _say(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
@@ -291,7 +311,7 @@ def plot_history(args: argparse.Namespace) -> int:
     _, history = rundir.load_history(args.run_dir or rundir.BUNDLED_RUN)
     out = args.out or _output(args, "training.svg")
     plotting.save_figure(plotting.plot_history(history), out)
-    print(f"Wrote {out}")
+    _say(f"Wrote {out}")
     return 0
 
 
@@ -310,7 +330,7 @@ def plot_classification(args: argparse.Namespace) -> int:
                                          class_names=data.DATASETS[config.dataset].class_names)
     out = args.out or _output(args, "classification.svg")
     plotting.save_figure(fig, out)
-    print(f"Wrote {out}")
+    _say(f"Wrote {out}")
     return 0
 
 
@@ -319,7 +339,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import data, plotting, rundir
+    from mnist_jax import data, memory, plotting, rundir
     from mnist_jax.history import class_accuracy
     from mnist_jax.inference import classify
     from mnist_jax.models import model_for
@@ -328,6 +348,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     config, _, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     names = data.DATASETS[config.dataset].class_names
+    memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
     probs = classify(params, images, model_for(config), batch_size=config.test_batch_size)
     confusion = np.asarray(confusion_matrix(labels, probs.argmax(1), probs.shape[1]))
     out_dir = args.out_dir or _output(args, ".")
@@ -337,7 +358,7 @@ def plot_errors(args: argparse.Namespace) -> int:
                                                           class_names=names), out_dir / "mistakes.svg")
     accuracy = class_accuracy(confusion)
     print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)))
-    print(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
+    _say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
           f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
     return 0
 
@@ -356,7 +377,7 @@ def export(args: argparse.Namespace) -> int:
     args.format = args.format or ("onnx" if args.out.suffix == ".onnx" else "jax")
     config, history, params = _load(args)
     if args.format == "onnx":
-        content = exporting.export_onnx(params, model_for(config), args.output)
+        content = exporting.export_onnx(params, config, args.output)
         how = "onnxruntime.InferenceSession(path).run(None, {'images': images})"
     else:
         content = exporting.export_classifier(params, model_for(config), args.output)
@@ -365,8 +386,8 @@ def export(args: argparse.Namespace) -> int:
         write_atomic(args.out, content)
     except OSError as e:
         raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
-    print(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
-          f"{args.output}, the params after epoch {len(history['train_loss']) - 1}; load it with {how}")
+    _say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
+          f"{args.output}, the {_params_phrase(history)}; load it with {how}")
     return 0
 
 
@@ -539,7 +560,7 @@ def execute(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = 
     try:
         return args.func(args)
     except UserError as e:
-        print(f"{args.prog}: error: {e}", file=sys.stderr)
+        _say(f"{args.prog}: error: {e}", file=sys.stderr)
         if leave_after_checkpoint_error and isinstance(e, CheckpointError):
             sys.stdout.flush()
             sys.stderr.flush()

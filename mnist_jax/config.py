@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, finite, quoted
 
 # The names of mnist_jax.data.DATASETS (this module does not import data, which imports TFDS).
 DatasetName = Literal["mnist", "fashion_mnist"]
@@ -87,7 +86,7 @@ class Field:
             return
         number = self.kind in (int, float)
         if self.kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and finite(value)
         elif self.kind is Path:
             ok = isinstance(value, (str, Path)) and str(value) != ""
         else:
@@ -95,19 +94,19 @@ class Field:
         if not ok:
             kind = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
                     Path: "a path"}[self.kind]
-            raise ConfigError(f"{self.name} must be {kind}, got {value!r}")
+            raise ConfigError(f"{self.name} must be {kind}, got {quoted(value)}")
         if self.choices is not None and value not in self.choices:
             *others, last = self.choices
-            raise ConfigError(f"{self.name} must be {', '.join(others) + ' or ' if others else ''}{last}, got {value!r}")
+            raise ConfigError(f"{self.name} must be {', '.join(others) + ' or ' if others else ''}{last}, got {quoted(value)}")
         if number:
             if self.minimum is not None and self.maximum is not None and not self.minimum <= value <= self.maximum:
-                raise ConfigError(f"{self.name} must be in {self.minimum:g} ... {self.maximum:_}, got {value}")
+                raise ConfigError(f"{self.name} must be in {self.minimum:g} ... {self.maximum:_}, got {quoted(value)}")
             if self.minimum is not None and value < self.minimum:
-                raise ConfigError(f"{self.name} must be >= {self.minimum:g}, got {value}")
+                raise ConfigError(f"{self.name} must be >= {self.minimum:g}, got {quoted(value)}")
             if self.above is not None and not value > self.above:
-                raise ConfigError(f"{self.name} must be > {self.above:g}, got {value}")
+                raise ConfigError(f"{self.name} must be > {self.above:g}, got {quoted(value)}")
             if self.maximum is not None and value > self.maximum:
-                raise ConfigError(f"{self.name} must be <= {self.maximum:_}, got {value}")
+                raise ConfigError(f"{self.name} must be <= {self.maximum:_}, got {quoted(value)}")
 
 
 @functools.cache

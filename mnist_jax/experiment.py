@@ -34,6 +34,7 @@ from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
 from mnist_jax.models import model_for
+from mnist_jax.optimizer import weight_decay
 from mnist_jax.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
 from mnist_jax.summaries import TensorBoard
@@ -168,7 +169,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     outcome = dataclasses.replace(outcome, workdir=run_dir.path, signal=stop.signal)
     if outcome.status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
         return dataclasses.replace(outcome, message=hist.divergence_message(
-            *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch()))
+            *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config)))
     if outcome.status == "finished":
         _finish(run_dir, outcome, test_data)
         if options.figures_dir and run_dir.primary:

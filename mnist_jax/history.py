@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.errors import finite, quoted
+
 History = dict[str, list]
 Sums = dict[str, tuple[jax.Array, jax.Array]]  # metric key -> (numerator, denominator) per batch
 
@@ -57,6 +59,7 @@ class Metric:
     older_runs: Callable[[Any], Any] | None = None
     shared: bool = False  # one value per epoch, whatever the seed count
     per_class: bool = False  # a list with one value per class
+    bounds: tuple[float, float] = (0.0, math.inf)  # what a value can be: history.json's check
 
 
 def _count(step: StepResult) -> jax.Array:
@@ -70,11 +73,11 @@ def _correct(step: StepResult) -> jax.Array:
 METRICS = (
     # The notebook adds up batch mean x batch size; the per-example sum would round differently.
     Metric("train_loss", "train/loss", "train", lambda s: (s.loss * _count(s), _count(s))),
-    Metric("train_accuracy", "train/accuracy", "train", lambda s: (_correct(s), _count(s))),
+    Metric("train_accuracy", "train/accuracy", "train", lambda s: (_correct(s), _count(s)), bounds=(0, 1)),
     Metric("test_loss", "test/loss", "test", lambda s: (jnp.sum(s.losses), _count(s))),
-    Metric("test_accuracy", "test/accuracy", "test", lambda s: (_correct(s), _count(s))),
+    Metric("test_accuracy", "test/accuracy", "test", lambda s: (_correct(s), _count(s)), bounds=(0, 1)),
     Metric("epoch_seconds", "epoch_seconds", "epoch", shared=True),
-    Metric("test_class_accuracy", None, "epoch", per_class=True),  # recall per class, from the confusion matrix
+    Metric("test_class_accuracy", None, "epoch", per_class=True, bounds=(0, 1)),  # recall per class, from the confusion matrix
     # Runs written before schedules existed trained every epoch at their constant rate.
     Metric("learning_rate", "learning_rate", "epoch", shared=True, older_runs=lambda config: config.learning_rate),
 )
@@ -126,17 +129,20 @@ def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS) -> 
         shape = [n for n in (seeds if seeds > 1 and not m.shared else None, 10 if m.per_class else None) if n]
         for i, value in enumerate(values):
             if not (value is None and m.older_runs is not None):  # an older run's unknown value
-                _check_entry(f"history.{m.key}[{i}]", value, shape)
+                _check_entry(f"history.{m.key}[{i}]", value, shape, m.bounds)
 
 
-def _check_entry(where: str, value: Any, shape: list[int]) -> None:
+def _check_entry(where: str, value: Any, shape: list[int], bounds: tuple[float, float]) -> None:
     if shape:
         if not isinstance(value, list) or len(value) != shape[0]:
-            raise ValueError(f"{where} must be a list of {shape[0]}, got {value!r:.40}")
+            raise ValueError(f"{where} must be a list of {shape[0]}, got {quoted(value, 40)}")
         for j, item in enumerate(value):
-            _check_entry(f"{where}[{j}]", item, shape[1:])
-    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value!r:.40}")
+            _check_entry(f"{where}[{j}]", item, shape[1:], bounds)
+        return
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (finite(value) and low <= value <= high):
+        within = "a number >= 0" if high == math.inf else f"a number in {low:g} ... {high:g}"
+        raise ValueError(f"{where} must be {within}, got {quoted(value, 40)}")
 
 
 def summarize(sums: Sums) -> dict[str, np.ndarray]:
@@ -186,11 +192,14 @@ def diverged(record: dict[str, Any]) -> bool:
     return not bool(np.all(losses <= DIVERGED_LOSS))  # NaN compares false
 
 
-def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | None) -> str:
-    """What happened when epoch `epoch` diverged, and the newest checkpoint kept (epochs done), if any."""
+def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | None,
+                       weight_decay: float | None = None) -> str:
+    """What happened when epoch `epoch` diverged, what to lower (the learning rate, and `weight_decay`
+    where the optimizer applies one), and the newest checkpoint kept (epochs done), if any."""
     kept = f"the last good checkpoint (after epoch {kept_epoch - 1}) is kept" if kept_epoch else "no checkpoint was written"
+    lower = "the learning rate" + (f" or the weight decay ({weight_decay:g})" if weight_decay else "")
     return (f"epoch {epoch}: the loss became {record['train_loss']} (train) / {record['test_loss']} (test), "
-            f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower the learning rate; {kept}")
+            f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower {lower}; {kept}")
 
 
 def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRICS) -> History:

@@ -23,10 +23,10 @@ MNIST's first 200 test digits, photographed as pencil on unevenly lit paper, 98.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
-import stat
 import warnings
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_jax.errors import UserError
+from mnist_jax.files import read_regular
 
 
 # A 48-megapixel phone photo is 8000 x 6000; decoding one takes about 200 MB as float32 here. Larger
@@ -62,17 +63,32 @@ MIN_CONTRAST = 4.0
 MIN_EXTENT = 0.08
 
 
-def expand_folders(paths: list[Path]) -> list[Path]:
+def expand_folders(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """The inputs `paths` name: a file as it is, a folder as every file in it, sorted by name (an
-    empty folder as itself, so that it is reported)."""
-    inputs = []
+    empty or unreadable folder as itself, so that reading it says why); and a note for each folder
+    with subfolders, which are not walked."""
+    inputs, notes = [], []
     for path in paths:
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
-            inputs.extend(inside or [path])
-        else:
+        try:
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith(".")) if is_folder(path) else None
+        except OSError:
+            entries = None
+        if entries is None:
             inputs.append(path)
-    return inputs
+            continue
+        folders = [p for p in entries if is_folder(p)]
+        inputs.extend([p for p in entries if not is_folder(p)] or [path])
+        if folders:
+            notes.append(f"{path}: {len(folders)} subfolder{'s' if len(folders) > 1 else ''} left out "
+                         f"({folders[0].name}{', ...' if len(folders) > 1 else ''}); name them to classify them too")
+    return inputs, notes
+
+
+def is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name over the OS's limit, say: reading it says so
+        return False
 
 
 def input_files(paths: list[Path], directory: Path) -> list[Path]:
@@ -140,19 +156,17 @@ def _file_bytes(path: str | os.PathLike) -> bytes:
     """A file's content, refusing what is no regular file (a FIFO would block, a device never end)
     before opening it, and what is larger than MAX_FILE_BYTES before reading it."""
     try:
-        info = os.stat(path)
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageError(f"{path}: is a directory, not an image")
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"{path}: not a regular file (a pipe, socket or device), not an image")
-        if info.st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: {info.st_size / 1e6:.0f} MB, more than the {MAX_FILE_BYTES // 1_000_000} MB "
-                             f"accepted")
-        with open(path, "rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
+        return read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
     except OSError as e:
+        if e.errno == errno.EINVAL:
+            raise ImageError(f"{path}: not a regular file (a pipe, socket or device), not an image") from None
+        if e.errno == errno.EFBIG:
+            raise ImageError(f"{path}: {os.stat(path).st_size / 1e6:.0f} MB, more than the "
+                             f"{MAX_FILE_BYTES // 1_000_000} MB accepted") from None
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
 
 

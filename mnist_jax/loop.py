@@ -35,7 +35,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model
 from mnist_jax.models import model_for
-from mnist_jax.optimizer import learning_rate, make_optimizer
+from mnist_jax.optimizer import learning_rate, make_optimizer, weight_decay
 from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_batch_size, evaluate, num_batches,
                              shuffle, train_steps)
 
@@ -55,7 +55,7 @@ class Outcome:
     workdir: Path | None = None
     message: str = ""  # for "diverged": what happened and what is kept
     signal: int | None = None  # for "stopped": the signal that asked for it, if any
-    copied_figures: tuple[Path, ...] = ()
+    copied_figures: tuple[tuple[Path, bool], ...] = ()  # --figures-dir's copies, and whether each replaced a file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,5 +258,6 @@ def fit(config: TrainConfig, train_data: Data, test_data: Data, *, mesh: jax.sha
     `metrics` and `augment`."""
     outcome = train(config, train_data, test_data, mesh=mesh, hooks=hooks, **seams)
     if outcome.status == "diverged":
-        raise ArithmeticError(hist.divergence_message(*outcome.diverged_at, kept_epoch=None))
+        raise ArithmeticError(hist.divergence_message(*outcome.diverged_at, kept_epoch=None,
+                                                      weight_decay=weight_decay(config)))
     return outcome.state, outcome.history

@@ -12,6 +12,9 @@ evaluation run one after the other, so the larger of the two counts, plus the ui
 from __future__ import annotations
 
 import os
+import re
+import resource
+from pathlib import Path
 
 import jax
 
@@ -37,15 +40,61 @@ def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1,
 
 def available_bytes(device: jax.Device | None = None) -> int | None:
     """Memory free for this process: the accelerator's (what its allocator may still take), or on a
-    CPU the system's available memory; None where neither is known."""
+    CPU the least of the system's available memory, the room left under this process's cgroup v2
+    limit (a container's) and under its address-space limit (`ulimit -v`); None where none is known."""
     device = device or jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    limits = []
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError):
+        pass
+    limits += [room for room in (_cgroup_room(), _address_space_room()) if room is not None]
+    return min(limits, default=None)
+
+
+def _cgroup_room(root: Path = Path("/sys/fs/cgroup"), cgroups: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The room left under this process's cgroup memory limit (a container's): v2's memory.max less
+    memory.current, or v1's memory.limit_in_bytes less memory.usage_in_bytes; None without a limit.
+    A container sees its own group at the mount's root, the host at the path /proc lists: both tried."""
+    rooms = []
+    try:
+        lines = cgroups.read_text().splitlines()
+    except OSError:
         return None
+    for line in lines:
+        _, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            files, places = ("memory.max", "memory.current"), (root / group.lstrip("/"), root)
+        elif "memory" in controllers.split(","):
+            files, places = ("memory.limit_in_bytes", "memory.usage_in_bytes"), (root / "memory" / group.lstrip("/"),
+                                                                                 root / "memory")
+        else:
+            continue
+        for place in places:
+            try:
+                limit, used = ((place / name).read_text().strip() for name in files)
+            except OSError:
+                continue
+            if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as a number near 2^63
+                rooms.append(int(limit) - int(used))
+            break
+    return min(rooms, default=None)
+
+
+def _address_space_room() -> int | None:
+    """RLIMIT_AS (`ulimit -v`) less the address space already mapped, None without a limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        status = Path("/proc/self/status").read_text()
+        mapped = int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M).group(1)) * 1024
+    except (OSError, AttributeError):
+        mapped = 0
+    return soft - mapped
 
 
 def pools(mesh: jax.sharding.Mesh | None) -> int:
@@ -70,3 +119,13 @@ def check(config: TrainConfig, num_test: int, mesh: jax.sharding.Mesh | None = N
             f"{seeds}--batch-size {config.batch_size} / --test-batch-size {config.test_batch_size} needs about "
             f"{needed / 1e9:.1f} GB{each}, more than the {available / 1e9:.1f} GB free on "
             f"{jax.local_devices()[0].device_kind}; use fewer seeds or smaller batches")
+
+
+def check_evaluation(batch_size: int, num_test: int, flag: str, available: int | None = None) -> None:
+    """A ConfigError if evaluating `num_test` examples `batch_size` at a time (the setting `flag`)
+    needs more memory than is `available`, as `check` says for training."""
+    available = available_bytes() if available is None else available
+    needed = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(batch_size, num_test) + DATASET_BYTES
+    if available is not None and needed > available:
+        raise ConfigError(f"{flag} {batch_size} needs about {needed / 1e9:.1f} GB, more than the "
+                          f"{available / 1e9:.1f} GB free on {jax.local_devices()[0].device_kind}; use a smaller one")

@@ -39,6 +39,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
     return optax.adam(rate)
 
 
+def weight_decay(config: TrainConfig) -> float | None:
+    """The weight decay that `config`'s optimizer applies, if any (a divergence names it)."""
+    return config.weight_decay if config.optimizer == "adamw" and config.weight_decay else None
+
+
 def learning_rate(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
     """The learning rate of optimizer step `step` (0 is the first)."""
     rate = schedule(config, steps_per_epoch)

@@ -39,11 +39,13 @@ import numpy as np
 from mnist_jax import history as hist
 from mnist_jax.config import TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.files import write_atomic
+from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
 from mnist_jax.models import param_shapes
 
 HISTORY_FILE = "history.json"
+# A history holds ~0.5 kB per epoch and seed: 64 MB is over 100,000 of them.
+MAX_HISTORY_BYTES = 64 * 2**20
 PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.summaries
@@ -192,6 +194,7 @@ class RunDir:
         process is writing, is refused; with `overwrite` the earlier run's files are deleted (by the
         primary process only), so none can be mistaken for ours."""
         path = Path(path)
+        _check_utf8(path)
         check_writable(path, room=PATH_ROOM)
         with _taking_lock(path, primary) as lock_fd:
             if holds_a_run(path):
@@ -209,6 +212,7 @@ class RunDir:
         """The run in `path` to train on, locked until `close()`; its config is the saved one with
         the `given` settings that a resume may change (see `config.resume_config`)."""
         path = Path(path)
+        _check_utf8(path)
         if primary:  # (the other processes of a multi-host run find it locked by process 0)
             check_not_in_use(path)  # before judging files that their writer may be about to write
         started = (path / CHECKPOINT_DIR).is_dir() or (path / LOCK_FILE).exists()
@@ -276,10 +280,19 @@ def _multi_seed_parent(path: Path) -> Path | None:
     if not re.fullmatch(r"seed-\d+", path.absolute().name):
         return None
     try:
-        parent = json.loads((path.absolute().parent / HISTORY_FILE).read_text())
+        parent = json.loads(read_regular(path.absolute().parent / HISTORY_FILE, MAX_HISTORY_BYTES))
         return path.parent if parent["config"]["seeds"] > 1 else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _check_utf8(run_dir: Path) -> None:
+    """A RunError for a path whose bytes are not UTF-8: Orbax keeps the checkpoints' paths as text
+    and failed at the first save, an epoch in."""
+    try:
+        os.fsencode(run_dir.absolute()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{run_dir}: the checkpoints need a path that is valid UTF-8; rename it") from None
 
 
 def check_writable(directory: Path, room: int = 0) -> None:
@@ -316,13 +329,16 @@ def check_not_in_use(run_dir: Path) -> None:
         os.close(fd)
 
 
-def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[Path]:
-    """Copy a finished run's figures into `figures_dir`; a run of several seeds draws another history
-    figure, which goes to training_seeds.svg so that a single run's training.svg stays."""
+def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[tuple[Path, bool]]:
+    """Copy a finished run's figures into `figures_dir`: each copy, and whether it replaced a file
+    (the repository's own figures/, say). A run of several seeds draws another history figure, which
+    goes to training_seeds.svg so that a single run's training.svg stays."""
     names = {"training.svg": "training_seeds.svg"} if seeds > 1 else {name: name for name in FIGURE_FILES}
+    copied = []
     for source, target in names.items():
+        copied.append((figures_dir / target, (figures_dir / target).exists()))
         _write(figures_dir / target, (run_dir / source).read_bytes())
-    return [figures_dir / target for target in names.values()]
+    return copied
 
 
 def read_record(run_dir: str | os.PathLike) -> RunRecord:
@@ -330,7 +346,7 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
     checked, so that a hand edit is a one-line RunError naming the field, not a traceback later."""
     path = Path(run_dir) / HISTORY_FILE
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(read_regular(path, MAX_HISTORY_BYTES))
     except FileNotFoundError:
         raise RunError(f"{path}: not found (is {run_dir} a run directory of mnist-jax train?)") from None
     except IsADirectoryError:
@@ -375,12 +391,15 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
     template = jax.tree_util.tree_map(lambda p: np.zeros((config.seeds, *p.shape) if config.seeds > 1 else p.shape,
                                                          p.dtype), param_shapes(config))
     try:
-        content = path.read_bytes()
+        # msgpack adds a few bytes per array to the float32s: twice their size is ample.
+        content = read_regular(path, 2 * sum(p.nbytes for p in jax.tree_util.tree_leaves(template)) + 65536)
         if expected_sha256 is not None and sha256(content) != expected_sha256:
             raise RunError(f"{path}: damaged (its SHA-256 does not match the one in {HISTORY_FILE})")
         params = flax.serialization.from_bytes(template, content)
     except FileNotFoundError:
         raise RunError(f"{path}: not found") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read ({e.strerror})") from None
     except RunError:
         raise
     except Exception as e:  # msgpack raises several unrelated types on bad bytes

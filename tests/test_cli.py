@@ -75,6 +75,8 @@ class EpochLog(Hook):
 def finished_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     (out / "epoch_log_hook.py").write_text(EPOCH_LOG_HOOK)
+    (out / "figures").mkdir()
+    (out / "figures" / "training.svg").write_text("<svg/>")  # an earlier figure: the copy says it replaces it
     here = os.getcwd()
     os.chdir(out)  # as a user runs it: their hook's module in the current directory
     try:
@@ -128,6 +130,9 @@ def test_train_writes_history_params_and_figures(finished_run):
     for name in ("training.svg", "classification.svg"):
         assert ET.parse(run_dir / name).getroot().tag == "{http://www.w3.org/2000/svg}svg"
         assert (run_dir.parent / "figures" / name).read_bytes() == (run_dir / name).read_bytes()
+    figures = run_dir.parent / "figures"
+    assert (f"Copied the figures to {figures / 'training.svg'}, {figures / 'classification.svg'} "
+            f"(replacing the 1 there before)") in stdout
     assert (run_dir / "classification.svg").read_text().count("label: ") == 6
     assert "Accuracy 0.98" in (run_dir / "training.svg").read_text()
 
@@ -572,6 +577,45 @@ def test_predict_refuses_a_fifo_and_still_classifies_the_others(mnist, tmp_path)
     assert stdout.startswith(f"{good}: ")
 
 
+def test_predict_says_each_odd_name_in_one_printable_line_and_classifies_the_rest(mnist, tmp_path):
+    """A name over the OS's 255 bytes, names with a newline or bytes that are not UTF-8 (printed
+    escaped: a strict UTF-8 stdout took them for a crash), and a folder's subfolder (left out, said)."""
+    pictures = tmp_path / "pictures"
+    (pictures / "sub").mkdir(parents=True)
+    odd = [user_photo(mnist["test"][0][i], pictures / os.fsdecode(name))
+           for i, name in enumerate([b"a\nb.png", b"\xff.png", b"plain.png"])]
+    too_long = tmp_path / ("x" * 300 + ".png")
+    code, stdout, stderr = mnist_jax("predict", pictures, too_long)
+    assert code == 2
+    assert [line.split(": ")[0] for line in stdout.splitlines()] == [
+        f"{pictures}/a\\nb.png", f"{pictures}/plain.png", f"{pictures}/\\xff.png"]
+    stdout.encode("utf-8")  # strict: no lone surrogate left
+    assert stderr.splitlines() == [
+        f"mnist-jax predict: note: {pictures}: 1 subfolder left out (sub); name them to classify them too",
+        f"mnist-jax predict: error: {too_long}: cannot read (File name too long)"]
+    assert odd[2].exists()
+
+
+def test_a_run_directory_whose_files_are_no_files_is_refused_without_reading_them(finished_run, tmp_path):
+    """history.json a FIFO (reading it waited for ever) or a link to /dev/zero (it never ends), the
+    params a link to /dev/zero: each refused in one line before it is read."""
+    for name, make in [("history.json", lambda p: os.mkfifo(p)), ("history.json", lambda p: p.symlink_to("/dev/zero")),
+                       ("params.msgpack", lambda p: p.symlink_to("/dev/zero"))]:
+        run_dir = tmp_path / f"run-{name}-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(finished_run[0], run_dir)
+        (run_dir / name).unlink()
+        make(run_dir / name)
+        message = one_line_error(mnist_jax("predict", "--run", run_dir, tmp_path / "none.png"))
+        assert message.endswith(f"{run_dir / name}: cannot read (not a regular file: a device, FIFO or socket)")
+
+
+def test_a_run_directory_named_in_bytes_that_are_not_utf8_is_refused_before_anything_is_written(tmp_path):
+    run_dir = tmp_path / os.fsdecode(b"run-\xff")
+    message = one_line_error(mnist_jax("train", "--run-dir", run_dir))
+    assert message.endswith(f"{tmp_path}/run-\\xff: the checkpoints need a path that is valid UTF-8; rename it")
+    assert not run_dir.exists()
+
+
 def test_predict_reads_a_folder_and_names_every_input_it_saves_apart(mnist, tmp_path):
     pictures = tmp_path / "pictures"
     (pictures / "sub").mkdir(parents=True)
@@ -592,10 +636,19 @@ def test_predict_reads_a_folder_and_names_every_input_it_saves_apart(mnist, tmp_
 @pytest.mark.parametrize("edit,command,field", [
     (lambda r: r["config"].update(test_batch_size=100.5), "evaluate", "config: test_batch_size must be an integer"),
     (lambda r: r["config"].update(seed=0.5), "plot-classification", "config: seed must be an integer"),
-    (lambda r: r["history"].update(train_loss=["a", "b"]), "plot-history", "history.train_loss[0] must be a finite"),
+    (lambda r: r["history"].update(train_loss=["a", "b"]), "plot-history", "history.train_loss[0] must be a number"),
+    (lambda r: r["history"]["test_accuracy"].__setitem__(1, 1.7e308), "plot-history",
+     "history.test_accuracy[1] must be a number in 0 ... 1, got 1.7e+308"),
+    (lambda r: r["config"].update(learning_rate="1" * 1_000_000), "evaluate",
+     "config: learning_rate must be a finite number, got '" + "1" * 49 + "... "
+     "(1,000,002 characters)"),
+    (lambda r: r["config"].update(learning_rate=10**400), "plot-classification",
+     "config: learning_rate must be a finite number, got 1" + "0" * 49 + "... "
+     "(401 characters)"),
     (lambda r: r.update(finished="no"), "evaluate", "finished must be true or false"),
     (lambda r: r["config"].update(batch_size=1.5), "resume", "config: batch_size must be an integer"),
-], ids=["test_batch_size", "seed", "train_loss", "finished", "batch_size"])
+], ids=["test_batch_size", "seed", "train_loss", "accuracy-1.7e308", "1MB-string", "int-past-float", "finished",
+        "batch_size"])
 def test_a_hand_edited_history_is_a_one_line_error_naming_the_field(finished_run, data_dir, tmp_path, edit, command,
                                                                      field):
     run_dir = tmp_path / "run"
@@ -608,6 +661,7 @@ def test_a_hand_edited_history_is_a_one_line_error_naming_the_field(finished_run
         argv += ["--data-dir", data_dir]
     message = one_line_error(mnist_jax(*argv))
     assert f"{run_dir / 'history.json'}: not a valid run history: {field}" in message, message
+    assert len(message) < 400  # a huge value is quoted cut
 
 
 def test_a_history_nested_too_deeply_is_a_one_line_error(tmp_path):

@@ -69,8 +69,22 @@ def test_a_history_written_before_a_metric_existed_is_filled_in_and_resumes():
     hist.check(upgraded, metrics=metrics)  # None is an older run's unknown value, allowed
     again = hist.append(upgraded, {**RECORD, "train_grad_norm": 0.5}, metrics)
     assert again["train_grad_norm"] == [None, 0.5] and hist.epochs_done(again) == 2
-    with pytest.raises(ValueError, match=r"history.train_loss\[0\] must be a finite number"):
+    with pytest.raises(ValueError, match=r"history.train_loss\[0\] must be a number >= 0, got None"):
         hist.check({**upgraded, "train_loss": [None]}, metrics=metrics)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("test_accuracy", 1.7e308, r"test_accuracy\[0\] must be a number in 0 ... 1, got 1.7e\+308"),
+    ("train_loss", -1.7e308, r"train_loss\[0\] must be a number >= 0, got -1.7e\+308"),
+    ("test_loss", float("inf"), r"test_loss\[0\] must be a number >= 0, got inf"),
+    ("epoch_seconds", 10**400, r"epoch_seconds\[0\] must be a number >= 0, got 10{29}\.\.\. \(401 characters\)"),
+    ("test_class_accuracy", [0.5] * 9 + [-1e-9], r"test_class_accuracy\[0\]\[9\] must be a number in 0 ... 1"),
+], ids=["accuracy", "loss", "infinity", "int-past-float", "class-accuracy"])
+def test_values_no_run_can_write_are_refused_and_quoted_short(key, value, message):
+    """A hand edit that passes as a float but no run writes (the plot drew +-1.7e308 as a ValueError
+    from numpy's arange)."""
+    with pytest.raises(ValueError, match=message):
+        hist.check(hist.append(hist.empty(), {**RECORD, key: value}))
 
 
 RECORD = {"train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.1, "test_accuracy": 0.6, "epoch_seconds": 2.0,

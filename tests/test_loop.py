@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax import loop
+from mnist_jax import loop, optimizer
 from mnist_jax.config import TrainConfig
 from mnist_jax.history import NOTEBOOK_KEYS, seed_history
 from mnist_jax.hooks import Hook
@@ -113,6 +113,18 @@ def test_absurd_learning_rate_diverges_in_epoch_zero(small_data):
     with pytest.raises(ArithmeticError, match=r"epoch 0: the loss became \d\.\d+e\+\d\d \(train\) .* beyond 23 "
                                               r"\(ten times a uniform guess's\); .*no checkpoint was written"):
         loop.fit(dataclasses.replace(CONFIG, epochs=1, learning_rate=1e9), *small_data)
+
+
+def test_a_divergence_from_adamws_weight_decay_names_it():
+    """With adamw the weight decay can diverge a run as well as the rate: the message names both."""
+    from mnist_jax.history import divergence_message
+
+    record = {"train_loss": 1e30, "test_loss": 1e30}
+    assert divergence_message(0, record, None).endswith("; lower the learning rate; no checkpoint was written")
+    assert "lower the learning rate or the weight decay (100000); the last good checkpoint (after epoch 2) is kept" in \
+        divergence_message(3, record, 3, weight_decay=optimizer.weight_decay(
+            dataclasses.replace(CONFIG, optimizer="adamw", weight_decay=1e5)))
+    assert optimizer.weight_decay(dataclasses.replace(CONFIG, weight_decay=1e5)) is None  # Adam applies none
 
 
 def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(small_fits):

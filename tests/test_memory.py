@@ -1,6 +1,8 @@
 """The memory estimate (mnist_jax.memory) against XLA's own analysis of the compiled programs."""
 
 import dataclasses
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -51,3 +53,37 @@ def test_a_config_that_cannot_fit_is_refused_with_its_settings_named():
     # On accelerators each device has its memory: 2 seeds on each of 4 fit, 4 on each of 2 do not.
     assert memory.needed_bytes(config, 10_000, 4) < 10**9 < memory.needed_bytes(config, 10_000, 2)
     assert memory.available_bytes() > 0  # this machine's free memory, as the commands check it
+
+
+def test_evaluate_and_plot_errors_check_their_memory_before_compiling(monkeypatch, data_dir, capsys):
+    from mnist_jax import cli
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1_000_000_000)
+    assert cli.execute(["evaluate", "--batch-size", "10000", "--data-dir", str(data_dir)]) == 2
+    assert capsys.readouterr().err == ("mnist-jax evaluate: error: --batch-size 10000 needs about 2.8 GB, more than "
+                                       "the 1.0 GB free on cpu; use a smaller one\n")
+    with pytest.raises(ConfigError, match=r"^the run's test_batch_size 4096 needs about 1.2 GB, more than the 1.0 GB"):
+        memory.check_evaluation(4096, 10_000, "the run's test_batch_size")
+    memory.check_evaluation(1024, 10_000, "the run's test_batch_size")  # the notebook's: 0.3 GB
+
+
+def test_a_cgroup_limit_and_ulimit_v_count_as_memory_that_is_not_there(tmp_path):
+    """In a container whose cgroup allows 600 MB more, or under `ulimit -v` 200 MB past what is
+    mapped, the room left is what counts, not the machine's free memory."""
+    (tmp_path / "cgroup").write_text("4:memory:/box/run\n0::/box/run\n")
+    (tmp_path / "memory" / "box" / "run").mkdir(parents=True)  # v1, at the path /proc lists
+    (tmp_path / "memory" / "box" / "run" / "memory.limit_in_bytes").write_text("2000000000\n")
+    (tmp_path / "memory" / "box" / "run" / "memory.usage_in_bytes").write_text("1000000000\n")
+    (tmp_path / "memory.max").write_text("1600000000\n")  # v2, a container's own group at the root
+    (tmp_path / "memory.current").write_text("1000000000\n")
+    assert memory._cgroup_room(tmp_path, tmp_path / "cgroup") == 600_000_000  # the tighter of the two
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory" / "box" / "run" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert memory._cgroup_room(tmp_path, tmp_path / "cgroup") is None  # both unlimited
+    program = ("import jax, resource, re; from mnist_jax import memory; jax.local_devices()\n"
+               "mapped = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
+               "resource.setrlimit(resource.RLIMIT_AS, (mapped + 200_000_000, resource.RLIM_INFINITY))\n"
+               "print(memory.available_bytes())")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 150_000_000 < int(result.stdout) <= 200_000_000

@@ -212,10 +212,12 @@ def test_figures_are_copied_only_where_asked(tmp_path):
     run, _ = finished_run(tmp_path / "run")
     figures = tmp_path / "figures"
     figures.mkdir()
+    (figures / "classification.svg").write_text("an earlier figure")
     copied = rundir.copy_figures(run.path, figures, seeds=1)
-    assert [p.name for p in copied] == ["training.svg", "classification.svg"]
-    assert [p.name for p in rundir.copy_figures(run.path, figures, seeds=2)] == ["training_seeds.svg"]
+    assert [(p.name, replaced) for p, replaced in copied] == [("training.svg", False), ("classification.svg", True)]
+    assert [p.name for p, _ in rundir.copy_figures(run.path, figures, seeds=2)] == ["training_seeds.svg"]
     assert sorted(p.name for p in figures.iterdir()) == ["classification.svg", "training.svg", "training_seeds.svg"]
+    assert (figures / "classification.svg").read_bytes() == (run.path / "classification.svg").read_bytes()
 
 
 def test_import_mnist_jax_then_use_any_module():

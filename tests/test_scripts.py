@@ -124,7 +124,7 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
     """Ctrl-C in a terminal: SIGINT to the whole process group. (SIGTERM takes the same path; it is
     sent in test_parallel's two-host run.) While it trains, the run directory is its own."""
     signum = signal.SIGINT
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "my run"  # the hint to resume quotes it for the shell
     training = Training(tmp_path, "--epochs", 50, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir)
     training.wait_for("[epoch  0]")
     for flags in (["--run-dir", run_dir, "--overwrite"], ["--resume", run_dir]):
@@ -136,7 +136,7 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
     done = len(rundir.read_record(run_dir).history["train_loss"])
     assert f"{signal.Signals(signum).name}: stopping after this epoch" in stderr
     assert stderr.splitlines()[-1] == (f"Stopped after epoch {done - 1}; the checkpoint after epoch {done - 1} and "
-                                       f"the history are in {run_dir}. Resume with: mnist-jax train --resume {run_dir}")
+                                       f"the history are in {run_dir}. Resume with: mnist-jax train --resume '{run_dir}'")
     assert done <= 2 and len(re.findall(r"^\[epoch", stdout, re.M)) == done
     resumed_to_two_epochs(run_dir, data_dir, small_fits, capsys)
 
