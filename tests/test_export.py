@@ -18,9 +18,11 @@ from mnist_jax.models import model_for
 RUN_EXPORTED = """
 import json, sys
 import jax, numpy as np
-exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
 images = np.load(sys.argv[2])
-outputs = {str(n): np.asarray(exported.call(images[:n])).tolist() for n in (1, 7, len(images))}
+outputs = {}
+for path in sys.argv[1].split(","):
+    exported = jax.export.deserialize(open(path, "rb").read())
+    outputs[path] = {str(n): np.asarray(exported.call(images[:n])).tolist() for n in (1, 7, len(images))}
 print(json.dumps({"outputs": outputs, "imported": sorted(m for m in ("flax", "mnist_jax", "optax") if m in sys.modules)}))
 """
 
@@ -59,21 +61,30 @@ def _assert_the_packages_numbers(outputs: dict, images, output: str) -> None:
         np.testing.assert_allclose(got, want[:int(n)], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("output", ["probabilities", "logits"])
-def test_the_exported_file_runs_with_jax_alone_and_gives_the_packages_numbers(mnist, tmp_path, capsys, output):
-    artifact = tmp_path / f"classifier-{output}.jaxexport"
-    assert cli.execute(["export", "--out", str(artifact), "--output", output]) == 0
-    assert f"Wrote {artifact}" in capsys.readouterr().out
+def test_the_exported_file_runs_with_jax_alone_and_gives_the_packages_numbers(mnist, tmp_path, capsys):
+    artifacts = {output: tmp_path / f"classifier-{output}.jaxexport" for output in ("probabilities", "logits")}
+    for output, artifact in artifacts.items():
+        assert cli.execute(["export", "--out", str(artifact), "--output", output]) == 0
+        assert f"Wrote {artifact}" in capsys.readouterr().out
     images = mnist["test"][0][:32]
-    report = _run_fresh(RUN_EXPORTED, artifact, images, tmp_path)
+    report = _run_fresh(RUN_EXPORTED, ",".join(map(str, artifacts.values())), images, tmp_path)
     assert report["imported"] == []  # neither mnist_jax nor Flax nor Optax
-    _assert_the_packages_numbers(report["outputs"], images, output)
+    for output, artifact in artifacts.items():
+        _assert_the_packages_numbers(report["outputs"][str(artifact)], images, output)
 
 
-@pytest.mark.parametrize("output", ["probabilities", "logits"])
-def test_the_onnx_model_runs_in_onnxruntime_and_gives_the_packages_numbers(mnist, tmp_path, capsys, output):
+@pytest.mark.parametrize("output,conv,model", [("probabilities", "auto", "linen"), ("logits", "xla", "linen"),
+                                               ("probabilities", "xla", "nnx")])
+def test_the_onnx_model_runs_in_onnxruntime_and_gives_the_packages_numbers(mnist, tmp_path, capsys, output, conv, model):
+    """Whatever formulation the run trained with: the ONNX model computes it as "matmul" does
+    (jax2onnx failed on xla's max-pool for linen, and onnxruntime refused NNX's xla pooling)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(rundir.BUNDLED_RUN, run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    record["config"].update(conv=conv, model=model)
+    (run_dir / "history.json").write_text(json.dumps(record))
     artifact = tmp_path / f"classifier-{output}.onnx"
-    assert cli.execute(["export", "--format", "onnx", "--out", str(artifact), "--output", output]) == 0
+    assert cli.execute(["export", str(run_dir), "--format", "onnx", "--out", str(artifact), "--output", output]) == 0
     assert f"Wrote {artifact}" in capsys.readouterr().out
     images = mnist["test"][0][100:132]
     report = _run_fresh(RUN_ONNX, artifact, images, tmp_path)
@@ -119,19 +130,3 @@ def test_an_export_never_replaces_its_run_a_folder_a_link_or_a_device(tmp_path, 
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     assert rundir.load_run(run_dir)[0].epochs == 30  # still whole: its params match their SHA-256
     assert not (tmp_path / "elsewhere.jaxexport").exists() and (tmp_path / "fifo").is_fifo()
-
-
-
-@pytest.mark.parametrize("model", ["linen", "nnx"])
-def test_an_onnx_export_of_a_run_trained_with_xlas_convolutions_runs_in_onnxruntime(mnist, tmp_path, model):
-    """The ONNX model computes every formulation as "matmul": jax2onnx fails on xla's max-pool
-    (linen), and onnxruntime refuses the pooling it writes for NNX's."""
-    run_dir = tmp_path / "run"
-    shutil.copytree(rundir.BUNDLED_RUN, run_dir)
-    record = json.loads((run_dir / "history.json").read_text())
-    record["config"].update(conv="xla", model=model)
-    (run_dir / "history.json").write_text(json.dumps(record))
-    artifact = tmp_path / "classifier.onnx"
-    assert cli.execute(["export", str(run_dir), "--out", str(artifact)]) == 0
-    images = mnist["test"][0][:16]
-    _assert_the_packages_numbers(_run_fresh(RUN_ONNX, artifact, images, tmp_path)["outputs"], images, "probabilities")
