@@ -147,12 +147,15 @@ def train(args: argparse.Namespace) -> int:
     _configure(args, distributed if args.distributed else None)
     from mnist_jax import experiment
 
+    from mnist_jax import recipes
+
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
     extra = [load_hook(spec) for spec in args.hook]
     if args.resume:
         outcome = experiment.resume(args.resume, settings, options, extra_hooks=extra)
     else:
-        outcome = experiment.run(cfg.TrainConfig(**settings), args.run_dir, options, extra_hooks=extra)
+        config = recipes.config(args.recipe or "notebook", **settings)  # a flag given wins over the recipe
+        outcome = experiment.run(config, args.run_dir, options, extra_hooks=extra)
     return _report(outcome, args.prog)
 
 
@@ -193,6 +196,7 @@ def _report(outcome, prog: str) -> int:
     """Say how training ended; the exit status."""
     import numpy as np
 
+    from mnist_jax import history as hist
     from mnist_jax import parallel, rundir
 
     if outcome.status == "diverged":
@@ -217,6 +221,10 @@ def _report(outcome, prog: str) -> int:
         what += f" of {len(final)} seeds"
         print(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
               f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {outcome.workdir}/seed-S")
+    if hist.reached(outcome.history, outcome.stop_at_accuracy):
+        reached = np.min(outcome.history["test_accuracy"][-1])
+        print(f"Test accuracy {reached:.4f} after epoch {last} reached --stop-at-accuracy "
+              f"{outcome.stop_at_accuracy:g}: the run ends there")
     _say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
           f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(rundir.FIGURE_FILES)}}}")
     if outcome.copied_figures:
@@ -451,6 +459,11 @@ def _run_flags(positional: bool) -> argparse.ArgumentParser:
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    from mnist_jax.recipes import RECIPES
+
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="named settings with the results they reached (mnist_jax/recipes.py); the flags below "
+                        "change what they name (default: notebook)")
     add_fields(p, cfg.TrainConfig)
     add_fields(p, cfg.RunOptions)
     where = p.add_mutually_exclusive_group()
@@ -475,6 +488,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def _check_train_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.resume and getattr(args, "overwrite", False):
         p.error("--resume and --overwrite contradict each other")
+    if args.resume and args.recipe is not None:
+        p.error("--recipe starts a run; a resumed run keeps its own settings")
     if not args.distributed and any(getattr(args, k) is not None for k in DISTRIBUTED_FLAGS):
         p.error("--coordinator, --num-processes and --process-id need --distributed")
 

@@ -31,11 +31,12 @@ Progress = Literal["auto", "on", "off"]
 Augment = Literal["none", "shift"]
 
 # Settings that only choose how the same computation is carried out: a resumed run may change them.
-RESUMABLE_CHANGES = ("epochs", "conv", "microbatch", "precision")
+RESUMABLE_CHANGES = ("epochs", "stop_at_accuracy", "conv", "microbatch", "precision")
 # Settings that the jitted programs do not depend on, with the value that stands for any: the seed
 # and the data (of either dataset: the same shapes) are the programs' arguments, and the test batch has
 # programs of its own.
-OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1, "dataset": "mnist"}
+OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1, "dataset": "mnist",
+                    "stop_at_accuracy": None}
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
@@ -154,6 +155,10 @@ class TrainConfig(_Checked):
     dataset: DatasetName = setting("mnist", "what to train on: mnist (the notebook's, bundled) or fashion_mnist "
                                             "(Zalando's clothing, from Debian's dataset-fashion-mnist or --manual-dir)")
     epochs: int = setting(30, "passes over the training set (with --resume: up to this many in all)", minimum=1)
+    stop_at_accuracy: float | None = setting(
+        None, "end the run after the first epoch whose test accuracy (every seed's) is at least X: its final files "
+              "are written as after its last epoch, and history.json says where it stopped", minimum=0, maximum=1,
+        default_text="never", metavar="X")
     learning_rate: float = setting(1e-4, "the learning rate (a schedule's peak)", above=0, aliases=("--lr",),
                                    metavar="LR")
     optimizer: Optimizer = setting("adam", "adam (the notebook's), adamw (Adam with decoupled weight decay, "

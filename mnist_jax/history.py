@@ -202,6 +202,13 @@ def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | Non
             f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower {lower}; {kept}")
 
 
+def reached(history: History, accuracy: float | None) -> bool:
+    """Whether the last epoch of `history` reached the test `accuracy` (every seed's), the target of
+    `--stop-at-accuracy`; False for no target or no epoch."""
+    return (accuracy is not None and epochs_done(history) > 0
+            and bool(np.all(np.asarray(history["test_accuracy"][-1]) >= accuracy)))
+
+
 def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRICS) -> History:
     """Seed `index`'s own history from a multi-seed history (shared metrics are the seeds' in common)."""
     shared = {m.key for m in metrics if m.shared}

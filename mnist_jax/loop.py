@@ -51,6 +51,7 @@ class Outcome:
     first_epoch: int  # the first epoch this call trained (> 0 when resumed)
     seconds: float  # training time of this call
     diverged_at: tuple[int, dict[str, Any]] | None = None  # (epoch, record) of the epoch that diverged
+    stop_at_accuracy: float | None = None  # the config's: the run ended early where the history reached it
     # Set by mnist_jax.experiment:
     workdir: Path | None = None
     message: str = ""  # for "diverged": what happened and what is kept
@@ -225,7 +226,9 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
     first_epoch = hist.epochs_done(history)
     begin = time.perf_counter()
     status, diverged_at = "finished", None
-    for epoch in range(first_epoch, config.epochs):
+    # A run that reached --stop-at-accuracy has ended, also when resumed with more epochs.
+    last_epoch = first_epoch if hist.reached(history, config.stop_at_accuracy) else config.epochs
+    for epoch in range(first_epoch, last_epoch):
         hooks.on_epoch_start(epoch)
         epoch_start = time.perf_counter()
         state, train_sums = train_epoch(programs, state, train_images, train_labels, epoch=epoch, chunks=chunks,
@@ -243,10 +246,13 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
             break
         history = hist.append(history, record, metrics)
         hooks.on_epoch(epoch, record, state, history)
+        if hist.reached(history, config.stop_at_accuracy):  # the same on every process: it is the history's
+            break
         if parallel.agree_any(hooks.stop() is not None) and epoch + 1 < config.epochs:
             status = "stopped"
             break
-    outcome = Outcome(status, state, history, first_epoch, time.perf_counter() - begin, diverged_at)
+    outcome = Outcome(status, state, history, first_epoch, time.perf_counter() - begin, diverged_at,
+                      config.stop_at_accuracy)
     hooks.on_end(outcome)
     return outcome
 

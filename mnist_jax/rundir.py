@@ -75,6 +75,9 @@ class RunRecord(NamedTuple):
 def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None,
                   params_sha256: str | None = None) -> bytes:
     record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
+    if hist.reached(history, config.stop_at_accuracy):
+        record["stopped_at_accuracy"] = {"epoch": hist.epochs_done(history) - 1, "target": config.stop_at_accuracy,
+                                         "test_accuracy": history["test_accuracy"][-1]}
     if params_sha256 is not None:
         record["params_sha256"] = params_sha256
     return (json.dumps(record, indent=1) + "\n").encode()

@@ -42,9 +42,10 @@ def test_a_saved_config_reads_back_and_older_ones_take_new_defaults():
 
 def test_a_resume_may_change_only_how_the_same_run_is_computed():
     saved = TrainConfig(epochs=2, batch_size=256, seed=3)
-    assert set(RESUMABLE_CHANGES) == {"epochs", "conv", "microbatch", "precision"}
-    resumed = resume_config(saved, {"epochs": 5, "precision": "highest", "conv": "xla", "seed": 3, "batch_size": 256})
-    assert resumed == dataclasses.replace(saved, epochs=5, precision="highest", conv="xla")
+    assert set(RESUMABLE_CHANGES) == {"epochs", "stop_at_accuracy", "conv", "microbatch", "precision"}
+    resumed = resume_config(saved, {"epochs": 5, "precision": "highest", "conv": "xla", "seed": 3, "batch_size": 256,
+                                    "stop_at_accuracy": 0.99})
+    assert resumed == dataclasses.replace(saved, epochs=5, precision="highest", conv="xla", stop_at_accuracy=0.99)
     with pytest.raises(ConfigError, match="--batch-size 128 differs from the resumed run's 256"):
         resume_config(saved, {"batch_size": 128})
     with pytest.raises(ConfigError, match="--seed 5 differs"):

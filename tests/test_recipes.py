@@ -1,82 +1,67 @@
-"""The recipes of docs/extending.md, applied through the seams they name: a model, a metric, an
-augmentation and a hook, all defined here, trained one small epoch, resumed and evaluated."""
+"""Named recipes (mnist_jax.recipes) and --stop-at-accuracy: a run that ends where it reached its target."""
 
-import csv
+import dataclasses
+import inspect
+import json
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from conftest import SMALL, StopAfterFirst
+import pytest
+from conftest import SMALL, SMALL_FLAGS
 
-from mnist_jax import history as hist
-from mnist_jax import loop
-from mnist_jax.config import TrainConfig
-from mnist_jax.hooks import Hook
-from mnist_jax.model import NUM_CLASSES, LinenModel
+from mnist_jax import cli, experiment, recipes, rundir
+from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.errors import ConfigError
 
 
-class MLP(nn.Module):
-    """The model recipe: a two-layer perceptron on the flattened pixels."""
-
-    @nn.compact
-    def __call__(self, x):
-        x = x.reshape(x.shape[0], -1)
-        return nn.Dense(NUM_CLASSES)(nn.relu(nn.Dense(64)(x)))
-
-
-# The metric recipe: each step's gradient norm, its epoch value the mean over the batches.
-GRAD_NORM = hist.Metric("train_grad_norm", "train/grad_norm", "train",
-                        per_batch=lambda step: (optax.tree.norm(step.grads), jnp.ones((), jnp.float32)),
-                        older_runs=lambda config: None)
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_each_recipe_is_a_config_whose_docstring_says_how_to_run_it_and_what_it_reached(name):
+    config = recipes.config(name)
+    assert config == TrainConfig(**recipes.settings(name))
+    doc = inspect.getdoc(recipes.RECIPES[name])
+    assert f"mnist-jax train --recipe {name}" in doc and "Reached" in doc and "JAX 0.10.2" in doc
 
 
-def random_contrast(key, images):
-    """The augmentation recipe: each digit's ink scaled by its own factor in [0.6, 1]."""
-    scale = jax.random.uniform(key, (images.shape[0], 1, 1, 1), minval=0.6, maxval=1.0)
-    return (images.astype(jnp.float32) * scale).astype(jnp.uint8)
+def test_a_flag_wins_over_the_recipe_and_an_unknown_recipe_is_named():
+    fast = recipes.config("fast", epochs=12, seed=3)
+    assert (fast.schedule, fast.learning_rate, fast.augment, fast.epochs, fast.seed) == ("one_cycle", 3e-3, "shift", 12, 3)
+    assert recipes.config("notebook") == TrainConfig()
+    with pytest.raises(ConfigError, match=r"--recipe quick: no such recipe; there are notebook, fast, fashion"):
+        recipes.settings("quick")
 
 
-class CsvLog(Hook):
-    """The hook recipe: each epoch's losses and accuracies appended to a CSV file."""
+def test_a_run_ends_after_the_first_epoch_that_reaches_its_target_and_stays_ended(small_fits, data_dir, tmp_path):
+    """Three epochs asked, the target the reference run's epoch-1 accuracy: it ends after epoch 1, as
+    a finished run, with the reference's numbers; a resume with more epochs trains none."""
+    reference = small_fits[1][1]
+    target = reference["test_accuracy"][1]
+    assert reference["test_accuracy"][0] < target  # the reference learns between its two epochs
+    config = TrainConfig(**{**SMALL, "epochs": 3, "stop_at_accuracy": target})
+    options = RunOptions(data_dir=data_dir, tensorboard=False)
+    outcome = experiment.run(config, tmp_path / "run", options, hooks=[])
+    assert outcome.status == "finished" and outcome.history["test_accuracy"] == reference["test_accuracy"]
+    record = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert record["finished"] and record["stopped_at_accuracy"] == {"epoch": 1, "target": target,
+                                                                     "test_accuracy": target}
+    assert rundir.load_run(tmp_path / "run")[0].stop_at_accuracy == target  # the other commands read it
+    again = experiment.resume(tmp_path / "run", {"epochs": 5}, options, hooks=[])
+    assert again.status == "finished" and len(again.history["train_loss"]) == 2
 
-    COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
-    def __init__(self, path):
-        self.path = path
+def test_the_command_says_where_the_target_was_reached_and_refuses_a_recipe_on_resume(data_dir, tmp_path, capsys):
+    argv = ["train", *map(str, SMALL_FLAGS), "--epochs", "3", "--stop-at-accuracy", "0.01", "--no-tensorboard",
+            "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
+    assert cli.execute(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("Test accuracy 0.") and out[-2].endswith(
+        " after epoch 0 reached --stop-at-accuracy 0.01: the run ends there")
+    assert out[-1].startswith("Trained 1 epoch in ")
+    with pytest.raises(SystemExit):
+        cli.execute(["train", "--resume", str(tmp_path / "run"), "--recipe", "fast"])
+    assert "--recipe starts a run; a resumed run keeps its own settings" in capsys.readouterr().err
 
-    def on_epoch(self, epoch, record, state, history):
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if f.tell() == 0:
-                writer.writerow(["epoch", *self.COLUMNS])
-            writer.writerow([epoch, *(record[k] for k in self.COLUMNS)])
 
+def test_the_stop_needs_no_program_of_its_own():
+    """--stop-at-accuracy is read by the loop, not the compiled steps: any target shares programs."""
+    from mnist_jax.loop import program_key
 
-def test_a_model_a_metric_an_augmentation_and_a_hook_of_ones_own(small_data, tmp_path):
-    config = TrainConfig(epochs=2, **SMALL)
-    seams = {"model": LinenModel(MLP()), "metrics": (*hist.METRICS, GRAD_NORM), "augment": random_contrast}
-    log = CsvLog(tmp_path / "metrics.csv")
-    first = loop.train(config, *small_data, hooks=[log, StopAfterFirst()], **seams)
-    assert first.status == "stopped" and hist.epochs_done(first.history) == 1
-    assert jax.tree_util.tree_structure(first.state.params) != jax.tree_util.tree_structure(
-        loop.initial_state(config).params)  # the MLP's own params, not the CNN's
-
-    # Resumed from a history written before the metric existed: it is filled in, not a KeyError.
-    older = {k: v for k, v in first.history.items() if k != GRAD_NORM.key}
-    resumed = loop.train(config, *small_data, start=(first.state, older), hooks=[log], **seams)
-    assert resumed.status == "finished" and resumed.history[GRAD_NORM.key][0] is None
-    assert np.isfinite(resumed.history[GRAD_NORM.key][1]) and resumed.history[GRAD_NORM.key][1] > 0
-    assert resumed.history["test_accuracy"][1] > 0.5  # learning: a guess scores 0.1
-
-    # Evaluated through the same seam: the record's test numbers again.
-    test_images, test_labels = (a[:config.test_examples] for a in small_data[1])
-    sums, confusion = loop.eval_program(seams["model"], 1024)(resumed.state.params, test_images, test_labels)
-    summary = hist.summarize(jax.device_get(sums))
-    assert float(summary["test_accuracy"]) == resumed.history["test_accuracy"][1]
-    assert int(np.trace(confusion)) == round(resumed.history["test_accuracy"][1] * 1024)
-
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert float(rows[1]["test_accuracy"]) == resumed.history["test_accuracy"][1]
+    config = TrainConfig(**SMALL)
+    assert program_key(config) == program_key(dataclasses.replace(config, stop_at_accuracy=0.5))
