@@ -275,6 +275,25 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_digits(args: argparse.Namespace) -> tuple[list, list, list]:
+    """The inputs `args.images` names (folders expanded), and the paths and digits of those read;
+    each input that cannot be read is one error line, and the others go on."""
+    from mnist_jax import images
+
+    (inputs, notes), paths, digits = images.expand_folders(args.images), [], []
+    for note in notes:
+        _say(f"{args.prog}: note: {note}", file=sys.stderr)
+    for path in inputs:
+        try:
+            if images.is_folder(path):
+                raise images.ImageError(f"{path}: a folder with no files in it (or none this user can read)")
+            digits.append(images.load_image(path))
+            paths.append(path)
+        except images.ImageError as e:
+            _say(f"{args.prog}: error: {e}", file=sys.stderr)
+    return inputs, paths, digits
+
+
 def predict(args: argparse.Namespace) -> int:
     """Classify your own digit images with a trained run: the top classes and their probabilities."""
     _configure(args)
@@ -288,17 +307,7 @@ def predict(args: argparse.Namespace) -> int:
     names = DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
-    (inputs, notes), paths, digits = images.expand_folders(args.images), [], []
-    for note in notes:
-        _say(f"{args.prog}: note: {note}", file=sys.stderr)
-    for path in inputs:  # a bad file is reported and skipped; the others are still classified
-        try:
-            if images.is_folder(path):
-                raise images.ImageError(f"{path}: a folder with no files in it (or none this user can read)")
-            digits.append(images.load_image(path))
-            paths.append(path)
-        except images.ImageError as e:
-            _say(f"{args.prog}: error: {e}", file=sys.stderr)
+    inputs, paths, digits = _read_digits(args)
     if digits:
         probabilities = inference.classify(params, np.stack(digits), model_for(config))
         for path, probs in zip(paths, probabilities):
@@ -308,6 +317,32 @@ def predict(args: argparse.Namespace) -> int:
         for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
         _say(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
+    return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
+
+
+def explain(args: argparse.Namespace) -> int:
+    """Show why the model read each picture as it did: where the evidence for its top classes lies."""
+    _configure(args)
+    import numpy as np
+
+    from mnist_jax import explain as explaining
+    from mnist_jax import images, plotting, rundir
+    from mnist_jax.datasets import DATASETS
+    from mnist_jax.models import model_for
+
+    config, _, params = _load(args)
+    names = DATASETS[config.dataset].class_names
+    rundir.check_writable(args.out_dir)
+    inputs, paths, digits = _read_digits(args)
+    if digits:
+        explained = explaining.explain(params, np.stack(digits), model_for(config), top=args.top, steps=args.steps)
+        outs = images.input_files(paths, args.out_dir, suffix="-explained.svg")
+        for i, (path, out) in enumerate(zip(paths, outs)):
+            plotting.save_figure(plotting.plot_explanation(digits[i], explained.classes[i], explained.probabilities[i],
+                                                           explained.attributions[i], names), out)
+            ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in zip(explained.classes[i],
+                                                                      explained.probabilities[i]))
+            _say(f"{path}: {ranked}  -> {out}")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
@@ -524,6 +559,16 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     p.add_argument("--top", type=number("top", minimum=1), default=3, help="classes shown per image (default: %(default)s)")
     p.add_argument("--save-inputs", type=_path, default=None, metavar="DIR",
                    help="also write the 28x28 image the model saw for each input, as DIR/NAME-28x28.png")
+    p = command("explain", explain, [_run_flags(False), common])
+    p.add_argument("images", nargs="+", type=_path, metavar="IMAGE",
+                   help="image files (PNG, JPEG, ...), or folders of them (every file in each, sorted by name)")
+    p.add_argument("--top", type=number("top", minimum=1, maximum=10), default=2,
+                   help="classes explained per image, most probable first (default: %(default)s)")
+    p.add_argument("--steps", type=number("steps", minimum=1, maximum=1024), default=64,
+                   help="points on the path from the blank digit (default: %(default)s, within 1%% of the "
+                        "logit gain on test digits)")
+    p.add_argument("--out-dir", type=_path, default=Path("explanations"), metavar="DIR",
+                   help="where each NAME-explained.svg goes (default: %(default)s)")
     p = command("plot-history", plot_history, [_run_flags(True), common])
     p.add_argument("--out", type=_path, default=None,
                    help="output file, .svg or .png (default: RUN_DIR/training.svg; ./training.svg for the bundled run)")

@@ -91,16 +91,16 @@ def is_folder(path: Path) -> bool:
         return False
 
 
-def input_files(paths: list[Path], directory: Path) -> list[Path]:
-    """DIR/NAME-28x28.png for each input NAME.EXT, a name that another input took (x.png and
-    sub/x.png, or x-2.png) getting the next free NAME-2-28x28.png, NAME-3-28x28.png ..."""
+def input_files(paths: list[Path], directory: Path, suffix: str = "-28x28.png") -> list[Path]:
+    """DIR/NAME-28x28.png (NAME + `suffix`) for each input NAME.EXT, a name that another input took
+    (x.png and sub/x.png, or x-2.png) getting the next free NAME-2-28x28.png, NAME-3-28x28.png ..."""
     taken: set[str] = set()
     files = []
     for path in paths:
-        name, n = f"{path.stem}-28x28.png", 1
+        name, n = f"{path.stem}{suffix}", 1
         while name in taken:
             n += 1
-            name = f"{path.stem}-{n}-28x28.png"
+            name = f"{path.stem}-{n}{suffix}"
         taken.add(name)
         files.append(directory / name)
     return files

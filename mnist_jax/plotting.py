@@ -168,3 +168,25 @@ def classification_sample(params: Params, model: Model, images: np.ndarray, labe
     idx = np.asarray(jax.random.randint(key, (size[0] * size[1],), 0, len(labels)))
     predictions = np.asarray(predict(params, images[idx], model))
     return plot_classification(images[idx], labels[idx], predictions, size, class_names)
+
+
+def plot_explanation(digit: np.ndarray, classes: Sequence[int], probabilities: Sequence[float],
+                     attributions: np.ndarray, class_names: Sequence[str] | None = None) -> Figure:
+    """The 28x28 input the model saw, then for each of its top classes where the evidence lies:
+    each pixel's integrated gradient (mnist_jax.explain), red for the class and blue against it,
+    on one scale, over the digit's outline."""
+    fig = Figure(figsize=(3 * (1 + len(classes)) + 0.6, 3.4))
+    axes = fig.subplots(1, 1 + len(classes), squeeze=False)[0]
+    image = np.asarray(digit).squeeze(-1)
+    axes[0].imshow(image, cmap="gray")
+    axes[0].set_title("the input, 28 x 28")
+    scale = float(np.abs(attributions).max()) or 1.0
+    for ax, c, p, a in zip(axes[1:], classes, probabilities, attributions):
+        shown = ax.imshow(a, cmap="RdBu_r", vmin=-scale, vmax=scale)
+        ax.contour(image, levels=[127.5], colors="0.4", linewidths=0.6)
+        ax.set_title(f"evidence for {_name(c, class_names)} ({p:.1%})")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=list(axes), shrink=0.8, label="logit per pixel")
+    return fig

@@ -1,0 +1,67 @@
+"""Explanations (mnist_jax.explain, `mnist-jax explain`): integrated gradients that add up to the
+logit gain, and that find the pixels the model's reading rests on."""
+
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from mnist_jax import cli, explain, rundir
+from mnist_jax.models import model_for
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "digits"
+
+
+@pytest.fixture(scope="module")
+def explained(mnist):
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    images, labels = mnist["test"][0][:16], mnist["test"][1][:16]
+    return explain.explain(params, images, model_for(config)), images, labels, (params, model_for(config))
+
+
+def test_the_attributions_add_up_to_the_logit_gain(explained):
+    """Completeness: each class's attributions sum to its logit on the picture less its logit on
+    the blank digit, within 1% for the top class (64 midpoints; 0.3% at most measured on these)
+    and 0.05 logits for any class (the runner-up's gain can be a fraction of a logit)."""
+    e, _, labels, _ = explained
+    assert (e.classes[:, 0] == labels).mean() >= 15 / 16 and np.all(e.probabilities[:, 0] >= e.probabilities[:, 1])
+    sums = e.attributions.sum((2, 3))
+    np.testing.assert_allclose(sums[:, 0], e.logit_gain[:, 0], rtol=0.01)
+    assert np.abs(sums - e.logit_gain).max() < 0.05
+
+
+def test_erasing_the_most_attributed_stroke_pixels_costs_the_class_most(explained):
+    """Set to blank the tenth of each digit's stroke pixels with the largest attribution for its
+    class, or a random tenth: the first lowers the class's logit several times more (measured: 5.1
+    against 1.1 logits on average), on nearly every digit. An explanation that pointed anywhere
+    else on the stroke would not."""
+    e, images, _, (params, model) = explained
+    rng = np.random.default_rng(0)
+    top, chosen_at_random = [], []
+    for image, c, a in zip(images, e.classes[:, 0], e.attributions[:, 0]):
+        stroke = np.flatnonzero(image[..., 0] > 0)
+        k = len(stroke) // 10
+        for pixels, drops in ((stroke[np.argsort(-a.flat[stroke])][:k], top),
+                              (rng.choice(stroke, k, replace=False), chosen_at_random)):
+            erased = image.copy().reshape(-1)
+            erased[pixels] = 0
+            logits = np.asarray(model.apply(params, np.stack([image, erased.reshape(image.shape)])))
+            drops.append(logits[0, c] - logits[1, c])
+    top, chosen_at_random = np.array(top), np.array(chosen_at_random)
+    assert top.mean() > 3 * chosen_at_random.mean() and np.mean(top > chosen_at_random) >= 14 / 16
+
+
+def test_the_command_writes_a_figure_per_picture_and_one_line_each(tmp_path, capsys):
+    pictures = [FIXTURES / "0-pen-clean.png", FIXTURES / "7-pen-clean.png"]
+    code = cli.execute(["explain", *map(str, pictures), str(tmp_path / "missing.png"), "--out-dir", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2 and err == f"mnist-jax explain: error: {tmp_path / 'missing.png'}: file not found\n"
+    lines = out.splitlines()
+    assert len(lines) == 2
+    for digit, picture, line in zip("07", pictures, lines):
+        figure = tmp_path / "out" / f"{picture.stem}-explained.svg"
+        assert re.fullmatch(rf"{re.escape(str(picture))}: {digit} \(0\.\d{{4}}\)  \d \(0\.\d{{4}}\)  -> "
+                            rf"{re.escape(str(figure))}", line), line
+        svg = figure.read_text()
+        assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg" and f"evidence for {digit} (" in svg
