@@ -1,4 +1,4 @@
-"""The recipes of docs/extending.md, applied through the seams they name: a model, a metric, an
+"""The changes of docs/extending.md, applied through the seams they name: a model, a metric, an
 augmentation and a hook, all defined here, trained one small epoch, resumed and evaluated."""
 
 import csv
@@ -18,7 +18,7 @@ from mnist_jax.model import NUM_CLASSES, LinenModel
 
 
 class MLP(nn.Module):
-    """The model recipe: a two-layer perceptron on the flattened pixels."""
+    """The model change: a two-layer perceptron on the flattened pixels."""
 
     @nn.compact
     def __call__(self, x):
@@ -26,20 +26,20 @@ class MLP(nn.Module):
         return nn.Dense(NUM_CLASSES)(nn.relu(nn.Dense(64)(x)))
 
 
-# The metric recipe: each step's gradient norm, its epoch value the mean over the batches.
+# The metric change: each step's gradient norm, its epoch value the mean over the batches.
 GRAD_NORM = hist.Metric("train_grad_norm", "train/grad_norm", "train",
                         per_batch=lambda step: (optax.tree.norm(step.grads), jnp.ones((), jnp.float32)),
                         older_runs=lambda config: None)
 
 
 def random_contrast(key, images):
-    """The augmentation recipe: each digit's ink scaled by its own factor in [0.6, 1]."""
+    """The augmentation change: each digit's ink scaled by its own factor in [0.6, 1]."""
     scale = jax.random.uniform(key, (images.shape[0], 1, 1, 1), minval=0.6, maxval=1.0)
     return (images.astype(jnp.float32) * scale).astype(jnp.uint8)
 
 
 class CsvLog(Hook):
-    """The hook recipe: each epoch's losses and accuracies appended to a CSV file."""
+    """The hook change: each epoch's losses and accuracies appended to a CSV file."""
 
     COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
