@@ -16,16 +16,17 @@ FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "digits"
 @pytest.fixture(scope="module")
 def explained(mnist):
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-    images, labels = mnist["test"][0][:16], mnist["test"][1][:16]
-    return explain.explain(params, images, model_for(config)), images, labels, (params, model_for(config))
+    images, labels = mnist["test"][0][:8], mnist["test"][1][:8]
+    return explain.explain(params, images, model_for(config), steps=32), images, labels, (params, model_for(config))
 
 
 def test_the_attributions_add_up_to_the_logit_gain(explained):
     """Completeness: each class's attributions sum to its logit on the picture less its logit on
-    the blank digit, within 1% for the top class (64 midpoints; 0.3% at most measured on these)
-    and 0.05 logits for any class (the runner-up's gain can be a fraction of a logit)."""
+    the blank digit, within 1% for the top class (at 32 midpoints, half the command's default; 0.4%
+    at most measured on 32 test digits) and 0.05 logits for any class (a runner-up's gain can be a
+    fraction of a logit)."""
     e, _, labels, _ = explained
-    assert (e.classes[:, 0] == labels).mean() >= 15 / 16 and np.all(e.probabilities[:, 0] >= e.probabilities[:, 1])
+    assert np.all(e.classes[:, 0] == labels) and np.all(e.probabilities[:, 0] >= e.probabilities[:, 1])
     sums = e.attributions.sum((2, 3))
     np.testing.assert_allclose(sums[:, 0], e.logit_gain[:, 0], rtol=0.01)
     assert np.abs(sums - e.logit_gain).max() < 0.05
@@ -49,7 +50,7 @@ def test_erasing_the_most_attributed_stroke_pixels_costs_the_class_most(explaine
             logits = np.asarray(model.apply(params, np.stack([image, erased.reshape(image.shape)])))
             drops.append(logits[0, c] - logits[1, c])
     top, chosen_at_random = np.array(top), np.array(chosen_at_random)
-    assert top.mean() > 3 * chosen_at_random.mean() and np.mean(top > chosen_at_random) >= 14 / 16
+    assert top.mean() > 3 * chosen_at_random.mean() and np.mean(top > chosen_at_random) >= 7 / 8
 
 
 def test_the_command_writes_a_figure_per_picture_and_one_line_each(tmp_path, capsys):
