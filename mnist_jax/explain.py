@@ -41,6 +41,7 @@ class Explanation:
     probabilities: np.ndarray  # (N, K) their probabilities
     attributions: np.ndarray  # (N, K, 28, 28) each class's integrated gradients, in logit units
     logit_gain: np.ndarray  # (N, K) each class's logit on the picture less its logit on the blank digit
+    all_probabilities: np.ndarray  # (N, classes) every class's probability
 
 
 @functools.partial(jax.jit, static_argnames=("model", "steps"))
@@ -81,4 +82,15 @@ def explain(params: Params, images: np.ndarray, model: Model, top: int = 2, step
                                                    model=model, steps=steps))
     rows = np.arange(len(padded))[:, None]
     return Explanation(classes[:count], probs[rows, classes][:count], attributions[:count, ..., 0],
-                       (logits[rows, classes] - blank[classes])[:count])
+                       (logits[rows, classes] - blank[classes])[:count], probs[:count])
+
+
+def evidence_image(digit: np.ndarray, attributions: np.ndarray) -> np.ndarray:
+    """One class's attributions (28, 28) over its uint8 digit (28, 28, 1) as a uint8 RGB picture:
+    white paper, the stroke in light grey, red where a pixel is evidence for the class and blue
+    where against, the strongest at full colour (what the demo shows)."""
+    scale = float(np.abs(attributions).max()) or 1.0
+    v = np.clip(attributions / scale, -1, 1)
+    paper = 255 - 0.3 * digit[..., 0].astype(np.float32)
+    rgb = np.stack([paper * (1 + np.minimum(v, 0)), paper * (1 - np.abs(v)), paper * (1 - np.maximum(v, 0))], -1)
+    return rgb.round().astype(np.uint8)

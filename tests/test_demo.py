@@ -77,21 +77,28 @@ def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server,
     from mnist_jax.images import to_mnist
 
     client = Client(server["url"], verbose=False)
-    seen, bars, status = client.predict(png_data_url(pad_drawing(tmp_path / "pad.png").read_bytes()), api_name="/classify_drawing")
+    seen, evidence, bars, status = client.predict(png_data_url(pad_drawing(tmp_path / "pad.png").read_bytes()),
+                                                  api_name="/classify_drawing")
     assert bars["label"] == "7" and status.startswith("The model reads a 7")
-    assert np.array_equal(decoded(seen), to_mnist(Image.open(tmp_path / "pad.png"))[..., 0])  # what the model saw
+    digit = to_mnist(Image.open(tmp_path / "pad.png"))
+    assert np.array_equal(decoded(seen), digit[..., 0])  # what the model saw
+    # Where its answer comes from: red and blue only on the stroke, the paper white.
+    shown = decoded(evidence)
+    assert shown.shape == (28, 28, 3) and np.all(shown[digit[..., 0] == 0] == 255)
+    assert (shown[..., 0] > shown[..., 2] + 60).sum() >= 5  # some pixels are strong evidence for the 7
     assert sum(c["confidence"] for c in bars["confidences"]) == pytest.approx(1, abs=1e-5)
     assert len(bars["confidences"]) == 10
-    seen, bars, status = client.predict(handle_file(DIGIT_PICTURES / "3-pen-pencil.jpg"), api_name="/classify_picture")
+    seen, evidence, bars, status = client.predict(handle_file(DIGIT_PICTURES / "3-pen-pencil.jpg"),
+                                                  api_name="/classify_picture")
     assert bars["label"] == "3"
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
-    seen, bars, status = client.predict(handle_file(blank), api_name="/classify_picture")
-    assert seen == "" and status.startswith("No digit found (the image is blank")
-    seen, bars, status = client.predict("data:image/png;base64,bm90IGEgcG5n", api_name="/classify_drawing")
-    assert seen == "" and status == ("Could not read the drawing: not an image file Pillow can read "
-                                     "(PNG, JPEG, ...).")
-    assert client.predict("", api_name="/classify_drawing")[2].startswith("Draw one digit")  # the pad cleared
+    seen, evidence, bars, status = client.predict(handle_file(blank), api_name="/classify_picture")
+    assert seen == evidence == "" and status.startswith("No digit found (the image is blank")
+    seen, evidence, bars, status = client.predict("data:image/png;base64,bm90IGEgcG5n", api_name="/classify_drawing")
+    assert seen == evidence == "" and status == ("Could not read the drawing: not an image file Pillow can read "
+                                                 "(PNG, JPEG, ...).")
+    assert client.predict("", api_name="/classify_drawing")[3].startswith("Draw one digit")  # the pad cleared
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
@@ -117,6 +124,7 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
             page.mouse.up()
             expect(page.locator("#status")).to_contain_text("The model reads a 7", timeout=30_000)
             expect(page.locator("#seen img")).to_be_visible()
+            expect(page.locator("#evidence img")).to_be_visible()
             expect(page.locator("#bars")).to_contain_text("7")
             screenshot = tmp_path / "demo.png"
             page.screenshot(path=screenshot, full_page=True)
@@ -168,10 +176,10 @@ def test_oversized_and_malformed_inputs_are_refused_before_they_are_decoded(serv
                            ("data:text/plain;base64,aGVsbG8=", "not an image data URL"),
                            ({"not": "a string"}, "expected an image data URL, got dict")):
         status, outputs = call(server["url"], "classify_drawing", value)
-        assert status == 200 and outputs[0] == "" and message in outputs[2], outputs
+        assert status == 200 and outputs[0] == outputs[1] == "" and message in outputs[3], outputs
     (tmp_path / "huge.png").write_bytes(png_header_only(10_000, 10_000))  # 120 bytes that decode to 100 MP
-    seen, bars, status = Client(server["url"], verbose=False).predict(handle_file(tmp_path / "huge.png"),
-                                                                      api_name="/classify_picture")
+    seen, _, bars, status = Client(server["url"], verbose=False).predict(handle_file(tmp_path / "huge.png"),
+                                                                         api_name="/classify_picture")
     assert seen == "" and status == ("Could not read the upload: 10000 x 10000 pixels, more than the 50 megapixels "
                                      "accepted; scale it down first.")
 
@@ -226,9 +234,9 @@ def test_the_bars_are_named_after_the_runs_classes(tmp_path):
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     picture = images.read_picture(pad_drawing(tmp_path / "pad.png"), "the drawing")
-    _, bars, text = demo.read_digit(params, model_for(config), picture)
+    _, _, bars, text = demo.read_digit(params, model_for(config), picture)
     assert sorted(bars) == [str(digit) for digit in range(10)] and text.startswith("The model reads a 7 (")
     fashion = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-    _, named, text = demo.read_digit(params, model_for(config), picture, fashion)
+    _, _, named, text = demo.read_digit(params, model_for(config), picture, fashion)
     assert list(named) == list(fashion) and list(named.values()) == [bars[str(c)] for c in range(10)]
     assert text.startswith("The model reads a Sneaker (")
