@@ -23,8 +23,9 @@ def test_each_recipe_is_a_config_whose_docstring_says_how_to_run_it_and_what_it_
 def test_a_flag_wins_over_the_recipe_and_an_unknown_recipe_is_named():
     fast = recipes.config("fast", epochs=12, seed=3)
     assert (fast.schedule, fast.learning_rate, fast.augment, fast.epochs, fast.seed) == ("one_cycle", 3e-3, "shift", 12, 3)
+    assert recipes.config("one_epoch").batch_size == 64
     assert recipes.config("notebook") == TrainConfig()
-    with pytest.raises(ConfigError, match=r"--recipe quick: no such recipe; there are notebook, fast, fashion"):
+    with pytest.raises(ConfigError, match=r"--recipe quick: no such recipe; there are notebook, one_epoch, fast, fashion"):
         recipes.settings("quick")
 
 
