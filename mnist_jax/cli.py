@@ -145,9 +145,7 @@ def train(args: argparse.Namespace) -> int:
 
     distributed = environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
     _configure(args, distributed if args.distributed else None)
-    from mnist_jax import experiment
-
-    from mnist_jax import recipes
+    from mnist_jax import experiment, recipes
 
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
     extra = [load_hook(spec) for spec in args.hook]
@@ -206,11 +204,11 @@ def _report(outcome, prog: str) -> int:
     if outcome.status == "stopped":
         if last < 0:
             _say(f"Stopped in the first epoch, before any checkpoint. Start again with: "
-                  f"mnist-jax train --run-dir {shlex.quote(str(outcome.workdir))} --overwrite", file=sys.stderr)
+                 f"mnist-jax train --run-dir {shlex.quote(str(outcome.workdir))} --overwrite", file=sys.stderr)
         else:
             where = "mid-epoch" if outcome.state is None else f"after epoch {last}"
             _say(f"Stopped {where}; the checkpoint after epoch {last} and the history are in {outcome.workdir}. "
-                  f"Resume with: mnist-jax train --resume {shlex.quote(str(outcome.workdir))}", file=sys.stderr)
+                 f"Resume with: mnist-jax train --resume {shlex.quote(str(outcome.workdir))}", file=sys.stderr)
         return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not parallel.is_primary():
         return 0
@@ -219,14 +217,14 @@ def _report(outcome, prog: str) -> int:
     if seeds:
         final = np.asarray(outcome.history["test_accuracy"][-1])
         what += f" of {len(final)} seeds"
-        print(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
-              f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {outcome.workdir}/seed-S")
+        _say(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
+             f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {outcome.workdir}/seed-S")
     if hist.reached(outcome.history, outcome.stop_at_accuracy):
         reached = np.min(outcome.history["test_accuracy"][-1])
         print(f"Test accuracy {reached:.4f} after epoch {last} reached --stop-at-accuracy "
               f"{outcome.stop_at_accuracy:g}: the run ends there")
     _say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
-          f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(rundir.FIGURE_FILES)}}}")
+         f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(rundir.FIGURE_FILES)}}}")
     if outcome.copied_figures:
         replaced = sum(was for _, was in outcome.copied_figures)
         _say(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"
@@ -402,7 +400,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     accuracy = class_accuracy(confusion)
     print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)))
     _say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
-          f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
+         f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
     return 0
 
 
@@ -430,7 +428,7 @@ def export(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
     _say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
-          f"{args.output}, the {_params_phrase(history)}; load it with {how}")
+         f"{args.output}, the {_params_phrase(history)}; load it with {how}")
     return 0
 
 
