@@ -22,7 +22,7 @@ images = np.load(sys.argv[2])
 outputs = {}
 for path in sys.argv[1].split(","):
     exported = jax.export.deserialize(open(path, "rb").read())
-    outputs[path] = {str(n): np.asarray(exported.call(images[:n])).tolist() for n in (1, 7, len(images))}
+    outputs[path] = {str(n): np.asarray(exported.call(images[:n])).tolist() for n in (1, len(images))}
 print(json.dumps({"outputs": outputs, "imported": sorted(m for m in ("flax", "mnist_jax", "optax") if m in sys.modules)}))
 """
 
@@ -66,7 +66,7 @@ def test_the_exported_file_runs_with_jax_alone_and_gives_the_packages_numbers(mn
     for output, artifact in artifacts.items():
         assert cli.execute(["export", "--out", str(artifact), "--output", output]) == 0
         assert f"Wrote {artifact}" in capsys.readouterr().out
-    images = mnist["test"][0][:32]
+    images = mnist["test"][0][:7]  # batches of 1 and 7: one shape-polymorphic program, two sizes
     report = _run_fresh(RUN_EXPORTED, ",".join(map(str, artifacts.values())), images, tmp_path)
     assert report["imported"] == []  # neither mnist_jax nor Flax nor Optax
     for output, artifact in artifacts.items():

@@ -57,7 +57,8 @@ print(json.dumps({
 
 
 def simulated_devices(n: int) -> dict[str, str]:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
 
 
 @pytest.mark.parametrize("seeds, devices, expected", [(8, 4, ("seed", 4)), (3, 4, ("seed", 3)), (6, 4, ("seed", 3)),
