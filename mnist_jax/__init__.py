@@ -1,7 +1,8 @@
 """mnist-jax: the PyTorch MNIST notebook in pure-functional JAX/Flax.
 
-The core, lowest first: config, history (every number of an epoch, declared once), kernels (the
-convolution's formulations), model (the CNN and the `Model` seam), model_nnx (its Flax NNX twin),
+The core, lowest first: config, history (every number of an epoch, declared once), sweep (which
+model of a sweep is which), kernels (the convolution's formulations), model (the CNN and the
+`Model` seam), model_nnx (its Flax NNX twin),
 models (the model a config trains, any params' summary), datasets (their declarations), data
 (through TFDS), augment, optimizer, steps (pure train and eval steps), hooks, parallel, loop (the
 training loop). Around it: torch_params (the notebook's PyTorch weights), checkpoints, rundir (a

@@ -149,6 +149,9 @@ def train(args: argparse.Namespace) -> int:
 
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
     extra = [load_hook(spec) for spec in args.hook]
+    swept = cfg.parse_sweep(settings["sweep"])[0] if settings.get("sweep") else None
+    if swept in settings:
+        raise UserError(f"--{swept.replace('_', '-')} and --sweep {settings['sweep']} both set {swept}; give one")
     if args.resume:
         outcome = experiment.resume(args.resume, settings, options, extra_hooks=extra)
     else:
@@ -214,7 +217,18 @@ def _report(outcome, prog: str) -> int:
         return 0
     seeds = np.ndim(outcome.history["test_accuracy"][-1])
     what = _epochs_phrase(outcome.first_epoch, last) if last >= outcome.first_epoch else "no epoch (all were done)"
-    if seeds:
+    config = rundir.read_record(outcome.workdir).config
+    figures = rundir.FIGURE_FILES
+    if config.sweep is not None:
+        from mnist_jax import sweep
+
+        what += f" of {config.models} models"
+        for line in sweep.table(config, outcome.history):
+            print(line)
+        name = cfg.parse_sweep(config.sweep)[0]
+        _say(f"Each model's run is in {outcome.workdir}/{name}=VALUE{'-seed-S' if config.seeds > 1 else ''}")
+        figures = (rundir.SWEEP_FIGURE, "classification.svg")
+    elif seeds:
         final = np.asarray(outcome.history["test_accuracy"][-1])
         what += f" of {len(final)} seeds"
         _say(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
@@ -224,7 +238,7 @@ def _report(outcome, prog: str) -> int:
         print(f"Test accuracy {reached:.4f} after epoch {last} reached --stop-at-accuracy "
               f"{outcome.stop_at_accuracy:g}: the run ends there")
     _say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
-         f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(rundir.FIGURE_FILES)}}}")
+         f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(figures)}}}")
     if outcome.copied_figures:
         replaced = sum(was for _, was in outcome.copied_figures)
         _say(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"

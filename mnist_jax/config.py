@@ -175,6 +175,10 @@ class TrainConfig(_Checked):
     seed: int = setting(0, "seed of the jax.random key: initialisation, shuffling, the digits shown",
                         minimum=0, maximum=MAX_SEED)
     seeds: int = setting(1, "train N models at once, seeds SEED ... SEED+N-1, in one vmapped program", minimum=1)
+    sweep: str | None = setting(
+        None, "train one model per value of a setting, all in one vmapped program (with --seeds N: N for each "
+              "value): learning_rate (or lr), weight_decay or warmup_epochs, e.g. lr=1e-4,3e-4,1e-3; each value's "
+              "run is written to RUN_DIR/NAME=VALUE/", default_text="none", metavar="NAME=V1,V2,...")
     train_examples: int | None = setting(None, "train on only the first N training examples (quick runs)",
                                          minimum=1, default_text="all", metavar="N")
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
@@ -207,9 +211,54 @@ class TrainConfig(_Checked):
                               f"{self.epochs}: warmup_cosine rises over it and then decays")
         if self.augment == "none" and self.augment_shift != type(self).augment_shift:  # the field's default
             raise ConfigError(f"--augment-shift {self.augment_shift} has no effect without --augment shift")
+        if self.sweep is not None:
+            name, values = parse_sweep(self.sweep)
+            object.__setattr__(self, "sweep", f"{name}={','.join(map(repr, values))}")  # one spelling
+            needs = {"weight_decay": ("optimizer", "adamw"), "warmup_epochs": ("schedule", "warmup_cosine")}.get(name)
+            if needs and getattr(self, needs[0]) != needs[1]:
+                raise ConfigError(f"--sweep {name} has no effect without --{needs[0]} {needs[1]}")
+            for value in values:
+                try:
+                    dataclasses.replace(self, sweep=None, **{name: value})
+                except ConfigError as e:
+                    raise ConfigError(f"--sweep {self.sweep}: {e}") from None
         if self.seed + self.seeds - 1 > MAX_SEED:
             raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_} (and seed + seeds - 1 = "
                               f"{self.seed + self.seeds - 1}), got {self.seed}")
+
+
+    @property
+    def models(self) -> int:
+        """How many models the run trains at once: the seeds, times the sweep's values."""
+        return self.seeds * (len(parse_sweep(self.sweep)[1]) if self.sweep else 1)
+
+    def model_configs(self) -> list[TrainConfig]:
+        """The single-model config of each model the run trains, in the order of the stacked state's
+        leading axis: each swept value in turn, and within it each seed."""
+        swept = [{}] if self.sweep is None else [{parse_sweep(self.sweep)[0]: v} for v in parse_sweep(self.sweep)[1]]
+        return [dataclasses.replace(self, sweep=None, seeds=1, seed=self.seed + i, **setting)
+                for setting in swept for i in range(self.seeds)]
+
+
+# The settings a sweep may vary: the optimizer's numbers, which the vmapped program takes as arrays.
+SWEEPABLE = ("learning_rate", "weight_decay", "warmup_epochs")
+_SWEEP_ALIASES = {"lr": "learning_rate"}
+
+
+def parse_sweep(spec: str) -> tuple[str, tuple[float, ...]]:
+    """NAME=V1,V2,... as (setting name, values): at least two distinct numbers, in the order given."""
+    name, sep, listed = spec.partition("=")
+    name = _SWEEP_ALIASES.get(name.strip().replace("-", "_"), name.strip().replace("-", "_"))
+    if not sep or name not in SWEEPABLE:
+        raise ConfigError(f"sweep must be NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)} (or lr), "
+                          f"got {quoted(spec)}")
+    try:
+        values = tuple(float(v) for v in listed.split(","))
+    except ValueError:
+        raise ConfigError(f"sweep {name}: the values must be numbers separated by commas, got {quoted(listed)}") from None
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise ConfigError(f"sweep {name}: give at least two different values, got {quoted(listed)}")
+    return name, values
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,10 +16,11 @@ import sys
 
 import jax
 
-from mnist_jax.config import Progress
+from mnist_jax.config import Progress, TrainConfig, parse_sweep
 from mnist_jax.history import epoch_entry, format_epoch
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.models import model_summary, param_shapes
+from mnist_jax.sweep import value_records
 
 # Updates per epoch when a progress bar is shown: each is one more dispatch, about 70 ms on a 2-core
 # CPU (an epoch in 20 scans took 17.6 s against 16.2 s in one), so the bar moves in tenths.
@@ -29,6 +30,9 @@ PROGRESS_CHUNKS = 10
 class Printer(Hook):
     """The command line's output: what will be trained, on what, then the notebook's epoch lines."""
 
+    def __init__(self):
+        self.config: TrainConfig | None = None  # the run's, from on_start
+
     def on_prepare(self, source, dataset="mnist"):
         from mnist_jax.datasets import DATASETS
 
@@ -37,7 +41,7 @@ class Printer(Hook):
     def on_start(self, start: Start):
         from mnist_jax.datasets import DATASETS
 
-        config = start.config
+        config = self.config = start.config
         print(f"{DATASETS[config.dataset].title}: {start.num_train} train / {start.num_test} test examples "
               f"from {start.dataset}")
         device = jax.local_devices()[0]
@@ -49,7 +53,12 @@ class Printer(Hook):
         if (config.network, config.model, config.augment) != ("cnn", "linen", "none"):  # idem
             shift = f" of up to {config.augment_shift} pixels" if config.augment == "shift" else ""
             print(f"Network: {config.network} (Flax {config.model}); augmentation: {config.augment}{shift}")
-        if config.seeds > 1:
+        if config.sweep is not None:
+            name, values = parse_sweep(config.sweep)
+            seeds = f" x {config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1})" if config.seeds > 1 else ""
+            print(f"Sweep of {name}: {', '.join(f'{v:g}' for v in values)}{seeds}, {config.models} models in one "
+                  f"program; one line per value{', each value the mean +- std over its seeds' if seeds else ''}")
+        elif config.seeds > 1:
             print(f"{config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1}); "
                   f"each value below is the mean +- std over the seeds")
         print(model_summary(param_shapes(config)), flush=True)
@@ -61,10 +70,17 @@ class Printer(Hook):
         if done:
             print(f"Resuming {start.workdir} after epoch {done - 1}")
             for epoch in range(done):
-                print(format_epoch(epoch, epoch_entry(start.history, epoch)))
+                self._print_epoch(epoch, epoch_entry(start.history, epoch))
 
     def on_epoch(self, epoch, record, state, history):
-        print(format_epoch(epoch, record), flush=True)
+        self._print_epoch(epoch, record)
+
+    def _print_epoch(self, epoch: int, record: dict) -> None:
+        if self.config is None or self.config.sweep is None:
+            print(format_epoch(epoch, record), flush=True)
+            return
+        for name, part in value_records(self.config, record):  # the notebook's line, then the value
+            print(f"{format_epoch(epoch, part)} ({name})", flush=True)
 
 
 class ProgressBar(Hook):

@@ -38,6 +38,7 @@ from mnist_jax.optimizer import weight_decay
 from mnist_jax.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
 from mnist_jax.summaries import TensorBoard
+from mnist_jax.sweep import best_model
 
 
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
@@ -154,7 +155,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     num_train, num_test = len(train_data[1][:config.train_examples]), len(test_data[1][:config.test_examples])
     if config.batch_size > num_train:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
-    mesh = parallel.make_mesh(config.seeds, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
+    mesh = parallel.make_mesh(config.models, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
     memory.check(config, num_test, mesh)
     hooks.on_start(Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
                          start.history if start is not None else hist.empty(),
@@ -173,7 +174,8 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     if outcome.status == "finished":
         _finish(run_dir, outcome, test_data)
         if options.figures_dir and run_dir.primary:
-            copied = rd.copy_figures(run_dir.path, options.figures_dir, seeds=config.seeds)
+            copied = rd.copy_figures(run_dir.path, options.figures_dir, seeds=config.seeds,
+                                     sweep=config.sweep is not None)
             outcome = dataclasses.replace(outcome, copied_figures=tuple(copied))
     return outcome
 
@@ -187,10 +189,12 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
         return
     from mnist_jax import plotting  # matplotlib takes half a second to import; only this needs it
 
-    first_seed = params if config.seeds == 1 else jax.tree_util.tree_map(lambda p: p[0], params)
+    shown = 0 if config.sweep is None else best_model(config, outcome.history)  # the model the figure shows
+    first_seed = params if config.models == 1 else jax.tree_util.tree_map(lambda p: p[shown], params)
     images, labels = test_data
     figures = {
-        "training.svg": plotting.plot_history(outcome.history),
+        **({"training.svg": plotting.plot_history(outcome.history)} if config.sweep is None
+           else {rd.SWEEP_FIGURE: plotting.plot_sweep(config, outcome.history)}),
         "classification.svg": plotting.classification_sample(first_seed, model_for(config), images, labels,
                                                              jax.random.key(config.seed),
                                                              class_names=data.DATASETS[config.dataset].class_names),

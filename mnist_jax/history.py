@@ -83,6 +83,7 @@ METRICS = (
 )
 NOTEBOOK_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # the notebook's printed four
 LOSS_KEY = "train_loss"  # whose per-batch values are each step's loss (TensorBoard's train/batch_loss)
+RATE_KEY = "learning_rate"  # shared by a run's seeds, but each sweep member's own
 
 
 def step_sums(metrics: Sequence[Metric], split: str, step: StepResult) -> Sums:
@@ -111,9 +112,10 @@ def upgrade(history: History, config: Any, metrics: Sequence[Metric] = METRICS) 
     return {**history, **missing} if missing else history
 
 
-def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS) -> None:
+def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS, swept: bool = False) -> None:
     """A ValueError naming the first entry of `history` (as read from history.json) that is not what
-    a run writes: a list per key, one entry per epoch, numbers (one per seed for several seeds)."""
+    a run writes: a list per key, one entry per epoch, numbers (one per model for several seeds or a
+    sweep, `seeds` in all; in a sweep, the learning rate too)."""
     if not isinstance(history, dict):
         raise ValueError(f"history must be a mapping, got {type(history).__name__}")
     missing = [m.key for m in metrics if m.key not in history and m.split != "epoch"]
@@ -126,7 +128,8 @@ def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS) -> 
         values = history[m.key]
         if not isinstance(values, list) or len(values) != epochs:
             raise ValueError(f"history.{m.key} must be a list of one entry per epoch ({epochs})")
-        shape = [n for n in (seeds if seeds > 1 and not m.shared else None, 10 if m.per_class else None) if n]
+        per_model = seeds > 1 and (not m.shared or (swept and m.key == RATE_KEY))
+        shape = [n for n in (seeds if per_model else None, 10 if m.per_class else None) if n]
         for i, value in enumerate(values):
             if not (value is None and m.older_runs is not None):  # an older run's unknown value
                 _check_entry(f"history.{m.key}[{i}]", value, shape, m.bounds)
@@ -212,7 +215,8 @@ def reached(history: History, accuracy: float | None) -> bool:
 def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRICS) -> History:
     """Seed `index`'s own history from a multi-seed history (shared metrics are the seeds' in common)."""
     shared = {m.key for m in metrics if m.shared}
-    return {k: list(v) if k in shared else [epoch[index] for epoch in v] for k, v in history.items()}
+    return {k: list(v) if k in shared and not (v and isinstance(v[0], list)) else [epoch[index] for epoch in v]
+            for k, v in history.items()}
 
 
 def epoch_entry(history: History, epoch: int) -> dict[str, Any]:

@@ -30,12 +30,12 @@ import numpy as np
 from mnist_jax import history as hist
 from mnist_jax import parallel
 from mnist_jax.augment import augmentation_for
-from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
+from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig, parse_sweep
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model
 from mnist_jax.models import model_for
-from mnist_jax.optimizer import learning_rate, make_optimizer, weight_decay
+from mnist_jax.optimizer import learning_rate, make_optimizer, swept_values, weight_decay
 from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_batch_size, evaluate, num_batches,
                              shuffle, train_steps)
 
@@ -108,7 +108,7 @@ def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.shardin
     def shuffle_fn(state: TrainState, labels: jax.Array):
         return shuffle(state, labels.shape[0], config.batch_size)
 
-    if config.seeds > 1:
+    if config.models > 1:
         shuffle_fn = jax.vmap(shuffle_fn, in_axes=(0, None))
         steps_fn = jax.vmap(steps_fn, in_axes=(0, None, None, 0, 0))
 
@@ -140,24 +140,35 @@ def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = 
     """A fresh TrainState for `config`; also the template that a checkpoint is restored into.
 
     With `config.seeds > 1`, the states of seeds `seed` ... `seed + seeds - 1` stacked on a leading
-    axis, each equal to that seed's single state. `sharding` lays the result out over devices.
+    axis, each equal to that seed's single state; a sweep stacks the states of
+    `config.model_configs()`, each holding its swept value. `sharding` lays the result out over devices.
     """
     create = _initializer(program_key(config, epochs=1), sharding, model)
-    if config.seeds == 1:
+    if config.models == 1:
         return create(jax.random.key(config.seed))
-    return create(jnp.arange(config.seed, config.seed + config.seeds))
+    seeds = jnp.asarray([member.seed for member in config.model_configs()])
+    return create(seeds) if config.sweep is None else create(seeds, swept_values(config))
 
 
 @functools.lru_cache(maxsize=32)
 def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None,
-                 model: Model | None) -> Callable[[jax.Array], TrainState]:
+                 model: Model | None) -> Callable[..., TrainState]:
     # An optimizer's state is the same whatever the length of its schedule (Optax's schedules are
     # functions of the step count; tests/test_optimizer.py checks it), so one init program serves
     # every epoch count and dataset size. Jitted: eagerly, its dozens of small ops compile one by one.
     create = functools.partial(create_train_state, model or model_for(config), make_optimizer(config, steps_per_epoch=1))
-    if config.seeds == 1:
+    if config.models == 1:
         return jax.jit(create, out_shardings=sharding)
-    return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
+    if config.sweep is None:
+        return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
+    name = parse_sweep(config.sweep)[0]
+
+    def create_member(seed: jax.Array, value: jax.Array) -> TrainState:
+        state = create(jax.random.key(seed))
+        opt_state = state.opt_state._replace(hyperparams={**state.opt_state.hyperparams, name: value})
+        return state.replace(opt_state=opt_state)
+
+    return jax.jit(jax.vmap(create_member), out_shardings=sharding)
 
 
 def train_epoch(programs: TrainPrograms, state: TrainState, images: jax.Array, labels: jax.Array, *,
@@ -206,7 +217,7 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
         raise ConfigError(f"--epochs {config.epochs} of {steps_per_epoch} steps is more steps than the step count "
                           f"holds ({MAX_STEPS - 1:_}); train fewer epochs or larger batches")
     programs = train_programs(config, steps_per_epoch, mesh, model=model, metrics=metrics, augment=augment)
-    evaluate_fn = eval_program(model, eval_batch_size(config.test_batch_size, len(test_labels)), config.seeds, mesh,
+    evaluate_fn = eval_program(model, eval_batch_size(config.test_batch_size, len(test_labels)), config.models, mesh,
                                tuple(metrics))
     arrays = (train_images, train_labels, test_images, test_labels)
     if mesh is None:

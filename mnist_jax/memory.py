@@ -33,8 +33,8 @@ def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1,
     """About how much memory training `config` over `mesh` takes on each of `devices` that share its
     seeds or batches (see mnist_jax.parallel), evaluating `num_test` examples per epoch."""
     at_once = config.batch_size // gradient_slices(config, mesh)
-    train = TRAIN_BYTES_PER_EXAMPLE * at_once * config.seeds
-    evaluate = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(config.test_batch_size, num_test) * config.seeds
+    train = TRAIN_BYTES_PER_EXAMPLE * at_once * config.models
+    evaluate = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(config.test_batch_size, num_test) * config.models
     return -(-max(train, evaluate) // devices) + DATASET_BYTES
 
 

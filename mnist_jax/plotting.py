@@ -19,8 +19,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
+from mnist_jax.sweep import summary, value_name
 from mnist_jax.inference import predict
 from mnist_jax.model import Model, Params
 
@@ -74,6 +76,36 @@ def plot_history(history: Mapping[str, Sequence]) -> Figure:
     if seeds:
         title += f": {len(history['train_loss'][0])} seeds, mean and min-max"
     fig.suptitle(title, fontsize=15)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(config: TrainConfig, history: Mapping[str, Sequence]) -> Figure:
+    """A sweep (`mnist_jax.sweep`): each value's test accuracy per epoch (left, the mean over its
+    seeds), and its final and best test accuracy against the value (right; with several seeds the
+    final's min-max as error bars), on a log axis for the learning rate and the weight decay."""
+    name, values = parse_sweep(config.sweep)
+    accuracy = np.asarray(history["test_accuracy"], dtype=float).reshape(-1, len(values), config.seeds).mean(2)
+    rows = summary(config, history)
+    fig = Figure(figsize=(12, 5))
+    curves, ends = fig.subplots(1, 2)
+    for j, value in enumerate(values):
+        curves.plot(np.arange(len(accuracy)), accuracy[:, j], marker="o", label=value_name(name, value))
+    curves.set_xlabel("Epoch", fontsize=13)
+    curves.set_ylabel("Test accuracy", fontsize=13)
+    curves.legend(fontsize=10)
+    final = np.array([r["final"] for r in rows])
+    below, above = final - [r["final_min"] for r in rows], np.array([r["final_max"] for r in rows]) - final
+    ends.errorbar(values, final, yerr=(below, above) if config.seeds > 1 else None, marker="o", capsize=4,
+                  label="final" + (f" (mean, min-max of {config.seeds} seeds)" if config.seeds > 1 else ""))
+    ends.plot(values, [r["best"] for r in rows], "s--", label="best epoch's")
+    if name != "warmup_epochs":
+        ends.set_xscale("log")
+    ends.set_xlabel(name, fontsize=13)
+    ends.set_ylabel("Test accuracy", fontsize=13)
+    ends.legend(fontsize=10)
+    fig.suptitle(f"Sweep of {name}: {len(values)} values x {config.seeds} seed{'s' if config.seeds > 1 else ''}, "
+                 f"{len(accuracy)} epochs", fontsize=15)
     fig.tight_layout()
     return fig
 

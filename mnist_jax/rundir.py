@@ -5,9 +5,11 @@
     checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
     tensorboard/        TensorBoard event files (see mnist_jax.summaries)
     profile/            with --profile-epoch N: a jax.profiler trace of epoch N (see mnist_jax.profiling)
-    params.msgpack      the final params (stacked on a seed axis for --seeds N)
+    params.msgpack      the final params (stacked on a model axis for --seeds N or --sweep)
     training.svg, classification.svg   the notebook's two figures
+    sweep.svg           for a sweep: each value's test accuracy, final and best, and its curve
     seed-S/             for a multi-seed run: each seed's own run (history.json, params.msgpack)
+    NAME=VALUE/         for a sweep: each value's own run (NAME=VALUE-seed-S/ with several seeds)
     .lock               held (flock) by the process writing the run, so there is only ever one
 
     with RunDir.create("runs/quick", config) as run:  # refuses a directory that holds a run or is in use
@@ -37,11 +39,12 @@ import jax
 import numpy as np
 
 from mnist_jax import history as hist
-from mnist_jax.config import TrainConfig, resume_config
+from mnist_jax.config import SWEEPABLE, TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
 from mnist_jax.models import param_shapes
+from mnist_jax.sweep import model_dir_names
 
 HISTORY_FILE = "history.json"
 # A history holds ~0.5 kB per epoch and seed: 64 MB is over 100,000 of them.
@@ -51,6 +54,7 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.summaries
 PROFILE_DIR = "profile"  # a jax.profiler trace of one epoch (--profile-epoch), written by mnist_jax.profiling
 FIGURE_FILES = ("training.svg", "classification.svg")
+SWEEP_FIGURE = "sweep.svg"
 LOCK_FILE = ".lock"
 # The notebook's own run, trained with this code and shipped in the package: history.json (config,
 # every epoch, where it ran, the params' SHA-256) and params.msgpack, read like any run directory.
@@ -87,21 +91,24 @@ def sha256(content: bytes) -> str:
     return f"sha256:{hashlib.sha256(content).hexdigest()}"
 
 
-def _seed_dir(run_dir: Path, seed: int) -> Path:
-    return run_dir / f"seed-{seed}"
+# The folders of a run's models (`sweep.model_dir_names`): seed-S, NAME=VALUE, NAME=VALUE-seed-S.
+_MODEL_DIR = re.compile(r"seed-\d+|(" + "|".join(SWEEPABLE) + r")=[^/]+")
+
+
+def _model_dirs(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.iterdir() if _MODEL_DIR.fullmatch(p.name) and p.is_dir()] if run_dir.is_dir() else []
 
 
 def _written_by_a_run(run_dir: Path) -> list[Path]:
     """What training writes in `run_dir`, and only that, as it is there: each epoch's checkpoint
     folder (named by its number, or Orbax's temporary N.orbax-checkpoint-tmp-...), the seed runs'
     history and params, the event files, the profile, the history, params and figures."""
-    written = [run_dir / name for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES)]
+    written = [run_dir / name for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES, SWEEP_FIGURE)]
     checkpoints = run_dir / CHECKPOINT_DIR
     if checkpoints.is_dir():
         written += [p for p in checkpoints.iterdir() if re.fullmatch(r"\d+(\.orbax-checkpoint-tmp.*)?", p.name)]
-    for seed_dir in run_dir.glob("seed-*"):
-        if re.fullmatch(r"seed-\d+", seed_dir.name) and seed_dir.is_dir():
-            written += [seed_dir / HISTORY_FILE, seed_dir / PARAMS_FILE]
+    for model_dir in _model_dirs(run_dir):
+        written += [model_dir / HISTORY_FILE, model_dir / PARAMS_FILE]
     written += (run_dir / TENSORBOARD_DIR).glob("**/events.out.tfevents.*")
     written += (run_dir / PROFILE_DIR).glob("plugins/profile/*/*")
     return [p for p in written if p.is_symlink() or p.exists()]
@@ -109,7 +116,7 @@ def _written_by_a_run(run_dir: Path) -> list[Path]:
 
 def holds_a_run(run_dir: str | os.PathLike) -> bool:
     """Whether anything of a run is in `run_dir`: its history, params, a checkpoint or a seed run."""
-    figures_and_logs = {*FIGURE_FILES, TENSORBOARD_DIR, PROFILE_DIR}
+    figures_and_logs = {*FIGURE_FILES, SWEEP_FIGURE, TENSORBOARD_DIR, PROFILE_DIR}
     return any(p.relative_to(run_dir).parts[0] not in figures_and_logs for p in _written_by_a_run(Path(run_dir)))
 
 
@@ -121,7 +128,7 @@ def _remove_run(run_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    folders = [CHECKPOINT_DIR, *(p.name for p in run_dir.glob("seed-*")), TENSORBOARD_DIR, PROFILE_DIR]
+    folders = [CHECKPOINT_DIR, *(p.name for p in _model_dirs(run_dir)), TENSORBOARD_DIR, PROFILE_DIR]
     for folder in folders:
         for directory in sorted((run_dir / folder).glob("**/"), key=lambda d: len(d.parts), reverse=True):
             try:
@@ -175,7 +182,7 @@ def _write(path: Path, content: bytes) -> None:
 def _remove_temporaries(run_dir: Path) -> None:
     """Half-written files that a killed process left (see files.write_atomic); only the lock holder
     calls this, so none of them is being written."""
-    for leftover in (*run_dir.glob(".*.tmp"), *run_dir.glob("seed-*/.*.tmp")):
+    for leftover in (*run_dir.glob(".*.tmp"), *(p for d in _model_dirs(run_dir) for p in d.glob(".*.tmp"))):
         leftover.unlink(missing_ok=True)
 
 
@@ -264,15 +271,14 @@ class RunDir:
         params = jax.tree_util.tree_map(np.asarray, params)
         content = flax.serialization.to_bytes(params)
         _write(self.path / PARAMS_FILE, content)
-        if self.config.seeds > 1:
-            for i in range(self.config.seeds):
-                seed = self.config.seed + i
-                seed_config = dataclasses.replace(self.config, seed=seed, seeds=1)
-                seed_dir = _seed_dir(self.path, seed)
-                seed_content = flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params))
-                _write(seed_dir / PARAMS_FILE, seed_content)
-                _write(seed_dir / HISTORY_FILE, _history_json(
-                    seed_config, hist.seed_history(history, i), True, system, sha256(seed_content)))
+        if self.config.models > 1:
+            names = model_dir_names(self.config)
+            for i, member_config in enumerate(self.config.model_configs()):
+                member_dir = self.path / names[i]
+                member_content = flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params))
+                _write(member_dir / PARAMS_FILE, member_content)
+                _write(member_dir / HISTORY_FILE, _history_json(
+                    member_config, hist.seed_history(history, i), True, system, sha256(member_content)))
         for name, content_ in (files or {}).items():
             _write(self.path / name, content_)
         _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content)))
@@ -280,11 +286,11 @@ class RunDir:
 
 def _multi_seed_parent(path: Path) -> Path | None:
     """The multi-seed run that `path` is a seed-S copy of, if it is one."""
-    if not re.fullmatch(r"seed-\d+", path.absolute().name):
+    if not _MODEL_DIR.fullmatch(path.absolute().name):
         return None
     try:
         parent = json.loads(read_regular(path.absolute().parent / HISTORY_FILE, MAX_HISTORY_BYTES))
-        return path.parent if parent["config"]["seeds"] > 1 else None
+        return path.parent if parent["config"]["seeds"] > 1 or parent["config"].get("sweep") else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -332,11 +338,12 @@ def check_not_in_use(run_dir: Path) -> None:
         os.close(fd)
 
 
-def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int) -> list[tuple[Path, bool]]:
+def copy_figures(run_dir: Path, figures_dir: Path, *, seeds: int, sweep: bool = False) -> list[tuple[Path, bool]]:
     """Copy a finished run's figures into `figures_dir`: each copy, and whether it replaced a file
     (the repository's own figures/, say). A run of several seeds draws another history figure, which
-    goes to training_seeds.svg so that a single run's training.svg stays."""
-    names = {"training.svg": "training_seeds.svg"} if seeds > 1 else {name: name for name in FIGURE_FILES}
+    goes to training_seeds.svg so that a single run's training.svg stays; a sweep copies its sweep.svg."""
+    names = ({SWEEP_FIGURE: SWEEP_FIGURE} if sweep else {"training.svg": "training_seeds.svg"} if seeds > 1
+             else {name: name for name in FIGURE_FILES})
     copied = []
     for source, target in names.items():
         copied.append((figures_dir / target, (figures_dir / target).exists()))
@@ -375,7 +382,7 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
             config = TrainConfig.from_dict(record["config"])
         except ConfigError as e:
             raise ValueError(f"config: {e}") from None
-        hist.check(record["history"], config.seeds)
+        hist.check(record["history"], config.models, swept=config.sweep is not None)
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
     return RunRecord(config, hist.upgrade(record["history"], config),
@@ -391,7 +398,7 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
     """The saved final params; for a multi-seed run, every seed's, stacked on a leading axis.
     With `expected_sha256` (history.json's `params_sha256`), damaged bytes are refused."""
     path = Path(run_dir) / PARAMS_FILE
-    template = jax.tree_util.tree_map(lambda p: np.zeros((config.seeds, *p.shape) if config.seeds > 1 else p.shape,
+    template = jax.tree_util.tree_map(lambda p: np.zeros((config.models, *p.shape) if config.models > 1 else p.shape,
                                                          p.dtype), param_shapes(config))
     try:
         # msgpack adds a few bytes per array to the float32s: twice their size is ample.
@@ -419,9 +426,10 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Par
     history.json), or for an unfinished run the latest checkpoint's (checked against its digest)."""
     record = read_record(run_dir)
     config = record.config
-    if config.seeds > 1:
-        raise RunError(f"{run_dir} holds {config.seeds} seeds; pass one seed's run, "
-                       f"e.g. {_seed_dir(Path(run_dir), config.seed)}")
+    if config.models > 1:
+        what = (f"a sweep of {config.models} models; pass one model's" if config.sweep
+                else f"{config.seeds} seeds; pass one seed's")
+        raise RunError(f"{run_dir} holds {what} run, e.g. {Path(run_dir) / model_dir_names(config)[0]}")
     if record.finished:
         if record.params_sha256 is None:
             raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "

@@ -32,6 +32,7 @@ from mnist_jax.files import write_atomic
 from mnist_jax.history import METRICS, Metric, epoch_entry, epochs_done
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.steps import num_batches
+from mnist_jax.sweep import model_dir_names
 
 EVENT_FILE = "events.out.tfevents.mnist_jax"  # TensorBoard reads any file with "tfevents" in its name
 
@@ -133,9 +134,9 @@ class TensorBoard(Hook):
         from mnist_jax.datasets import DATASETS
 
         self.class_tags = class_tags(DATASETS[start.config.dataset].class_names)
-        seeds = start.config.seeds
-        folders = [self.directory] if seeds == 1 else [self.directory / f"seed_{start.config.seed + i}"
-                                                        for i in range(seeds)]
+        seeds = start.config.models
+        folders = [self.directory] if seeds == 1 else [self.directory / name.replace("seed-", "seed_")
+                                                        for name in model_dir_names(start.config)]
         done = epochs_done(start.history)
         steps_done = done * num_batches(start.num_train, start.config.batch_size)
         now = time.time()

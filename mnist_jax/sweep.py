@@ -1,0 +1,87 @@
+"""A sweep: one model per value of a setting, trained together as one vmapped program.
+
+    mnist-jax train --sweep lr=1e-4,3e-4,1e-3,3e-3 --epochs 3           # four models, one program
+    mnist-jax train --sweep lr=1e-3,3e-3 --seeds 3                      # a grid: 2 values x 3 seeds
+
+The models are the stacked state's leading axis, as a run's seeds are (`TrainConfig.model_configs()`:
+each value in turn, within it each seed); each keeps its value in its optimizer's state (Optax's
+inject_hyperparams, `mnist_jax.optimizer`), so one compiled program trains them all. This module
+says which model is which: their names, each value's share of an epoch's record, the final table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mnist_jax import history as hist
+from mnist_jax.config import TrainConfig, parse_sweep
+
+
+def value_name(name: str, value: float) -> str:
+    """How a swept value is named in output and in its run's folder: learning_rate=0.001."""
+    return f"{name}={value:g}"
+
+
+def model_dir_names(config: TrainConfig) -> list[str]:
+    """The folder of each model's own run in the run directory, in the stacked order: seed-S for
+    the seeds of a plain run; NAME=VALUE (and NAME=VALUE-seed-S with several seeds) in a sweep."""
+    if config.sweep is None:
+        return [f"seed-{member.seed}" for member in config.model_configs()]
+    name, _ = parse_sweep(config.sweep)
+    return [value_name(name, getattr(member, name)) + (f"-seed-{member.seed}" if config.seeds > 1 else "")
+            for member in config.model_configs()]
+
+
+def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An epoch's record split by swept value: (NAME=VALUE, its seeds' record), as a run of
+    `config.seeds` seeds would have it (floats for one seed, lists for several)."""
+    name, values = parse_sweep(config.sweep)
+    per_model = {m.key for m in hist.METRICS if not m.shared} | {hist.RATE_KEY, "train_batch_loss"}
+    seeds = config.seeds
+    split = []
+    for j, value in enumerate(values):
+        part = {}
+        for key, entry in record.items():
+            if key in per_model and isinstance(entry, list):
+                chosen = entry[j * seeds:(j + 1) * seeds]
+                part[key] = chosen[0] if seeds == 1 else chosen
+            else:
+                part[key] = entry
+        split.append((value_name(name, value), part))
+    return split
+
+
+def summary(config: TrainConfig, history: hist.History) -> list[dict[str, Any]]:
+    """Per swept value: its value, the final and the best test accuracy (mean over its seeds), the
+    epoch of the best, and the seeds' min and max of the final."""
+    name, values = parse_sweep(config.sweep)
+    accuracy = np.asarray(history["test_accuracy"], np.float64).reshape(-1, len(values), config.seeds)
+    rows = []
+    for j, value in enumerate(values):
+        mean = accuracy[:, j].mean(axis=1)
+        rows.append({"value": value, "final": float(mean[-1]), "best": float(mean.max()),
+                     "best_epoch": int(mean.argmax()), "final_min": float(accuracy[-1, j].min()),
+                     "final_max": float(accuracy[-1, j].max())})
+    return rows
+
+
+def best_model(config: TrainConfig, history: hist.History) -> int:
+    """The stacked index of the first seed of the value with the best final test accuracy."""
+    rows = summary(config, history)
+    return max(range(len(rows)), key=lambda i: rows[i]["final"]) * config.seeds
+
+
+def table(config: TrainConfig, history: hist.History) -> list[str]:
+    """The sweep's result as a Markdown table, best final accuracy marked."""
+    name, _ = parse_sweep(config.sweep)
+    rows = summary(config, history)
+    best = max(range(len(rows)), key=lambda i: rows[i]["final"])
+    spread = " (seeds' min-max)" if config.seeds > 1 else ""
+    lines = [f"| {name} | final test accuracy{spread} | best test accuracy (epoch) |", "|---|---|---|"]
+    for i, row in enumerate(rows):
+        final = f"{row['final']:.4f}" + (f" ({row['final_min']:.4f}-{row['final_max']:.4f})" if config.seeds > 1 else "")
+        mark = " **best**" if i == best else ""
+        lines.append(f"| {row['value']:g} | {final}{mark} | {row['best']:.4f} ({row['best_epoch']}) |")
+    return lines
