@@ -1,4 +1,4 @@
-"""Benchmark a sweep against separate runs: `train --sweep lr=V1,...` (one vmapped program) and one
+"""Benchmark a sweep against separate runs: `train --sweep lr=V1,...` (one program) and one
 `train --lr V` per value, each `python scripts/train.py` in a child process with an empty
 compilation cache, as a user's first try is.
 

@@ -174,9 +174,9 @@ class TrainConfig(_Checked):
                                          "larger than the test set is the test set", minimum=1)
     seed: int = setting(0, "seed of the jax.random key: initialisation, shuffling, the digits shown",
                         minimum=0, maximum=MAX_SEED)
-    seeds: int = setting(1, "train N models at once, seeds SEED ... SEED+N-1, in one vmapped program", minimum=1)
+    seeds: int = setting(1, "train N models at once, seeds SEED ... SEED+N-1, in one program", minimum=1)
     sweep: str | None = setting(
-        None, "train one model per value of a setting, all in one vmapped program (with --seeds N: N for each "
+        None, "train one model per value of a setting, all in one program (with --seeds N: N for each "
               "value): learning_rate (or lr), weight_decay or warmup_epochs, e.g. lr=1e-4,3e-4,1e-3; each value's "
               "run is written to RUN_DIR/NAME=VALUE/", default_text="none", metavar="NAME=V1,V2,...")
     train_examples: int | None = setting(None, "train on only the first N training examples (quick runs)",
@@ -240,7 +240,7 @@ class TrainConfig(_Checked):
                 for setting in swept for i in range(self.seeds)]
 
 
-# The settings a sweep may vary: the optimizer's numbers, which the vmapped program takes as arrays.
+# The settings a sweep may vary: the optimizer's numbers, which its one program holds as arrays.
 SWEEPABLE = ("learning_rate", "weight_decay", "warmup_epochs")
 _SWEEP_ALIASES = {"lr": "learning_rate"}
 

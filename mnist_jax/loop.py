@@ -97,6 +97,25 @@ def gradient_slices(config: TrainConfig, mesh: jax.sharding.Mesh | None = None) 
     return config.batch_size // size if config.batch_size % size == 0 else 1
 
 
+# Backends whose one device trains a run's several models (seeds, a sweep's values) one after
+# another inside the program (`lax.map`) rather than as one batch (`vmap`): on 2 AMD EPYC (Zen) cores
+# a vmapped epoch took 52 s per model, a single model's 28 s (docs/measurements.md).
+_MODELS_MAPPED_ON = ("cpu",)
+
+
+def models_mapped(mesh: jax.sharding.Mesh | None = None) -> bool:
+    """Whether the models of a run are trained one after another in its program (see above); a mesh
+    splits them over its devices, vmapped."""
+    return mesh is None and jax.default_backend() in _MODELS_MAPPED_ON
+
+
+def _mapped(steps_fn: Callable) -> Callable:
+    def steps_of_each_model(state, images, labels, indices, mask):
+        return jax.lax.map(lambda own: steps_fn(own[0], images, labels, own[1], own[2]), (state, indices, mask))
+
+    return steps_of_each_model
+
+
 @functools.lru_cache(maxsize=32)
 def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None, model: Model | None,
                     metrics: tuple[hist.Metric, ...], augment: Augmentation | None) -> TrainPrograms:
@@ -110,7 +129,7 @@ def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.shardin
 
     if config.models > 1:
         shuffle_fn = jax.vmap(shuffle_fn, in_axes=(0, None))
-        steps_fn = jax.vmap(steps_fn, in_axes=(0, None, None, 0, 0))
+        steps_fn = _mapped(steps_fn) if models_mapped(mesh) else jax.vmap(steps_fn, in_axes=(0, None, None, 0, 0))
 
     def chunk_fn(state, images, labels, indices, mask, start, *, length: int):
         # Batches start ... start+length-1 of the epoch's order: (..., batches, batch size).

@@ -54,7 +54,7 @@ def _warmup_cosine(peak: jax.Array, warmup_steps: jax.Array, total: int) -> opta
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optimizer that `config` trains with, over `steps_per_epoch` steps in each epoch. A sweep's
     optimizer keeps the swept value in its state (Optax's inject_hyperparams), so that the models of
-    one vmapped program each train with their own."""
+    one program each train with their own."""
     if config.sweep is None:
         return _optimizer(config, steps_per_epoch)
     name, values = parse_sweep(config.sweep)

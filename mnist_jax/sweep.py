@@ -1,11 +1,12 @@
-"""A sweep: one model per value of a setting, trained together as one vmapped program.
+"""A sweep: one model per value of a setting, all trained by one compiled program.
 
     mnist-jax train --sweep lr=1e-4,3e-4,1e-3,3e-3 --epochs 3           # four models, one program
     mnist-jax train --sweep lr=1e-3,3e-3 --seeds 3                      # a grid: 2 values x 3 seeds
 
 The models are the stacked state's leading axis, as a run's seeds are (`TrainConfig.model_configs()`:
 each value in turn, within it each seed); each keeps its value in its optimizer's state (Optax's
-inject_hyperparams, `mnist_jax.optimizer`), so one compiled program trains them all. This module
+inject_hyperparams, `mnist_jax.optimizer`), so one compiled program trains them all: vmapped on a
+GPU, one after another on a CPU (`loop.models_mapped`). This module
 says which model is which: their names, each value's share of an epoch's record, the final table.
 """
 

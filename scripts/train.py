@@ -2,7 +2,7 @@
 
     python scripts/train.py                      # the notebook: 30 epochs, Adam 1e-4, batch 512
     python scripts/train.py --epochs 3 --run-dir runs/quick
-    python scripts/train.py --seeds 8            # 8 models at once (vmap), mean +- std per epoch
+    python scripts/train.py --seeds 8            # 8 models in one program, mean +- std per epoch
     python scripts/train.py --resume runs/quick --epochs 5
     python scripts/train.py --figures-dir figures   # also refresh the committed figures
 
