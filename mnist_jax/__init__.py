@@ -6,8 +6,8 @@ model of a sweep is which), kernels (the convolution's formulations), model (the
 models (the model a config trains, any params' summary), datasets (their declarations), data
 (through TFDS), augment, optimizer, steps (pure train and eval steps), hooks, parallel, loop (the
 training loop). Around it: torch_params (the notebook's PyTorch weights), checkpoints, rundir (a
-run directory), memory, console, summaries (TensorBoard), profiling, experiment (a whole run, as
-`mnist-jax train`), inference, images, plotting, export, demo, environment, cli. Each imports only
+run directory), memory, console, summaries (TensorBoard), profiling, inference, plotting,
+experiment (a whole run, as `mnist-jax train`), images, export, demo, environment, cli. Each imports only
 modules before it.
 
 `import mnist_jax` is instant: a submodule is imported when first used, so

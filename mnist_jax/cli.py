@@ -255,6 +255,13 @@ def _load(args: argparse.Namespace):
     return rundir.load_run(args.run_dir or rundir.BUNDLED_RUN)
 
 
+def _unsure_below(args: argparse.Namespace) -> float | None:
+    """The run's threshold of "unsure" (history.json's `unsure_below`); None for a run older than it."""
+    from mnist_jax import rundir
+
+    return rundir.read_record(args.run_dir or rundir.BUNDLED_RUN).unsure_below
+
+
 def _output(args: argparse.Namespace, name: str) -> Path:
     """Where a figure of the run goes: RUN_DIR/NAME, or ./NAME for the bundled run, whose directory
     is part of the package. Not into a run that a process is still writing."""
@@ -320,11 +327,13 @@ def predict(args: argparse.Namespace) -> int:
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
     inputs, paths, digits = _read_digits(args)
+    unsure_below = _unsure_below(args)
     if digits:
         probabilities = inference.classify(params, np.stack(digits), model_for(config))
         for path, probs in zip(paths, probabilities):
             ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in inference.top_k(probs, min(args.top, 10)))
-            _say(f"{path}: {ranked}")
+            unsure = unsure_below is not None and probs.max() < unsure_below
+            _say(f"{path}: {ranked}{'  unsure' if unsure else ''}")
     if args.save_inputs and digits:
         for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
@@ -473,7 +482,7 @@ def demo(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     pad.serve(params, model_for(config), source, args.host, args.port, on_start=started,
-              class_names=DATASETS[config.dataset].class_names)
+              class_names=DATASETS[config.dataset].class_names, unsure_below=_unsure_below(args))
     print("stopped")
     return 0
 

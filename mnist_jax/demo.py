@@ -122,11 +122,12 @@ def check_port(host: str, port: int) -> None:
 
 
 def read_digit(params: Params, model: Model, picture: Image.Image | None,
-               class_names: Sequence[str] = DIGITS) -> tuple[str, str, dict, str]:
+               class_names: Sequence[str] = DIGITS, unsure_below: float | None = None) -> tuple[str, str, dict, str]:
     """What the page shows for a picture read by `images.read_picture`: the 28x28 input the model
     sees and where the evidence for its answer lies (PNG data URLs; "" for none), the ten
     probabilities by class name (`class_names`, the run's dataset's: MNIST's digits by default),
-    and a line of text."""
+    and a line of text, which says "unsure" when the top probability is below `unsure_below`
+    (the run's threshold, `inference.unsure_threshold`)."""
     if picture is None:
         return "", "", {}, DRAW_HINT
     try:
@@ -138,8 +139,10 @@ def read_digit(params: Params, model: Model, picture: Image.Image | None,
     best = int(explained.classes[0, 0])
     bars = {name: float(p) for name, p in zip(class_names, probs, strict=True)}
     evidence = Image.fromarray(explain.evidence_image(digit, explained.attributions[0, 0]))
-    return (png_data_url(images.png_bytes(digit)), png_data_url(images.png_bytes(evidence)), bars,
-            f"The model reads a {class_names[best]} ({probs[best]:.1%}).")
+    text = (f"Unsure: perhaps a {class_names[best]} ({probs[best]:.1%}), but the model cannot stand behind it."
+            if unsure_below is not None and probs[best] < unsure_below
+            else f"The model reads a {class_names[best]} ({probs[best]:.1%}).")
+    return png_data_url(images.png_bytes(digit)), png_data_url(images.png_bytes(evidence)), bars, text
 
 
 def png_data_url(png: bytes) -> str:
@@ -226,7 +229,8 @@ async def _refuse(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(params: Params, model: Model, source: str, class_names: Sequence[str] = DIGITS):
+def build_app(params: Params, model: Model, source: str, class_names: Sequence[str] = DIGITS,
+              unsure_below: float | None = None):
     """The Gradio app and its theme; `source` says where the weights come from, shown on the page;
     the bars are labelled with `class_names`.
 
@@ -237,7 +241,7 @@ def build_app(params: Params, model: Model, source: str, class_names: Sequence[s
 
     def answer(read) -> tuple[str, str, dict, str]:
         try:
-            return read_digit(params, model, read(), class_names)
+            return read_digit(params, model, read(), class_names, unsure_below)
         except images.ImageError as e:  # its message names the drawing or the upload
             return "", "", {}, f"Could not read {e}."
         finally:
@@ -292,7 +296,7 @@ def _first_request(url: str) -> None:
 
 
 def serve(params: Params, model: Model, source: str, host: str, port: int, on_start=print,
-          class_names: Sequence[str] = DIGITS) -> None:
+          class_names: Sequence[str] = DIGITS, unsure_below: float | None = None) -> None:
     """Serve the app on host:port until Ctrl-C or SIGTERM; `on_start(url)` once it answers; the bars
     are labelled with `class_names`.
 
@@ -303,7 +307,7 @@ def serve(params: Params, model: Model, source: str, host: str, port: int, on_st
     stop = threading.Event()
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
-    app, theme = build_app(params, model, source, class_names)
+    app, theme = build_app(params, model, source, class_names, unsure_below)
     try:
         from starlette.middleware import Middleware
 

@@ -56,6 +56,19 @@ def classify(params: Params, images: np.ndarray, model: Model, batch_size: int =
     return np.asarray(probs)[:count]
 
 
+# A picture is "unsure" when its top probability is below the one that this share of the run's own
+# test digits fall below (the threshold in its history.json, `unsure_below`). Measured on the bundled
+# run (benchmarks/unsure_scores.py): a threshold chosen so on half the test digits called 1.50% of
+# the other half unsure, 2.2% of the photographed digits and 22.5% of the drawn non-digits.
+UNSURE_SHARE = 0.015
+
+
+def unsure_threshold(probabilities: np.ndarray) -> float:
+    """The top probability under which a picture is called unsure, from a run's probabilities (N, 10)
+    on its test digits: UNSURE_SHARE of them fall below it."""
+    return float(np.quantile(np.max(probabilities, axis=1), UNSURE_SHARE))
+
+
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     """The k most probable classes of one image, most probable first."""
     order = np.argsort(probabilities)[::-1][:k]

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.sweep import summary, value_name
 from mnist_jax.inference import predict
 from mnist_jax.model import Model, Params
+from mnist_jax.sweep import summary, value_name
 
 
 def _name(c: int, class_names: Sequence[str] | None) -> str:

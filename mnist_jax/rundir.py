@@ -30,7 +30,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from mnist_jax import history as hist
 from mnist_jax.config import SWEEPABLE, TrainConfig, resume_config
-from mnist_jax.errors import ConfigError, UserError
+from mnist_jax.errors import ConfigError, UserError, quoted
 from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
 from mnist_jax.models import param_shapes
@@ -74,16 +74,19 @@ class RunRecord(NamedTuple):
     finished: bool
     system: dict[str, Any]
     params_sha256: str | None  # of params.msgpack, in a finished run
+    unsure_below: float | None = None  # top probabilities below it are "unsure" (inference.unsure_threshold)
 
 
 def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None,
-                  params_sha256: str | None = None) -> bytes:
+                  params_sha256: str | None = None, unsure_below: float | list[float] | None = None) -> bytes:
     record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
     if hist.reached(history, config.stop_at_accuracy):
         record["stopped_at_accuracy"] = {"epoch": hist.epochs_done(history) - 1, "target": config.stop_at_accuracy,
                                          "test_accuracy": history["test_accuracy"][-1]}
     if params_sha256 is not None:
         record["params_sha256"] = params_sha256
+    if unsure_below is not None:
+        record["unsure_below"] = unsure_below
     return (json.dumps(record, indent=1) + "\n").encode()
 
 
@@ -263,9 +266,10 @@ class RunDir:
             _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, None))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
-               files: Mapping[str, bytes] | None = None) -> None:
+               files: Mapping[str, bytes] | None = None, unsure_below: Sequence[float] | None = None) -> None:
         """Write the final params, each seed's own run, `files` (the figures), and then, last of all,
-        history.json marked finished: a run marked finished has everything."""
+        history.json marked finished: a run marked finished has everything. `unsure_below`: each
+        model's threshold of "unsure" (`inference.unsure_threshold`)."""
         if not self.primary:
             return
         params = jax.tree_util.tree_map(np.asarray, params)
@@ -278,10 +282,12 @@ class RunDir:
                 member_content = flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params))
                 _write(member_dir / PARAMS_FILE, member_content)
                 _write(member_dir / HISTORY_FILE, _history_json(
-                    member_config, hist.seed_history(history, i), True, system, sha256(member_content)))
+                    member_config, hist.seed_history(history, i), True, system, sha256(member_content),
+                    unsure_below[i] if unsure_below else None))
         for name, content_ in (files or {}).items():
             _write(self.path / name, content_)
-        _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content)))
+        thresholds = (unsure_below[0] if len(unsure_below) == 1 else list(unsure_below)) if unsure_below else None
+        _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content), thresholds))
 
 
 def _multi_seed_parent(path: Path) -> Path | None:
@@ -383,10 +389,16 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
         except ConfigError as e:
             raise ValueError(f"config: {e}") from None
         hist.check(record["history"], config.models, swept=config.sweep is not None)
+        unsure_below = record.get("unsure_below")
+        if config.models == 1 and unsure_below is not None and not (
+                isinstance(unsure_below, (int, float)) and not isinstance(unsure_below, bool)
+                and 0 <= unsure_below <= 1):
+            raise ValueError(f"unsure_below must be a probability (0 ... 1), got {quoted(unsure_below)}")
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
-    return RunRecord(config, hist.upgrade(record["history"], config),
-                     record.get("finished", True), record.get("system", {}), record.get("params_sha256"))
+    return RunRecord(config, hist.upgrade(record["history"], config), record.get("finished", True),
+                     record.get("system", {}), record.get("params_sha256"),
+                     unsure_below if config.models == 1 else None)
 
 
 def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History]:

@@ -647,8 +647,9 @@ def test_predict_reads_a_folder_and_names_every_input_it_saves_apart(mnist, tmp_
      "(401 characters)"),
     (lambda r: r.update(finished="no"), "evaluate", "finished must be true or false"),
     (lambda r: r["config"].update(batch_size=1.5), "resume", "config: batch_size must be an integer"),
+    (lambda r: r.update(unsure_below=2), "evaluate", "unsure_below must be a probability (0 ... 1), got 2"),
 ], ids=["test_batch_size", "seed", "train_loss", "accuracy-1.7e308", "1MB-string", "int-past-float", "finished",
-        "batch_size"])
+        "batch_size", "unsure_below"])
 def test_a_hand_edited_history_is_a_one_line_error_naming_the_field(finished_run, data_dir, tmp_path, edit, command,
                                                                      field):
     run_dir = tmp_path / "run"
@@ -729,3 +730,35 @@ def test_a_manual_dir_of_other_files_is_refused_even_when_the_data_is_prepared(d
 def test_a_number_that_becomes_another_as_a_float_is_shown_as_typed(tmp_path):
     message = one_line_error(mnist_jax("train", "--lr", "1e-400", "--run-dir", tmp_path / "run"))
     assert "learning_rate must be > 0, got 0.0 (--learning-rate 1e-400)" in message
+
+
+def test_predict_says_unsure_below_the_runs_threshold(mnist):
+    """The bundled run's threshold (history.json's unsure_below: the top probability that 1.5% of its
+    test digits fall below) marks drawn letters, shapes and scribbles that it reads as digits
+    anyway, and few of the photographed digits."""
+    fixtures = ROOT / "tests" / "fixtures"
+    not_digits = sorted((fixtures / "not-digits").glob("*.png"))
+    digits = sorted((fixtures / "digits").glob("[0-9]-*"))
+    code, stdout, stderr = mnist_jax("predict", *not_digits, *digits)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert len(lines) == len(not_digits) + len(digits)
+    unsure = [line.endswith("  unsure") for line in lines]
+    caught, doubted = np.mean(unsure[:len(not_digits)]), np.mean(unsure[len(not_digits):])
+    assert caught >= 0.2 and doubted <= 0.03, (caught, doubted)  # measured: 0.225 and 0.022
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    from mnist_jax.inference import classify, unsure_threshold
+    from mnist_jax.models import model_for
+
+    probs = classify(params, mnist["test"][0], model_for(config))
+    assert rundir.read_record(rundir.BUNDLED_RUN).unsure_below == pytest.approx(unsure_threshold(probs), abs=1e-4)
+    assert np.mean(probs.max(1) < rundir.read_record(rundir.BUNDLED_RUN).unsure_below) == pytest.approx(0.015, abs=1e-3)
+
+
+def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
+    config, _, params = rundir.load_run(finished_run[0])
+    from mnist_jax.inference import classify, unsure_threshold
+    from mnist_jax.models import model_for
+
+    want = unsure_threshold(classify(params, mnist["test"][0], model_for(config)))
+    assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)

@@ -240,3 +240,17 @@ def test_the_bars_are_named_after_the_runs_classes(tmp_path):
     _, _, named, text = demo.read_digit(params, model_for(config), picture, fashion)
     assert list(named) == list(fashion) and list(named.values()) == [bars[str(c)] for c in range(10)]
     assert text.startswith("The model reads a Sneaker (")
+
+
+def test_the_pad_says_unsure_below_the_runs_threshold():
+    """A scribble the bundled run reads as a digit at 0.38 is "unsure" with the run's threshold (0.61)."""
+    from mnist_jax import demo, images, rundir
+    from mnist_jax.models import model_for
+
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    threshold = rundir.read_record(rundir.BUNDLED_RUN).unsure_below
+    scribble = images.read_picture(Path(__file__).parent / "fixtures" / "not-digits" / "scribble-25.png", "x")
+    _, _, bars, text = demo.read_digit(params, model_for(config), scribble, unsure_below=threshold)
+    assert max(bars.values()) < threshold and text.startswith("Unsure: perhaps a ")
+    _, _, _, sure = demo.read_digit(params, model_for(config), scribble)  # a run without a threshold
+    assert sure.startswith("The model reads a ")
