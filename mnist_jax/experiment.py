@@ -199,9 +199,10 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
                                                              jax.random.key(config.seed),
                                                              class_names=data.DATASETS[config.dataset].class_names),
     }
-    # Each model's "unsure" threshold, from its probabilities on the test digits (inference.UNSURE_SHARE).
+    # Each model's "unsure" threshold, from its probabilities on the run's test digits (inference.UNSURE_SHARE).
     models = [params] if config.models == 1 else [jax.tree_util.tree_map(lambda p, i=i: p[i], params)
                                                   for i in range(config.models)]
-    unsure_below = [inference.unsure_threshold(inference.classify(p, images, model_for(config))) for p in models]
+    test_images = images[:config.test_examples]
+    unsure_below = [inference.unsure_threshold(inference.classify(p, test_images, model_for(config))) for p in models]
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()},
                    unsure_below)

@@ -760,5 +760,5 @@ def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
     from mnist_jax.inference import classify, unsure_threshold
     from mnist_jax.models import model_for
 
-    want = unsure_threshold(classify(params, mnist["test"][0], model_for(config)))
+    want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples], model_for(config)))
     assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)
