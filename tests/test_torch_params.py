@@ -1,5 +1,6 @@
 """The notebook's PyTorch weights, converted, give PyTorch's logits (tests/fixtures/torch_parity.npz)."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,15 @@ def test_params_from_torch_reproduces_pytorch_logits():
     for conv in ["matmul", "custom_vjp", "xla"]:  # PyTorch's CPU matmuls are full float32: compare at the highest
         logits = jax.jit(Classifier(conv=conv, precision="highest").apply)({"params": params}, images)
         np.testing.assert_allclose(logits, fixture["logits"], atol=1e-5, rtol=0)
-    assert "torch" not in sys.modules
+
+
+def test_converting_needs_no_torch():
+    """In a fresh process (this one may have imported torch through another test's library)."""
+    code = ("import sys, numpy as np; from mnist_jax.torch_params import params_from_torch; "
+            f"f = np.load({str(FIXTURE)!r}); params_from_torch({{k: f[k] for k in f.files}}); "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "False\n", result.stderr
 
 
 def test_params_from_torch_names_a_missing_weight():
