@@ -116,6 +116,13 @@ def _mapped(steps_fn: Callable) -> Callable:
     return steps_of_each_model
 
 
+def _mapped_evaluation(evaluate_fn: Callable) -> Callable:
+    def evaluate_each_model(params, images, labels):
+        return jax.lax.map(lambda own: evaluate_fn(own, images, labels), params)
+
+    return evaluate_each_model
+
+
 @functools.lru_cache(maxsize=32)
 def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None, model: Model | None,
                     metrics: tuple[hist.Metric, ...], augment: Augmentation | None) -> TrainPrograms:
@@ -149,7 +156,9 @@ def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.shardi
     """(params, images, labels) -> (per-batch metrics, confusion matrix), jitted once per setting."""
     fn = functools.partial(evaluate, model=model, batch_size=batch_size, metrics=metrics,
                            batch_sharding=parallel.batch_sharding(mesh))
-    if seeds > 1:
+    if seeds > 1 and models_mapped(mesh):  # each model's evaluation as its single run's (see _MODELS_MAPPED_ON)
+        fn = _mapped_evaluation(fn)
+    elif seeds > 1:
         fn = jax.vmap(fn, in_axes=(0, None, None))
     return jax.jit(fn, **({} if mesh is None else {"out_shardings": parallel.replicated(mesh)}))
 

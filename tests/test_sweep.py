@@ -79,8 +79,9 @@ def test_a_resumed_sweep_is_the_sweep_trained_at_once_and_each_model_its_single_
     timings = ("epoch_seconds",)
     assert {k: v for k, v in history.items() if k not in timings} == {k: v for k, v in whole.items() if k not in timings}
     single_history = small_fits[1][1]
-    if loop.models_mapped():  # on a CPU each model is trained in turn, as its single run: bit for bit
-        assert [epoch[1] for epoch in history["test_loss"]] == single_history["test_loss"]
+    if loop.models_mapped():  # on a CPU each model is trained and evaluated in turn, as its single run: bit for bit
+        for key in ("train_loss", "test_loss", "test_accuracy"):
+            assert [epoch[1] for epoch in history[key]] == single_history[key], key
     for key in ("train_loss", "test_loss", "test_accuracy"):
         np.testing.assert_allclose([epoch[1] for epoch in history[key]], single_history[key], rtol=1e-5, atol=2e-3)
     assert history["learning_rate"][-1] == [3e-3, 1e-3]
@@ -130,3 +131,32 @@ def test_a_sweep_is_saved_in_one_spelling():
     assert TrainConfig(sweep="lr=1e-3, 3e-3").sweep == "learning_rate=0.001,0.003"
     with pytest.raises(ConfigError, match="at least two different values"):
         TrainConfig(sweep="lr=1e-3,0.001")
+
+
+def test_a_grid_of_values_and_seeds_stacks_each_value_then_each_seed(small_data, small_fits):
+    """--sweep with --seeds 2: the models of the second value are the suite's 2-seed reference run."""
+    from mnist_jax import hooks, sweep
+    from mnist_jax.history import seed_history
+
+    config = TrainConfig(epochs=2, seeds=2, sweep=SWEEP, **{k: v for k, v in SMALL.items() if k != "learning_rate"})
+    assert [(m.learning_rate, m.seed) for m in config.model_configs()] == [(3e-3, 0), (3e-3, 1), (1e-3, 0), (1e-3, 1)]
+    records = []
+
+    class Keep(hooks.Hook):
+        def on_epoch(self, epoch, record, state, history):
+            records.append(record)
+
+    _, history = loop.fit(config, *small_data, hooks=[Keep()])
+    _, reference = small_fits[2]
+    for model, seed in ((2, 0), (3, 1)):
+        mine, theirs = seed_history(history, model), seed_history(reference, seed)
+        np.testing.assert_allclose(mine["test_loss"], theirs["test_loss"], rtol=1e-5)
+        if loop.models_mapped():  # on a CPU: bit for bit
+            assert all(mine[k] == theirs[k] for k in ("train_loss", "test_loss", "test_class_accuracy"))
+    (first_name, first), (second_name, second) = sweep.value_records(config, records[-1])
+    assert (first_name, second_name) == ("learning_rate=0.003", "learning_rate=0.001")
+    assert second["test_accuracy"] == history["test_accuracy"][-1][2:] and second["learning_rate"] == [1e-3, 1e-3]
+    table = sweep.table(config, history)
+    low, high = min(history["test_accuracy"][-1][2:]), max(history["test_accuracy"][-1][2:])
+    assert table[0].startswith("| learning_rate | final test accuracy (seeds' min-max) |")
+    assert f"({low:.4f}-{high:.4f})" in table[3]
