@@ -226,7 +226,6 @@ class TrainConfig(_Checked):
             raise ConfigError(f"seed must be in 0 ... {MAX_SEED:_} (and seed + seeds - 1 = "
                               f"{self.seed + self.seeds - 1}), got {self.seed}")
 
-
     @property
     def models(self) -> int:
         """How many models the run trains at once: the seeds, times the sweep's values."""
@@ -235,9 +234,9 @@ class TrainConfig(_Checked):
     def model_configs(self) -> list[TrainConfig]:
         """The single-model config of each model the run trains, in the order of the stacked state's
         leading axis: each swept value in turn, and within it each seed."""
-        swept = [{}] if self.sweep is None else [{parse_sweep(self.sweep)[0]: v} for v in parse_sweep(self.sweep)[1]]
-        return [dataclasses.replace(self, sweep=None, seeds=1, seed=self.seed + i, **setting)
-                for setting in swept for i in range(self.seeds)]
+        name, values = parse_sweep(self.sweep) if self.sweep else (None, [None])
+        return [dataclasses.replace(self, sweep=None, seeds=1, seed=self.seed + i, **({name: v} if name else {}))
+                for v in values for i in range(self.seeds)]
 
 
 # The settings a sweep may vary: the optimizer's numbers, which its one program holds as arrays.

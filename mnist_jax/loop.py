@@ -109,18 +109,21 @@ def models_mapped(mesh: jax.sharding.Mesh | None = None) -> bool:
     return mesh is None and jax.default_backend() in _MODELS_MAPPED_ON
 
 
-def _mapped(steps_fn: Callable) -> Callable:
-    def steps_of_each_model(state, images, labels, indices, mask):
-        return jax.lax.map(lambda own: steps_fn(own[0], images, labels, own[1], own[2]), (state, indices, mask))
+def over_models(fn: Callable, in_axes: tuple[int | None, ...], mesh: jax.sharding.Mesh | None = None) -> Callable:
+    """`fn` over the models' leading axis of the arguments whose `in_axes` entry is 0, as `jax.vmap`
+    takes it: vmapped, or one model after another (`lax.map`) where `models_mapped(mesh)`."""
+    if not models_mapped(mesh):
+        return jax.vmap(fn, in_axes=in_axes)
 
-    return steps_of_each_model
+    def each_model_in_turn(*args):
+        stacked = [i for i, axis in enumerate(in_axes) if axis == 0]
 
+        def one(own):
+            return fn(*(own[stacked.index(i)] if i in stacked else a for i, a in enumerate(args)))
 
-def _mapped_evaluation(evaluate_fn: Callable) -> Callable:
-    def evaluate_each_model(params, images, labels):
-        return jax.lax.map(lambda own: evaluate_fn(own, images, labels), params)
+        return jax.lax.map(one, [args[i] for i in stacked])
 
-    return evaluate_each_model
+    return each_model_in_turn
 
 
 @functools.lru_cache(maxsize=32)
@@ -136,7 +139,7 @@ def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.shardin
 
     if config.models > 1:
         shuffle_fn = jax.vmap(shuffle_fn, in_axes=(0, None))
-        steps_fn = _mapped(steps_fn) if models_mapped(mesh) else jax.vmap(steps_fn, in_axes=(0, None, None, 0, 0))
+        steps_fn = over_models(steps_fn, (0, None, None, 0, 0), mesh)
 
     def chunk_fn(state, images, labels, indices, mask, start, *, length: int):
         # Batches start ... start+length-1 of the epoch's order: (..., batches, batch size).
@@ -156,10 +159,8 @@ def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.shardi
     """(params, images, labels) -> (per-batch metrics, confusion matrix), jitted once per setting."""
     fn = functools.partial(evaluate, model=model, batch_size=batch_size, metrics=metrics,
                            batch_sharding=parallel.batch_sharding(mesh))
-    if seeds > 1 and models_mapped(mesh):  # each model's evaluation as its single run's (see _MODELS_MAPPED_ON)
-        fn = _mapped_evaluation(fn)
-    elif seeds > 1:
-        fn = jax.vmap(fn, in_axes=(0, None, None))
+    if seeds > 1:
+        fn = over_models(fn, (0, None, None), mesh)
     return jax.jit(fn, **({} if mesh is None else {"out_shardings": parallel.replicated(mesh)}))
 
 

