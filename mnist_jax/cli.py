@@ -217,7 +217,7 @@ def _report(outcome, prog: str) -> int:
         return 0
     seeds = np.ndim(outcome.history["test_accuracy"][-1])
     what = _epochs_phrase(outcome.first_epoch, last) if last >= outcome.first_epoch else "no epoch (all were done)"
-    config = rundir.read_record(outcome.workdir).config
+    config = outcome.config
     figures = rundir.FIGURE_FILES
     if config.sweep is not None:
         from mnist_jax import sweep
@@ -233,10 +233,10 @@ def _report(outcome, prog: str) -> int:
         what += f" of {len(final)} seeds"
         _say(f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
              f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {outcome.workdir}/seed-S")
-    if hist.reached(outcome.history, outcome.stop_at_accuracy):
+    if hist.reached(outcome.history, config.stop_at_accuracy):
         reached = np.min(outcome.history["test_accuracy"][-1])
         print(f"Test accuracy {reached:.4f} after epoch {last} reached --stop-at-accuracy "
-              f"{outcome.stop_at_accuracy:g}: the run ends there")
+              f"{config.stop_at_accuracy:g}: the run ends there")
     _say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
          f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(figures)}}}")
     if outcome.copied_figures:

@@ -51,7 +51,7 @@ class Outcome:
     first_epoch: int  # the first epoch this call trained (> 0 when resumed)
     seconds: float  # training time of this call
     diverged_at: tuple[int, dict[str, Any]] | None = None  # (epoch, record) of the epoch that diverged
-    stop_at_accuracy: float | None = None  # the config's: the run ended early where the history reached it
+    config: TrainConfig | None = None  # what was trained (its stop_at_accuracy: where the run may end early)
     # Set by mnist_jax.experiment:
     workdir: Path | None = None
     message: str = ""  # for "diverged": what happened and what is kept
@@ -291,8 +291,7 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
         if parallel.agree_any(hooks.stop() is not None) and epoch + 1 < config.epochs:
             status = "stopped"
             break
-    outcome = Outcome(status, state, history, first_epoch, time.perf_counter() - begin, diverged_at,
-                      config.stop_at_accuracy)
+    outcome = Outcome(status, state, history, first_epoch, time.perf_counter() - begin, diverged_at, config)
     hooks.on_end(outcome)
     return outcome
 

@@ -21,8 +21,9 @@ from mnist_jax.config import TrainConfig, parse_sweep
 
 
 def value_name(name: str, value: float) -> str:
-    """How a swept value is named in output and in its run's folder: learning_rate=0.001."""
-    return f"{name}={value:g}"
+    """How a swept value is named in output and in its run's folder: learning_rate=0.001. Python's
+    shortest exact spelling, so that two values never share a folder (`:g` made 1e-3 and 1.0000001e-3 one)."""
+    return f"{name}={value!r}"
 
 
 def model_dir_names(config: TrainConfig) -> list[str]:
