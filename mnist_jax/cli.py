@@ -428,30 +428,67 @@ def plot_errors(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """Save a trained classifier as one file: a jax.export artifact that runs with JAX alone, or ONNX."""
+    """Save a trained classifier: a jax.export artifact that runs with JAX alone, an ONNX model, or
+    a static web page that runs it in the browser."""
     _configure(args)
     from mnist_jax import export as exporting
     from mnist_jax.files import check_new_output, write_atomic
     from mnist_jax.models import model_for
     from mnist_jax.rundir import BUNDLED_RUN
 
+    if args.format == "web":
+        return _export_web(args)
+    if args.ort_dir is not None:
+        raise UserError("--ort-dir is for --format web: the page's copy of onnxruntime-web")
     # An output never replaces the run it is made from (its params, its history), nor a folder,
     # link or device; the format follows an .onnx name unless --format says otherwise.
     check_new_output(args.out, apart_from=args.run_dir or BUNDLED_RUN)
     args.format = args.format or ("onnx" if args.out.suffix == ".onnx" else "jax")
+    output = args.output or "probabilities"
     config, history, params = _load(args)
     if args.format == "onnx":
-        content = exporting.export_onnx(params, config, args.output)
+        content = exporting.export_onnx(params, config, output)
         how = "onnxruntime.InferenceSession(path).run(None, {'images': images})"
     else:
-        content = exporting.export_classifier(params, model_for(config), args.output)
+        content = exporting.export_classifier(params, model_for(config), output)
         how = "jax.export.deserialize(open(path, 'rb').read()).call(images) (pip install jax flatbuffers)"
     try:
         write_atomic(args.out, content)
     except OSError as e:
         raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
     _say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
-         f"{args.output}, the {_params_phrase(history)}; load it with {how}")
+         f"{output}, the {_params_phrase(history)}; load it with {how}")
+    return 0
+
+
+def _export_web(args: argparse.Namespace) -> int:
+    """`export --format web`: the site, written whole into --out."""
+    from mnist_jax import export as exporting
+    from mnist_jax import drawing, rundir, web
+    from mnist_jax.datasets import DATASETS
+
+    if args.output not in (None, "probabilities"):
+        raise UserError("--format web shows probabilities on its page; leave out --output")
+    run_dir = args.run_dir or rundir.BUNDLED_RUN
+    web.check_site_dir(args.out, apart_from=run_dir)
+    ort_files = web.read_ort_dir(args.ort_dir) if args.ort_dir is not None else None
+    config, history, params = rundir.load_run(run_dir)
+    record = rundir.read_record(run_dir)
+    manifest = {"run": "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(run_dir).name,
+                "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
+                "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
+                "unsure_below": record.unsure_below, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
+    files = web.site_files(exporting.export_page_onnx(params, config), manifest, ort_files)
+    try:
+        web.write_site(args.out, files)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    ort = (f"onnxruntime-web {web.ORT_VERSION} in {web.ORT_FOLDER}/" if ort_files is not None
+           else f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}, checked by its SHA-384")
+    _say(f"Wrote the site {args.out} ({sum(map(len, files.values())) / 1e6:.1f} MB: the page, "
+         f"{web.MODEL_FILE} ({len(files[web.MODEL_FILE]) / 1e3:.0f} kB) with the {_params_phrase(history)}, {ort}); "
+         f"serve it, e.g. python -m http.server -d {shlex.quote(str(args.out))} 8000, and open "
+         f"http://127.0.0.1:8000 (a browser will not load its model from a file:// page)")
     return 0
 
 
@@ -604,12 +641,17 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
                    help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
     _grid_flags(p, 3, 6, "mistakes")
     p = command("export", export, [_run_flags(True), common])
-    p.add_argument("--out", type=_path, required=True, metavar="FILE", help="the file to write")
-    p.add_argument("--output", choices=("probabilities", "logits"), default="probabilities",
-                   help="what the exported function returns (default: %(default)s)")
-    p.add_argument("--format", choices=("jax", "onnx"), default=None,
-                   help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model, with the onnx extra "
-                        "(default: onnx for a FILE named .onnx, else jax)")
+    p.add_argument("--out", type=_path, required=True, metavar="PATH",
+                   help="the file to write; for --format web, the site's folder (new, empty, or an earlier site)")
+    p.add_argument("--output", choices=("probabilities", "logits"), default=None,
+                   help="what the exported function returns (default: probabilities)")
+    p.add_argument("--format", choices=("jax", "onnx", "web"), default=None,
+                   help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model, with the onnx extra; web: a "
+                        "static page running the model in the browser (default: onnx for a FILE named .onnx, else jax)")
+    p.add_argument("--ort-dir", type=_path, default=None, metavar="DIR",
+                   help="for --format web: onnxruntime-web's files to copy into the site, so that it needs no "
+                        "network (node_modules/onnxruntime-web/dist after npm install; default: the page loads "
+                        "them from a public URL)")
     p = command("demo", demo, [_run_flags(False), common])
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")

@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from PIL import Image, ImageDraw
 
 from mnist_jax import explain, images
+from mnist_jax.drawing import BRUSH_SIZE, PAD_SIZE
 from mnist_jax.errors import UserError
 from mnist_jax.model import Model, Params
 
 TITLE = "mnist-jax: draw a digit"
 DRAW_HINT = "Draw one digit, large, on the white pad: the bars update after every stroke."
-PAD_SIZE = 280  # pixels of the pad's canvas
-BRUSH_SIZE = 24  # a digit drawn 200 pixels tall gets strokes 2.4 pixels wide in 20, as in MNIST
 SEEN_SCALE = 8  # the 28x28 input is shown 224 pixels wide, each of its pixels a visible square
 # The 28x28 input, shown inline (a PNG data URL: no file written, no second request) and scaled up
 # with its pixels kept square.

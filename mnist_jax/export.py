@@ -35,6 +35,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from mnist_jax import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
@@ -55,6 +56,30 @@ def export_classifier(params: Params, model: Model, output: Output = "probabilit
 def export_onnx(params: Params, config: TrainConfig, output: Output = "probabilities") -> bytes:
     """The same function as an ONNX model (jax2onnx) of `config`'s network in the "matmul"
     formulation: input "images" uint8 (N, 28, 28, 1), N any; output `output`, float32 (N, 10)."""
+    classify = _classify(params, _onnx_model(config), output)
+    return _to_onnx(classify, jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8), "mnist_jax_classifier",
+                    ["images"], [output])
+
+
+def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
+    """The web page's ONNX model (mnist_jax.web): input "ink" uint8 (PAD_SIZE, PAD_SIZE), a drawing's
+    ink; outputs "digit", the uint8 (28, 28) input the model sees (drawing.to_digit), and
+    "probabilities", float32 (10,)."""
+    classify = _classify(params, _onnx_model(config), "probabilities")
+
+    def page(ink: jax.Array) -> tuple[jax.Array, jax.Array]:
+        digit = drawing.to_digit(ink)
+        return digit, classify(digit[None, :, :, None])[0]
+
+    return _to_onnx(page, jax.ShapeDtypeStruct((drawing.PAD_SIZE, drawing.PAD_SIZE), jnp.uint8), "mnist_jax_page",
+                    ["ink"], ["digit", "probabilities"])
+
+
+def _onnx_model(config: TrainConfig) -> Model:
+    return model_for(dataclasses.replace(config, conv="matmul"))
+
+
+def _to_onnx(function, example: jax.ShapeDtypeStruct, name: str, inputs: list[str], outputs: list[str]) -> bytes:
     try:
         from jax2onnx import to_onnx
     except ImportError:
@@ -65,9 +90,7 @@ def export_onnx(params: Params, config: TrainConfig, output: Output = "probabili
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        model = model_for(dataclasses.replace(config, conv="matmul"))
-        proto = to_onnx(_classify(params, model, output), [jax.ShapeDtypeStruct(("B", *IMAGE_SHAPE), jnp.uint8)],
-                        model_name="mnist_jax_classifier", input_names=["images"], output_names=[output])
+        proto = to_onnx(function, [example], model_name=name, input_names=inputs, output_names=outputs)
     finally:
         logger.setLevel(level)
     return proto.SerializeToString()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import re
 import warnings
@@ -61,6 +62,26 @@ WORK_SIDE = 192
 MIN_CONTRAST = 4.0
 # A region smaller than this share of the longer side is a speck, not a digit.
 MIN_EXTENT = 0.08
+# Below this many pixels a side a picture is taken as it is (MNIST's own 28 x 28); above, it is
+# smoothed with a Gaussian of sigma side / SMOOTHING (1.2 pixels at WORK_SIDE) against sensor noise.
+SMALL_SIDE = 64
+SMOOTHING = 160
+# The digit's region is widened by side // SOFT_EDGE pixels (2 at WORK_SIDE): its strokes' soft edges.
+SOFT_EDGE = 96
+# Ink is scaled so that this percentile of the digit's pixels is full: MNIST's strokes are saturated.
+FULL_INK_PERCENTILE = 90
+# As the MNIST digits were prepared: the digit's bounding box scaled to fit DIGIT_BOX pixels, centred
+# by its centre of mass in DIGIT_SIDE x DIGIT_SIDE.
+DIGIT_BOX = 20
+DIGIT_SIDE = 28
+# A symmetric digit's centre of mass falls half-way between two pixels, where the last bits of the
+# arithmetic (numpy's float64, the web page's float32) would pick the side: such halves round up.
+HALF_MARGIN = 1e-3
+
+
+def nearest_whole(x: float) -> int:
+    """The whole number nearest `x`, halves (within HALF_MARGIN) rounded up."""
+    return math.floor(x + 0.5 + HALF_MARGIN)
 
 
 def expand_folders(paths: list[Path]) -> tuple[list[Path], list[str]]:
@@ -241,12 +262,12 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     from skimage.filters import threshold_otsu
 
     side = max(gray.shape)
-    smooth = ndimage.gaussian_filter(gray, side / 160) if side >= 64 else gray
+    smooth = ndimage.gaussian_filter(gray, side / SMOOTHING) if side >= SMALL_SIDE else gray
     edges = _border(smooth)
     darker, lighter = np.percentile(smooth - np.median(edges), [1, 99])
     if -darker > lighter:  # the ink is darker than the paper; MNIST is light on dark
         smooth, edges = 255.0 - smooth, 255.0 - edges
-    if side < 64 or smooth.max() - smooth.min() < 8:  # MNIST's own 28 x 28; a blank page
+    if side < SMALL_SIDE or smooth.max() - smooth.min() < 8:  # MNIST's own 28 x 28; a blank page
         return smooth - np.median(edges)
     paper = smooth <= threshold_otsu(smooth)
     if _evenly_lit(smooth, paper):
@@ -332,7 +353,7 @@ def _digit_region(ink: np.ndarray) -> np.ndarray:
         if inside and areas[i] >= areas[main] / 10 and (not edge[i] or edge[main]):
             keep[i + 1] = True
     # The strokes' soft edges, below the threshold, belong to them too.
-    return ndimage.binary_dilation(keep[labels], iterations=max(1, max(ink.shape) // 96))
+    return ndimage.binary_dilation(keep[labels], iterations=max(1, max(ink.shape) // SOFT_EDGE))
 
 
 def _centred(digit_ink: np.ndarray) -> np.ndarray:
@@ -342,18 +363,19 @@ def _centred(digit_ink: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     # Pencil and chalk vary along a stroke; MNIST's strokes are saturated at their core.
-    crop = np.clip(crop / max(float(np.percentile(crop[crop > 0], 90)), 1e-6), 0, 1)
-    scale = 20.0 / max(crop.shape)
-    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    crop = np.clip(crop / max(float(np.percentile(crop[crop > 0], FULL_INK_PERCENTILE)), 1e-6), 0, 1)
+    # Whole numbers first: a size that falls on a half is one in any float arithmetic.
+    size = (max(1, round(crop.shape[1] * DIGIT_BOX / max(crop.shape))),
+            max(1, round(crop.shape[0] * DIGIT_BOX / max(crop.shape))))
     digit = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS),
                        np.float32).clip(0, None)
     h, w = digit.shape
     total = digit.sum() or 1.0
     cy = (digit.sum(1) * np.arange(h)).sum() / total
     cx = (digit.sum(0) * np.arange(w)).sum() / total
-    top = int(np.clip(round(14.0 - cy), 0, 28 - h))
-    left = int(np.clip(round(14.0 - cx), 0, 28 - w))
-    out = np.zeros((28, 28), np.float32)
+    top = int(np.clip(nearest_whole(DIGIT_SIDE / 2 - cy), 0, DIGIT_SIDE - h))
+    left = int(np.clip(nearest_whole(DIGIT_SIDE / 2 - cx), 0, DIGIT_SIDE - w))
+    out = np.zeros((DIGIT_SIDE, DIGIT_SIDE), np.float32)
     out[top : top + h, left : left + w] = digit
     out *= 255.0 / max(float(out.max()), 1e-6)
     return np.round(out).astype(np.uint8)[..., None]

@@ -135,3 +135,30 @@ def small_fits(small_data, tmp_path_factory) -> dict:
             (shared / "small_fits.pickle.tmp").rename(shared / "small_fits.pickle")
     fits = pickle.loads((shared / "small_fits.pickle").read_bytes())
     return {seeds: (Trained(params), history) for seeds, (params, history) in fits.items()}
+
+
+# Digits as a hand draws them on the 280 x 280 pad (mnist_jax.drawing.PAD_SIZE): each a list of
+# strokes, each a list of points; some in two strokes (the 4, the 5's bar), some symmetric (the 1, the 0).
+DRAWN_DIGITS = {
+    "0": [[(140, 40), (195, 70), (215, 140), (195, 215), (140, 245), (85, 215), (65, 140), (85, 70), (140, 40)]],
+    "1": [[(150, 40), (150, 240)]],
+    "2": [[(80, 90), (120, 45), (180, 50), (195, 110), (85, 235), (215, 235)]],
+    "3": [[(80, 60), (180, 50), (190, 110), (120, 140), (200, 170), (190, 230), (80, 230)]],
+    "4": [[(150, 40), (70, 170), (220, 170)], [(180, 90), (180, 245)]],
+    "5": [[(110, 45), (205, 45)], [(100, 55), (90, 130), (170, 120), (200, 180), (170, 235), (85, 225)]],
+    "7": [[(70, 50), (210, 50), (120, 240)]],
+    "8": [[(190, 70), (140, 40), (90, 70), (190, 190), (140, 240), (90, 190), (190, 70)]],
+}
+
+
+def pad_drawing(strokes: list[list[tuple[int, int]]], width: int = 24):
+    """The strokes in black on a transparent 280 x 280 picture, as the drawing pads hand it over."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    pen = ImageDraw.Draw(image)
+    for stroke in strokes:
+        pen.line(stroke, fill=(0, 0, 0, 255), width=width, joint="curve")
+        for x, y in (stroke[0], stroke[-1]):  # round ends, as the pads' pens have
+            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=(0, 0, 0, 255))
+    return image

@@ -1,0 +1,286 @@
+"""The model on a static web page (`mnist-jax export --format web`, mnist_jax.web): the site it
+writes, served on 127.0.0.1 and used in headless Chromium as people use it, and its mistakes.
+
+Needs onnxruntime-web from npm (`npm install` in the repository, as package.json pins it) and
+Debian's chromium; `.ci/run` installs both, and under CI these tests fail rather than skip without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jax
+import numpy as np
+import pytest
+from conftest import DRAWN_DIGITS, pad_drawing
+from PIL import Image
+
+from mnist_jax import cli, drawing, images, rundir, web
+from mnist_jax.models import model_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)
+
+ORT_DIR = Path(__file__).resolve().parent.parent / "node_modules" / "onnxruntime-web" / "dist"
+CHROMIUM = shutil.which("chromium")
+DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
+# The page's probabilities against `mnist-jax predict`'s on the same pixels: onnxruntime-web's
+# float32 against XLA's, and at most a grey level apart on a few of the 28x28 input's pixels.
+PROBABILITY_TOLERANCE = 1e-4
+
+
+def _needs(present: bool, what: str):
+    if not present:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the web page's tests: {what}")
+        pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The bundled run's site, with onnxruntime-web copied in."""
+    _needs(ORT_DIR.is_dir(), "onnxruntime-web (npm install, in the repository)")
+    out = tmp_path_factory.mktemp("web") / "site"
+    assert cli.execute(["export", "--format", "web", "--out", str(out), "--ort-dir", str(ORT_DIR)]) == 0
+    return out
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    """The site served on 127.0.0.1, as `python -m http.server` serves it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    _needs(CHROMIUM is not None, "Debian's chromium (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _open(chromium, url: str, requested: list[str]):
+    """A page of `url` whose every request is recorded in `requested`; any to another host than
+    127.0.0.1 is refused, as a machine with no network would."""
+    page = chromium.new_page(viewport={"width": 1100, "height": 800})
+
+    def route(r):
+        requested.append(r.request.url)
+        return r.continue_() if urlsplit(r.request.url).hostname == "127.0.0.1" else r.abort()
+
+    page.route("**/*", route)
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.state", timeout=30_000)
+    return page
+
+
+def _draw(page, strokes) -> None:
+    """Each stroke with the mouse on the pad, waiting for the page's answer after each."""
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / drawing.PAD_SIZE
+    for stroke in strokes:
+        answers = page.evaluate("Number(document.body.dataset.answers || 0)")
+        page.mouse.move(box["x"] + stroke[0][0] * scale, box["y"] + stroke[0][1] * scale)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=6)
+        page.mouse.up()
+        page.wait_for_function(f"Number(document.body.dataset.answers || 0) > {answers}", timeout=10_000)
+
+
+def _page_answer(page) -> dict:
+    return page.evaluate("""() => ({
+      top: document.querySelector('[data-testid="top-class"]').textContent,
+      status: document.querySelector('[data-testid="status"]').textContent,
+      probabilities: [...document.querySelectorAll('#bars li')].map((row) => Number(row.dataset.probability)),
+      seen: Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)
+                 .filter((_, i) => i % 4 === 0),
+      drawing: document.getElementById('pad').toDataURL('image/png'),
+    })""")
+
+
+def _predicted(paths: list[Path], capsys) -> dict[str, tuple[str, float]]:
+    """`mnist-jax predict`'s top class and probability for each file."""
+    capsys.readouterr()
+    assert cli.execute(["predict", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return {line.split(": ")[0]: (line.split(": ")[1].split()[0], float(line.split("(")[1].split(")")[0]))
+            for line in lines}
+
+
+def test_the_site_holds_the_page_the_model_and_onnxruntime_web(site):
+    names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
+    assert names == sorted([*web.PAGE_FILES, web.MODEL_FILE, web.MANIFEST_FILE,
+                            *(f"{web.ORT_FOLDER}/{name}" for name in web.ORT_FILES)])
+    manifest = json.loads((site / web.MANIFEST_FILE).read_text())
+    record = rundir.read_record(rundir.BUNDLED_RUN)
+    assert manifest["class_names"] == [str(d) for d in range(10)] and manifest["dataset"] == "mnist"
+    assert manifest["test_accuracy"] == record.history["test_accuracy"][-1]
+    assert manifest["unsure_below"] == record.unsure_below and manifest["pad"] == drawing.PAD_SIZE
+    assert manifest["ort"] == {"version": web.ORT_VERSION, "script": "ort/ort.wasm.min.js", "files": "ort/"}
+    html = (site / "index.html").read_text()
+    assert '<script src="ort/ort.wasm.min.js"></script>' in html and "http" not in html
+    # The pinned digests are those of the files npm installed for package.json's version.
+    assert json.loads((ORT_DIR.parent / "package.json").read_text())["version"] == web.ORT_VERSION
+    for name, digest in web.ORT_FILES.items():
+        assert web.sha384((site / web.ORT_FOLDER / name).read_bytes()) == digest
+
+
+def test_the_pages_model_sees_and_answers_what_python_does(site):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(site / web.MODEL_FILE))
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    model = model_for(config)
+    for name, strokes in DRAWN_DIGITS.items():
+        picture = pad_drawing(strokes)
+        digit, probabilities = session.run(None, {"ink": np.asarray(picture)[..., 3].copy()})
+        want = images.to_mnist(picture)
+        assert np.abs(digit.astype(int) - want[..., 0].astype(int)).max() <= 1, name
+        python = np.asarray(jax.nn.softmax(model.apply(params, want[None]), -1))[0]
+        np.testing.assert_allclose(probabilities, python, atol=PROBABILITY_TOLERANCE)
+        assert int(np.argmax(probabilities)) == int(name)
+
+
+def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, chromium, tmp_path, capsys):
+    requested = []
+    page = _open(chromium, served, requested)
+    assert page.evaluate("document.body.dataset.state") == "ready"
+    assert page.get_by_test_id("status").text_content() == "Draw a digit on the pad."
+    answers, drawings = {}, {}
+    for name in ("0", "1", "4", "5", "7"):
+        page.locator("#clear").click()
+        _draw(page, DRAWN_DIGITS[name])
+        answers[name] = _page_answer(page)
+        drawings[name] = tmp_path / f"{name}.png"
+        drawings[name].write_bytes(base64.b64decode(answers[name]["drawing"].split(",", 1)[1]))
+    predicted = _predicted(list(drawings.values()), capsys)
+    for name, answer in answers.items():
+        best, probability = predicted[str(drawings[name])]
+        assert best == name  # the mouse's strokes read as the digit they draw
+        assert answer["top"] == f"{best} ({answer['probabilities'][int(best)]:.1%})"
+        assert answer["status"].startswith(f"The model reads a {best}")
+        assert abs(answer["probabilities"][int(best)] - probability) <= 5e-5 + PROBABILITY_TOLERANCE
+        # The 28x28 input the page shows is Python's for the same pixels, and so are all ten bars.
+        want = images.load_image(drawings[name])[..., 0]
+        assert np.abs(np.array(answer["seen"]).reshape(28, 28) - want.astype(int)).max() <= 1, name
+        config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+        python = np.asarray(jax.nn.softmax(model_for(config).apply(params, want[None, ..., None]), -1))[0]
+        np.testing.assert_allclose(answer["probabilities"], python, atol=PROBABILITY_TOLERANCE)
+    # Cleared, the pad asks for a digit again; an uploaded picture is read as predict reads it.
+    page.locator("#clear").click()
+    assert page.get_by_test_id("top-class").text_content() == ""
+    assert page.get_by_test_id("status").text_content() == "Draw a digit on the pad."
+    picture = DIGIT_PICTURES / "3-pen-clean.png"
+    count = page.evaluate("Number(document.body.dataset.answers)")
+    page.locator("#upload").set_input_files(str(picture))
+    page.wait_for_function(f"Number(document.body.dataset.answers) > {count}")
+    assert page.get_by_test_id("top-class").text_content().startswith(_predicted([picture], capsys)[str(picture)][0] + " ")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page.locator("#upload").set_input_files(str(notes))
+    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.startsWith('Could not read')")
+    assert page.get_by_test_id("status").text_content() == ("Could not read notes.txt: not a picture this browser "
+                                                            "can open (PNG, JPEG, ...).")
+    page.close()
+    assert requested and all(urlsplit(url).hostname == "127.0.0.1" for url in requested), requested
+
+
+def test_a_model_that_does_not_load_is_said_on_the_page(served, chromium):
+    page = chromium.new_page()
+    page.route("**/model.onnx", lambda r: r.fulfill(status=404, body="not here"))
+    page.goto(served)
+    page.wait_for_function("document.body.dataset.state")
+    assert page.evaluate("document.body.dataset.state") == "failed"
+    assert page.get_by_test_id("status").text_content().startswith("Could not load the model (model.onnx): ")
+    page.close()
+
+
+def test_without_ort_dir_the_page_loads_the_pinned_build_checked_by_its_digest(site, chromium, tmp_path):
+    files = web.site_files((site / web.MODEL_FILE).read_bytes(), {"run": "r", "dataset": "mnist",
+                           "class_names": list("0123456789"), "pad": 280, "brush": 24}, None)
+    assert set(files) == {*web.PAGE_FILES, web.MODEL_FILE, web.MANIFEST_FILE}
+    html = files["index.html"].decode()
+    script = (f'<script src="https://cdn.jsdelivr.net/npm/onnxruntime-web@{web.ORT_VERSION}/dist/ort.wasm.min.js" '
+              f'integrity="sha384-{web.sha384((ORT_DIR / "ort.wasm.min.js").read_bytes())}" crossorigin="anonymous">')
+    assert script in html
+    # With no network the page says what it could not load, and the pad stays usable to draw on.
+    web.write_site(tmp_path / "cdn", files)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path / "cdn")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = _open(chromium, f"http://127.0.0.1:{server.server_address[1]}/", [])
+        assert page.evaluate("document.body.dataset.state") == "failed"
+        assert page.get_by_test_id("status").text_content().startswith(
+            f"Could not load onnxruntime-web from {web.ORT_CDN}ort.wasm.min.js")
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("mine")
+    (tmp_path / "a-file").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "theirs")
+    (tmp_path / "ort").mkdir()
+    (tmp_path / "ort" / "ort.wasm.min.js").write_text("// another version")
+    cases = [
+        (["--out", str(tmp_path / "theirs")], "holds files that are not a site of mnist-jax export --format web"),
+        (["--out", str(tmp_path / "a-file")], "is a file; give a folder for the site"),
+        (["--out", str(tmp_path / "link")], "is a symbolic link"),
+        (["--out", str(rundir.BUNDLED_RUN / "site")], "is inside"),
+        (["--out", str(tmp_path / "new"), "--ort-dir", str(tmp_path / "ort")],
+         f"ort.wasm.min.js: not onnxruntime-web {web.ORT_VERSION}'s (its SHA-384 differs); npm install"),
+        (["--out", str(tmp_path / "new"), "--ort-dir", str(tmp_path / "nowhere")], "ort.wasm.min.js: not found; npm install"),
+        (["--out", str(tmp_path / "new"), "--output", "logits"], "--format web shows probabilities"),
+    ]
+    for argv, message in cases:
+        assert cli.execute(["export", "--format", "web", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert cli.execute(["export", "--out", str(tmp_path / "x.onnx"), "--ort-dir", str(ORT_DIR)]) == 2
+    assert "--ort-dir is for --format web" in capsys.readouterr().err
+    assert (tmp_path / "theirs" / "notes.txt").read_text() == "mine" and (tmp_path / "a-file").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "link", "ort", "theirs"]
+
+
+def test_a_site_is_replaced_whole_and_a_failed_write_leaves_the_old_one(tmp_path, monkeypatch):
+    directory = tmp_path / "site"
+    web.write_site(directory, {"index.html": b"old", web.MANIFEST_FILE: json.dumps({"written_by": web.WRITTEN_BY}).encode(),
+                               "ort/old.js": b"x"})
+    web.check_site_dir(directory, apart_from=rundir.BUNDLED_RUN)  # an earlier site may be replaced
+    web.write_site(directory, {"index.html": b"new", web.MANIFEST_FILE: b"{}"})
+    assert sorted(p.name for p in directory.rglob("*")) == ["index.html", web.MANIFEST_FILE]
+    assert (directory / "index.html").read_bytes() == b"new" and oct(directory.stat().st_mode)[-3:] == "755"
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # nothing left beside it
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError):
+        web.write_site(directory, {"index.html": b"newer"})
+    assert (directory / "index.html").read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["site"]
