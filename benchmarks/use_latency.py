@@ -1,12 +1,16 @@
-"""Time using the model: `mnist-jax predict one.png` end to end, and the demo's answer to a drawing.
+"""Time using the model: `mnist-jax predict one.png` end to end, the demo's answer to a drawing,
+and the static web page's (`mnist-jax export --format web`).
 
+    npm install                                       # onnxruntime-web, for the web page
     python benchmarks/use_latency.py --repeat 5 [--json use.json]
 
 `mnist-jax predict` runs in a child process, first with an empty compilation cache, then `--repeat`
 times warm; the demo is served on a free port and answers 4 x `--repeat` drawn digits through
 gradio_client and, where Playwright and Debian's chromium are installed, strokes drawn in headless
 Chromium (needs the demo extra). Expect on 2 Sapphire Rapids cores: predict ~1.5 s warm, the demo
-~65 ms from the pen lifted to the answer on the page (targets: 3 s and 100 ms).
+~65 ms from the pen lifted to the answer on the page (targets: 3 s and 100 ms). The web page is
+exported with onnxruntime-web from node_modules, served by http.server and opened `--repeat` times
+in a fresh browser context (load: from navigation to the model ready), then drawn on as the demo is.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def main() -> int:
             walls.append(time.perf_counter() - start)
         result = {"predict_cold_cache_seconds": walls[0], "predict_warm_cache_seconds": walls[1:]}
         result.update(_demo_latency(digit, args.repeat * 4, env))
+        result.update(_web_latency(Path(tmp), args.repeat, args.repeat * 4))
     print(f"mnist-jax predict one.png: {walls[0]:.2f} s with an empty compilation cache, "
           f"median {statistics.median(walls[1:]):.2f} s warm ({args.repeat} runs)")
     if "demo_round_trip_seconds" in result:
@@ -69,10 +74,18 @@ def main() -> int:
               f"round trip through gradio_client, of which "
               f"{1000 * statistics.median(result['demo_server_seconds']):.1f} ms in mnist-jax")
         if "demo_browser_seconds" in result:
-            print(f"demo in headless Chromium: median {1000 * statistics.median(result['demo_browser_seconds']):.0f} ms "
-                  f"from the pen lifted to the answer on the page")
+            print(f"demo in headless Chromium: loaded (navigation to the pad shown) in median "
+                  f"{1000 * statistics.median(result['demo_load_seconds']):.0f} ms (5 fresh loads); median "
+                  f"{1000 * statistics.median(result['demo_browser_seconds']):.0f} ms from the pen lifted to the answer on the page")
     else:
         print(f"demo: not measured ({result['demo_skipped']})")
+    if "web_load_seconds" in result:
+        print(f"web page in headless Chromium: loaded (navigation to model ready) in median "
+              f"{1000 * statistics.median(result['web_load_seconds']):.0f} ms ({args.repeat} fresh loads); median "
+              f"{1000 * statistics.median(result['web_browser_seconds']):.0f} ms from the pen lifted to the answer, "
+              f"of which {statistics.median(result['web_model_seconds']) * 1000:.1f} ms in onnxruntime-web")
+    else:
+        print(f"web page: not measured ({result.get('web_skipped')})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
@@ -117,6 +130,67 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     return result
 
 
+def _web_latency(tmp: Path, loads: int, strokes: int) -> dict:
+    """The static web page, exported from the bundled run with onnxruntime-web copied in, served on
+    127.0.0.1: its load time in fresh browser contexts and its answer to strokes, measured in the page."""
+    import functools
+    import http.server
+    import threading
+
+    ort_dir = Path(__file__).resolve().parent.parent / "node_modules" / "onnxruntime-web" / "dist"
+    chromium = browser.chromium()
+    if chromium is None or not ort_dir.is_dir():
+        return {"web_skipped": "needs playwright, Debian's chromium and onnxruntime-web (npm install)"}
+    from playwright.sync_api import sync_playwright
+
+    site = tmp / "site"
+    subprocess.run([sys.executable, "-m", "mnist_jax", "export", "--format", "web", "--out", str(site),
+                    "--ort-dir", str(ort_dir)], check=True, capture_output=True)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    result = {"web_load_seconds": [], "web_browser_seconds": [], "web_model_seconds": []}
+    try:
+        with sync_playwright() as playwright:
+            chrome = playwright.chromium.launch(executable_path=chromium, args=browser.FLAGS)
+            for _ in range(loads):  # a fresh context each time: nothing cached
+                context = chrome.new_context()
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
+                result["web_load_seconds"].append(float(page.evaluate("document.body.dataset.readyMs")) / 1000)
+                context.close()
+            page = chrome.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(url)
+            page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
+            page.evaluate("""() => {
+              window.lifted = 0; window.answered = 0;
+              document.getElementById('pad').addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
+              new MutationObserver(() => { if (window.answered < window.lifted) window.answered = performance.now(); })
+                .observe(document.querySelector('[data-testid="top-class"]'), { subtree: true, childList: true, characterData: true });
+            }""")
+            box = page.locator("#pad").bounding_box()
+            for _ in range(strokes):
+                page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+                page.mouse.down()
+                page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
+                page.mouse.up()
+                page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
+                result["web_browser_seconds"].append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
+                result["web_model_seconds"].append(float(page.get_by_test_id("top-class").get_attribute("data-latency-ms")) / 1000)
+                page.locator("#clear").click()
+            chrome.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return result
+
+
 def _browser_latency(url: str, strokes: int) -> dict:
     """Strokes drawn on the pad in headless Chromium (Debian's, with Playwright): the time from the
     pen lifted to the answer on the page, measured in the page itself."""
@@ -127,8 +201,16 @@ def _browser_latency(url: str, strokes: int) -> dict:
 
     seconds = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=browser.FLAGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        chrome = playwright.chromium.launch(executable_path=chromium, args=browser.FLAGS)
+        loads = []
+        for _ in range(5):  # a fresh context each time: nothing cached; until the pad is on the page
+            context = chrome.new_context()
+            page = context.new_page()
+            page.goto(url)
+            page.locator("#pad canvas").wait_for()
+            loads.append(page.evaluate("() => performance.now() / 1000"))
+            context.close()
+        page = chrome.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         canvas = page.locator("#pad canvas")
         canvas.wait_for()
@@ -151,8 +233,8 @@ def _browser_latency(url: str, strokes: int) -> dict:
             seconds.append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
             page.locator("#pad .clear").click()
             page.locator("#status").filter(has_text="Draw one digit").wait_for()
-        browser.close()
-    return {"demo_browser_seconds": seconds}
+        chrome.close()
+    return {"demo_browser_seconds": seconds, "demo_load_seconds": loads}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ models (the model a config trains, any params' summary), datasets (their declara
 (through TFDS), augment, optimizer, steps (pure train and eval steps), hooks, parallel, loop (the
 training loop). Around it: torch_params (the notebook's PyTorch weights), checkpoints, rundir (a
 run directory), memory, console, summaries (TensorBoard), profiling, inference, plotting,
-experiment (a whole run, as `mnist-jax train`), images, export, demo, environment, cli. Each imports only
+experiment (a whole run, as `mnist-jax train`), images, drawing (a drawing made MNIST-like in JAX),
+export, web (the model on a static web page), demo, environment, cli. Each imports only
 modules before it.
 
 `import mnist_jax` is instant: a submodule is imported when first used, so

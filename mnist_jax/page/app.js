@@ -52,6 +52,7 @@ async function load() {
   Object.assign(pen, { lineWidth: manifest.brush, lineCap: 'round', lineJoin: 'round', strokeStyle: 'black' });
   showBars(null);
   say(DRAW_HINT);
+  document.body.dataset.readyMs = performance.now().toFixed(0);  // since navigation started
   document.body.dataset.state = 'ready';
 }
 
