@@ -31,7 +31,8 @@ environment.configure()
 # files to its workers in collection order, so starting with the longest leaves no long file to
 # finish alone at the end. The others follow in their usual order.
 SLOWEST_FILES = ("test_cli.py", "test_parallel.py", "test_scripts.py", "test_loop.py", "test_steps.py",
-                 "test_sweep.py", "test_notebook.py", "test_images.py", "test_demo.py")  # 90, 75, 95, 25, 35, 25, 10, 20, 30
+                 "test_sweep.py", "test_notebook.py", "test_images.py", "test_demo.py", "test_web.py")
+# 90, 75, 95, 25, 35, 25, 10, 20, 30, 15
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

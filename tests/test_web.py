@@ -176,6 +176,8 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
         drawings[name] = tmp_path / f"{name}.png"
         drawings[name].write_bytes(base64.b64decode(answers[name]["drawing"].split(",", 1)[1]))
     predicted = _predicted(list(drawings.values()), capsys)
+    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
+    model = model_for(config)
     for name, answer in answers.items():
         best, probability = predicted[str(drawings[name])]
         assert best == name  # the mouse's strokes read as the digit they draw
@@ -185,8 +187,7 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
         # The 28x28 input the page shows is Python's for the same pixels, and so are all ten bars.
         want = images.load_image(drawings[name])[..., 0]
         assert np.abs(np.array(answer["seen"]).reshape(28, 28) - want.astype(int)).max() <= 1, name
-        config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-        python = np.asarray(jax.nn.softmax(model_for(config).apply(params, want[None, ..., None]), -1))[0]
+        python = np.asarray(jax.nn.softmax(model.apply(params, want[None, ..., None]), -1))[0]
         np.testing.assert_allclose(answer["probabilities"], python, atol=PROBABILITY_TOLERANCE)
     # Cleared, the pad asks for a digit again; an uploaded picture is read as predict reads it.
     page.locator("#clear").click()
