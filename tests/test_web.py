@@ -270,6 +270,8 @@ def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
 
 def test_a_site_is_replaced_whole_and_a_failed_write_leaves_the_old_one(tmp_path, monkeypatch):
     directory = tmp_path / "site"
+    directory.mkdir()  # an empty folder is taken as it is
+    web.check_site_dir(directory, apart_from=rundir.BUNDLED_RUN)
     web.write_site(directory, {"index.html": b"old", web.MANIFEST_FILE: json.dumps({"written_by": web.WRITTEN_BY}).encode(),
                                "ort/old.js": b"x"})
     web.check_site_dir(directory, apart_from=rundir.BUNDLED_RUN)  # an earlier site may be replaced
