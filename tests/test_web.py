@@ -8,6 +8,7 @@ Debian's chromium; `.ci/run` installs both, and under CI these tests fail rather
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.server
 import json
@@ -59,14 +60,22 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serving(directory: Path):
+    """`directory` served on 127.0.0.1, as `python -m http.server` serves it: its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def served(site):
-    """The site served on 127.0.0.1, as `python -m http.server` serves it."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with _serving(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -228,17 +237,12 @@ def test_without_ort_dir_the_page_loads_the_pinned_build_checked_by_its_digest(s
     assert script in html
     # With no network the page says what it could not load, and the pad stays usable to draw on.
     web.write_site(tmp_path / "cdn", files)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path / "cdn")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        page = _open(chromium, f"http://127.0.0.1:{server.server_address[1]}/", [])
+    with _serving(tmp_path / "cdn") as url:
+        page = _open(chromium, url, [])
         assert page.evaluate("document.body.dataset.state") == "failed"
         assert page.get_by_test_id("status").text_content().startswith(
             f"Could not load onnxruntime-web from {web.ORT_CDN}ort.wasm.min.js")
         page.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
