@@ -168,22 +168,9 @@ def _web_latency(tmp: Path, loads: int, strokes: int) -> dict:
             page = chrome.new_page(viewport={"width": 1100, "height": 900})
             page.goto(url)
             page.wait_for_function("document.body.dataset.state === 'ready'", timeout=30_000)
-            page.evaluate("""() => {
-              window.lifted = 0; window.answered = 0;
-              document.getElementById('pad').addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
-              new MutationObserver(() => { if (window.answered < window.lifted) window.answered = performance.now(); })
-                .observe(document.querySelector('[data-testid="top-class"]'), { subtree: true, childList: true, characterData: true });
-            }""")
-            box = page.locator("#pad").bounding_box()
-            for _ in range(strokes):
-                page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
-                page.mouse.down()
-                page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
-                page.mouse.up()
-                page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
-                result["web_browser_seconds"].append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
+            for seconds in _stroke_seconds(page, "#pad", '[data-testid="top-class"]', "", strokes, clear="#clear"):
+                result["web_browser_seconds"].append(seconds)
                 result["web_model_seconds"].append(float(page.get_by_test_id("top-class").get_attribute("data-latency-ms")) / 1000)
-                page.locator("#clear").click()
             chrome.close()
     finally:
         server.shutdown()
@@ -199,7 +186,6 @@ def _browser_latency(url: str, strokes: int) -> dict:
         return {"browser_skipped": "needs playwright and Debian's chromium"}
     from playwright.sync_api import sync_playwright
 
-    seconds = []
     with sync_playwright() as playwright:
         chrome = playwright.chromium.launch(executable_path=chromium, args=browser.FLAGS)
         loads = []
@@ -212,29 +198,37 @@ def _browser_latency(url: str, strokes: int) -> dict:
             context.close()
         page = chrome.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
-        canvas = page.locator("#pad canvas")
-        canvas.wait_for()
-        # In the page: when the pen is lifted, and when the status line first says what the model read.
-        page.evaluate("""() => {
-          window.lifted = 0; window.answered = 0;
-          const status = document.querySelector('#status');
-          document.querySelector('#pad canvas').addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
-          new MutationObserver(() => {
-            if (window.answered < window.lifted && status.textContent.includes('The model reads')) window.answered = performance.now();
-          }).observe(status, { subtree: true, childList: true, characterData: true });
-        }""")
-        box = canvas.bounding_box()
-        for _ in range(strokes):
-            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
-            page.mouse.down()
-            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
-            page.mouse.up()
-            page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
-            seconds.append(page.evaluate("() => (window.answered - window.lifted) / 1000"))
-            page.locator("#pad .clear").click()
-            page.locator("#status").filter(has_text="Draw one digit").wait_for()
+        page.locator("#pad canvas").wait_for()
+        seconds = list(_stroke_seconds(page, "#pad canvas", "#status", "The model reads", strokes,
+                                       clear="#pad .clear", cleared="Draw one digit"))
         chrome.close()
     return {"demo_browser_seconds": seconds, "demo_load_seconds": loads}
+
+
+def _stroke_seconds(page, pad: str, answer: str, says: str, strokes: int, clear: str, cleared: str | None = None):
+    """Draw `strokes` strokes down the middle of the pad (`pad`, a CSS selector) and yield, for each,
+    the seconds from the pen lifted to the first change of the `answer` element that contains `says`,
+    measured in the page itself. Then the `clear` button is clicked, and the answer waited for to
+    say `cleared`, where the page clears it through its server."""
+    page.evaluate("""([pad, answer, says]) => {
+      window.lifted = 0; window.answered = 0;
+      const shown = document.querySelector(answer);
+      document.querySelector(pad).addEventListener('pointerup', () => { window.lifted = performance.now(); }, true);
+      new MutationObserver(() => {
+        if (window.answered < window.lifted && shown.textContent.includes(says)) window.answered = performance.now();
+      }).observe(shown, { subtree: true, childList: true, characterData: true });
+    }""", [pad, answer, says])
+    box = page.locator(pad).bounding_box()
+    for _ in range(strokes):
+        page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.85 * box["height"], steps=8)
+        page.mouse.up()
+        page.wait_for_function("() => window.answered > window.lifted", timeout=10_000)
+        yield page.evaluate("() => (window.answered - window.lifted) / 1000")
+        page.locator(clear).click()
+        if cleared is not None:
+            page.locator(answer).filter(has_text=cleared).wait_for()
 
 
 if __name__ == "__main__":
