@@ -291,3 +291,17 @@ def test_a_site_is_replaced_whole_and_a_failed_write_leaves_the_old_one(tmp_path
     with pytest.raises(OSError):
         web.write_site(directory, {"index.html": b"newer"})
     assert (directory / "index.html").read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+def test_a_fashion_mnist_runs_page_names_its_classes(tmp_path, capsys):
+    # The bundled weights, relabelled as a Fashion-MNIST run: the page's bars take the run's classes.
+    run = tmp_path / "fashion-run"
+    shutil.copytree(rundir.BUNDLED_RUN, run)
+    record = json.loads((run / "history.json").read_text())
+    record["config"]["dataset"] = "fashion_mnist"
+    (run / "history.json").write_text(json.dumps(record))
+    assert cli.execute(["export", str(run), "--format", "web", "--out", str(tmp_path / "site")]) == 0
+    assert f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "site" / web.MANIFEST_FILE).read_text())
+    assert manifest["class_names"][0] == "T-shirt/top" and manifest["dataset"] == "fashion_mnist"
+    assert manifest["run"] == "fashion-run" and not (tmp_path / "site" / web.ORT_FOLDER).exists()
