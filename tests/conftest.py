@@ -27,6 +27,19 @@ from mnist_jax.hooks import Hook  # noqa: E402
 
 environment.configure()
 
+# On Ampere and newer GPUs JAX's default float32 matmul is TF32, whose rounding (about 1e-3 of a
+# logit on an NVIDIA H200) is larger than what the tests' comparisons of two programs allow: there
+# the tests, and the processes they start, compute in full float32, as a CPU does.
+if jax.default_backend() != "cpu":
+    os.environ["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
+    jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def need_fashion_mnist() -> None:
+    """Skip where Debian's dataset-fashion-mnist is missing, but under CI, which installs it."""
+    if not data.FASHION_MNIST.source_dir.is_dir() and not os.environ.get("CI"):
+        pytest.skip(f"{data.FASHION_MNIST.source_dir} is missing: apt-get install dataset-fashion-mnist")
+
 # The slowest test files, slowest first (seconds on 2 cores, two workers): pytest-xdist hands whole
 # files to its workers in collection order, so starting with the longest leaves no long file to
 # finish alone at the end. The others follow in their usual order.
@@ -96,8 +109,7 @@ def fashion_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fashion-MNIST, prepared once for the whole run from Debian's dataset-fashion-mnist, in a data
     dir of its own. `.ci/run` installs the package; elsewhere the tests that need it are skipped
     without it (failed under CI)."""
-    if not data.FASHION_MNIST.source_dir.is_dir() and not os.environ.get("CI"):
-        pytest.skip(f"{data.FASHION_MNIST.source_dir} is missing: apt-get install dataset-fashion-mnist")
+    need_fashion_mnist()
     directory = shared_dir(tmp_path_factory) / "tfds-fashion"
     data.prepare(directory, dataset="fashion_mnist")
     return directory

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import SMALL_FLAGS
+from conftest import SMALL_FLAGS, need_fashion_mnist
 from PIL import Image
 
 from mnist_jax import config, console, data, summaries
@@ -217,6 +217,7 @@ def test_fashion_mnist_prepares_and_loads_its_idx_examples(fashion_data_dir):
 
 def _fashion_manual_dir(directory: Path) -> Path:
     """Fashion-MNIST's four files, linked into `directory`."""
+    need_fashion_mnist()
     directory.mkdir()
     for gz in data.FASHION_MNIST.source_dir.glob("*.gz"):
         (directory / gz.name).symlink_to(gz)
