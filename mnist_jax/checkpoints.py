@@ -23,6 +23,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -86,6 +88,9 @@ class Checkpointer:
                 self.directory, item_names=ITEMS,
                 options=ocp.CheckpointManagerOptions(
                     max_to_keep=keep, create=create, read_only=not create, cleanup_tmp_directories=create,
+                    # Deleting the oldest checkpoint in a thread of its own: done inside the save, it
+                    # held each 0.05 s epoch on an NVIDIA H200 to 0.14 s (close() waits for it).
+                    enable_background_delete=True,
                     # A step directory that cannot be made fails in save() itself; made asynchronously,
                     # Orbax's other threads wait 300 s for it before the error surfaces.
                     async_options=ocp.AsyncOptions(create_directories_asynchronously=False)))
@@ -103,7 +108,7 @@ class Checkpointer:
         tree = _to_tree(state)
         try:
             if epochs_done in self.manager.all_steps():
-                self.manager.delete(epochs_done)
+                self._remove(epochs_done)
             self.manager.save(epochs_done, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(tree), history=ocp.args.JsonSave(history_snapshot),
                 digest=ocp.args.JsonSave({"state_and_history": digest(tree, history_snapshot)})))
@@ -111,6 +116,17 @@ class Checkpointer:
         except Exception as e:  # noqa: BLE001 - OSError and the wrappers of tensorstore's errors
             raise CheckpointError(f"{self.directory / str(epochs_done)}: cannot write the checkpoint "
                                   f"({reason(e)}); the earlier checkpoints are kept") from None
+
+    def _remove(self, epochs_done: int) -> None:
+        """Remove a checkpoint at once (Orbax's delete runs in the background here): process 0
+        removes it, the others wait, up to a minute, until they see it gone."""
+        path = self.directory / str(epochs_done)
+        if jax.process_index() == 0:
+            shutil.rmtree(path)
+        deadline = time.monotonic() + 60
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.manager.reload()
 
     def wait(self) -> None:
         """Block until the pending save is committed; a CheckpointError if it failed."""
