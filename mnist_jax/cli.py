@@ -255,11 +255,12 @@ def _load(args: argparse.Namespace):
     return rundir.load_run(args.run_dir or rundir.BUNDLED_RUN)
 
 
-def _unsure_below(args: argparse.Namespace) -> float | None:
-    """The run's threshold of "unsure" (history.json's `unsure_below`); None for a run older than it."""
+def _load_record(args: argparse.Namespace):
+    """`_load`'s run with the whole record of its history.json (its threshold of "unsure", None for
+    a run older than it): (record, params)."""
     from mnist_jax import rundir
 
-    return rundir.read_record(args.run_dir or rundir.BUNDLED_RUN).unsure_below
+    return rundir.load_record_and_params(args.run_dir or rundir.BUNDLED_RUN)
 
 
 def _output(args: argparse.Namespace, name: str) -> Path:
@@ -322,12 +323,12 @@ def predict(args: argparse.Namespace) -> int:
     from mnist_jax.datasets import DATASETS
     from mnist_jax.models import model_for
 
-    config, _, params = _load(args)
+    record, params = _load_record(args)
+    config, unsure_below = record.config, record.unsure_below
     names = DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
     inputs, paths, digits = _read_digits(args)
-    unsure_below = _unsure_below(args)
     if digits:
         probabilities = inference.classify(params, np.stack(digits), model_for(config))
         for path, probs in zip(paths, probabilities):
@@ -472,8 +473,8 @@ def _export_web(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or rundir.BUNDLED_RUN
     web.check_site_dir(args.out, apart_from=run_dir)
     ort_files = web.read_ort_dir(args.ort_dir) if args.ort_dir is not None else None
-    config, history, params = rundir.load_run(run_dir)
-    record = rundir.read_record(run_dir)
+    record, params = rundir.load_record_and_params(run_dir)
+    config, history = record.config, record.history
     manifest = {"run": "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(run_dir).name,
                 "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
                 "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
@@ -509,7 +510,8 @@ def demo(args: argparse.Namespace) -> int:
     from mnist_jax.datasets import DATASETS
     from mnist_jax.models import model_for
 
-    config, _, params = _load(args)
+    record, params = _load_record(args)
+    config = record.config
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
 
     def started(url: str) -> None:
@@ -519,7 +521,7 @@ def demo(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     pad.serve(params, model_for(config), source, args.host, args.port, on_start=started,
-              class_names=DATASETS[config.dataset].class_names, unsure_below=_unsure_below(args))
+              class_names=DATASETS[config.dataset].class_names, unsure_below=record.unsure_below)
     print("stopped")
     return 0
 

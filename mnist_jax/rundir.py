@@ -436,6 +436,13 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
 def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Params]:
     """Config, history and params of a run: the final params (checked against their SHA-256 in
     history.json), or for an unfinished run the latest checkpoint's (checked against its digest)."""
+    record, params = load_record_and_params(run_dir)
+    return record.config, record.history, params
+
+
+def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Params]:
+    """`load_run`'s, with the whole record of history.json (its unsure threshold, where it ran); for
+    an unfinished run, the record's history is the latest checkpoint's."""
     record = read_record(run_dir)
     config = record.config
     if config.models > 1:
@@ -446,7 +453,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Par
         if record.params_sha256 is None:
             raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "
                            f"(written by an older mnist-jax); train the run again")
-        return config, record.history, load_params(run_dir, config, record.params_sha256)
+        return record, load_params(run_dir, config, record.params_sha256)
     from mnist_jax.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
     from mnist_jax.loop import initial_state
 
@@ -460,4 +467,4 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Par
         raise RunError(str(e)) from None
     finally:
         checkpointer.close()
-    return config, history, state.params
+    return record._replace(history=history), state.params
