@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 from collections.abc import Sequence
+from importlib import resources
 
 from PIL import Image, ImageDraw
 
@@ -66,30 +67,11 @@ PAD_CSS = """
               width: 280px; height: 280px; cursor: crosshair; }
 .pad .clear { padding: 4px 16px; border: 1px solid #999; border-radius: 4px; background: #f4f4f4; }
 """
-PAD_JS = """
+# The pen is the web page's (mnist_jax/page/pad.js): one definition of how a stroke is drawn.
+PAD_JS = (resources.files("mnist_jax") / "page" / "pad.js").read_text() + """
 const canvas = element.querySelector('canvas');
-const pen = canvas.getContext('2d');
-pen.lineCap = 'round'; pen.lineJoin = 'round'; pen.lineWidth = BRUSH; pen.strokeStyle = 'black';
-let last = null;
-const at = (e) => {
-  const box = canvas.getBoundingClientRect();
-  return [(e.clientX - box.left) * canvas.width / box.width, (e.clientY - box.top) * canvas.height / box.height];
-};
 const send = (url) => { props.value = url; trigger('input'); };
-canvas.addEventListener('pointerdown', (e) => {
-  canvas.setPointerCapture(e.pointerId);
-  last = at(e);
-  pen.beginPath(); pen.moveTo(...last); pen.lineTo(...last); pen.stroke();
-});
-canvas.addEventListener('pointermove', (e) => {
-  if (!last) return;
-  const point = at(e);
-  pen.beginPath(); pen.moveTo(...last); pen.lineTo(...point); pen.stroke();
-  last = point;
-});
-const end = () => { if (last) { last = null; send(canvas.toDataURL('image/png')); } };
-canvas.addEventListener('pointerup', end);
-canvas.addEventListener('pointercancel', end);
+const pen = attachPad(canvas, () => BRUSH, () => send(canvas.toDataURL('image/png')));
 element.querySelector('.clear').addEventListener('click', () => {
   pen.clearRect(0, 0, canvas.width, canvas.height);
   send('');

@@ -5,7 +5,7 @@ server behind it (GitHub Pages, any static host, or `python -m http.server` on a
     mnist-jax export --format web --out site --ort-dir node_modules/onnxruntime-web/dist
     python -m http.server -d site 8000      # then open http://127.0.0.1:8000
 
-The site: the page (mnist_jax/page/: index.html, app.js, style.css), model.onnx, manifest.json (the
+The site: the page (mnist_jax/page/: index.html, pad.js, app.js, style.css), model.onnx, manifest.json (the
 run, its test accuracy, its dataset's class names, its threshold of "unsure") and, with --ort-dir,
 onnxruntime-web's WebAssembly build in ort/ (about 15 MB, 3.8 MB gzipped), so that the page works
 with no network at all. Without --ort-dir the page loads that build from ORT_CDN, the script checked
@@ -43,7 +43,7 @@ ORT_SCRIPT = "ort.wasm.min.js"
 ORT_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_VERSION}/dist/"
 ORT_FOLDER = "ort"
 ORT_MAX_BYTES = 64_000_000  # the .wasm is 14.8 MB; nothing larger is read as one of these files
-PAGE_FILES = ("index.html", "app.js", "style.css")
+PAGE_FILES = ("index.html", "pad.js", "app.js", "style.css")
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 WRITTEN_BY = "mnist-jax export --format web"  # in the manifest: a later export may replace such a site

@@ -5,7 +5,7 @@
 'use strict';
 
 const pad = document.getElementById('pad');
-const pen = pad.getContext('2d', { willReadFrequently: true });
+const pen = pad.getContext('2d', { willReadFrequently: true });  // drawn on by pad.js's attachPad
 const seen = document.getElementById('seen').getContext('2d');
 const about = document.querySelector('[data-testid="about"]');
 const topClass = document.querySelector('[data-testid="top-class"]');
@@ -34,6 +34,8 @@ async function load() {
     return failed(`Could not load manifest.json: ${error.message}.`);
   }
   const manifest = page.manifest;
+  pad.width = pad.height = manifest.pad;  // the size the model's graph takes in
+  attachPad(pad, () => manifest.brush, () => classify());  // drawing starts here; answers once the model is in
   if (typeof ort === 'undefined') {
     return failed(`Could not load onnxruntime-web from ${manifest.ort.script}: without a network the page needs `
                   + 'its own copy (export with --ort-dir).');
@@ -48,12 +50,11 @@ async function load() {
   const accuracy = manifest.test_accuracy == null ? '' : `, test accuracy ${(100 * manifest.test_accuracy).toFixed(2)}%`;
   about.textContent = `Weights: ${manifest.run}, ${manifest.dataset}${accuracy}. The model runs in this browser `
                       + `(onnxruntime-web ${manifest.ort.version}): nothing you draw is sent anywhere.`;
-  pad.width = pad.height = manifest.pad;  // the size the model's graph takes in (resets the pen)
-  Object.assign(pen, { lineWidth: manifest.brush, lineCap: 'round', lineJoin: 'round', strokeStyle: 'black' });
   showBars(null);
   say(DRAW_HINT);
   document.body.dataset.readyMs = performance.now().toFixed(0);  // since navigation started
   document.body.dataset.state = 'ready';
+  classify();  // what was drawn while the model loaded
 }
 
 function showBars(probabilities) {
@@ -119,26 +120,6 @@ async function classify() {
   }
 }
 
-// The pad: strokes in black on a transparent canvas, so that its alpha channel is the ink.
-let last = null;
-const at = (event) => {
-  const box = pad.getBoundingClientRect();
-  return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
-};
-pad.addEventListener('pointerdown', (event) => {
-  pad.setPointerCapture(event.pointerId);
-  last = at(event);
-  pen.beginPath(); pen.moveTo(...last); pen.lineTo(...last); pen.stroke();
-});
-pad.addEventListener('pointermove', (event) => {
-  if (!last) return;
-  const point = at(event);
-  pen.beginPath(); pen.moveTo(...last); pen.lineTo(...point); pen.stroke();
-  last = point;
-});
-const lifted = () => { if (last) { last = null; classify(); } };
-pad.addEventListener('pointerup', lifted);
-pad.addEventListener('pointercancel', lifted);
 document.getElementById('clear').addEventListener('click', () => {
   pen.clearRect(0, 0, pad.width, pad.height);
   clearAnswer();
