@@ -207,6 +207,13 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
     page.locator("#upload").set_input_files(str(picture))
     page.wait_for_function(f"Number(document.body.dataset.answers) > {count}")
     assert page.get_by_test_id("top-class").text_content().startswith(_predicted([picture], capsys)[str(picture)][0] + " ")
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 120), "white").save(blank)
+    page.locator("#upload").set_input_files(str(blank))
+    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.startsWith('No digit')")
+    assert page.get_by_test_id("status").text_content() == ("No digit found in blank.png: the picture is blank, "
+                                                            "one colour throughout.")
+    assert page.get_by_test_id("top-class").text_content() == ""
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")
     page.locator("#upload").set_input_files(str(notes))

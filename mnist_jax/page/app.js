@@ -165,6 +165,10 @@ document.getElementById('upload').addEventListener('change', async (event) => {
   const strokes = pen.createImageData(pad.width, pad.height);
   ink.forEach((level, i) => { strokes.data[4 * i + 3] = level; });
   pen.putImageData(strokes, 0, 0);
+  if (ink.reduce((most, level) => Math.max(most, level), 0) < 8) {  // 8 of 255 grey levels: nothing anyone could see, as mnist_jax.images says
+    clearAnswer();
+    return say(`No digit found in ${file.name}: the picture is blank, one colour throughout.`, true);
+  }
   classify();
 });
 
