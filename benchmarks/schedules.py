@@ -40,9 +40,10 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the histories to this JSON file")
     args = p.parse_args()
 
-    from mnist_jax import data, environment, loop
+    from mnist_jax import data
+    from mnist_jax.run import environment, loop
     from mnist_jax.config import TrainConfig
-    from mnist_jax.console import Printer
+    from mnist_jax.hooks.console import Printer
 
     environment.configure()
     config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, schedule=args.schedule,

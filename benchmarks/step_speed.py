@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import environment, loop
+from mnist_jax.run import environment, loop
 from mnist_jax.config import TrainConfig
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 from mnist_jax.steps import Batch, mean_loss
 
 

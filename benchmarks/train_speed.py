@@ -71,7 +71,7 @@ def seeds_row(run: dict, seeds: int) -> dict:
 def measure(args: argparse.Namespace) -> dict:
     import jax
 
-    from mnist_jax.environment import cpu_model
+    from mnist_jax.run.environment import cpu_model
 
     result: dict = {"machine": {"cpu_count": os.cpu_count(), "processor": cpu_model(),
                                 "python": platform.python_version(), "jax": jax.__version__,

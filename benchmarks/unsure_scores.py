@@ -34,9 +34,11 @@ def main() -> int:
     p.add_argument("--run", type=Path, default=None, help="the run to score (default: the bundled weights)")
     p.add_argument("--data-dir", default=None, help="the TFDS data dir (default: TFDS's)")
     args = p.parse_args()
-    from mnist_jax import data, images, rundir
-    from mnist_jax.kernels import conv_relu_pool
-    from mnist_jax.models import model_for
+    from mnist_jax import data
+    from mnist_jax.apps import images
+    from mnist_jax.run import rundir
+    from mnist_jax.fast.kernels import conv_relu_pool
+    from mnist_jax.networks import model_for
 
     config, _, params = rundir.load_run(args.run or rundir.BUNDLED_RUN)
     model = model_for(config)

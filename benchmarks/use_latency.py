@@ -98,8 +98,9 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
         return {"demo_skipped": "the demo extra is not installed"}
     from PIL import Image
 
-    from mnist_jax import demo, rundir
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import demo
+    from mnist_jax.run import rundir
+    from mnist_jax.networks import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     drawing = demo.png_data_url(digit.read_bytes())

@@ -184,7 +184,7 @@ class TrainConfig(_Checked):
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
     network: Network = setting("cnn", "the network: cnn, the notebook's (two 3x3 convolutions, ReLU and 2x2 max "
-                                      "pooling, then one dense layer; see mnist_jax.models)")
+                                      "pooling, then one dense layer; see mnist_jax.networks)")
     augment: Augment = setting("none", "random changes to each training batch, drawn on the device with each "
                                        "step's own key: none (the notebook's) or shift (each digit moved by up to "
                                        "--augment-shift pixels each way)")
@@ -193,7 +193,7 @@ class TrainConfig(_Checked):
     model: ModelForm = setting("linen", "the model's Flax API: linen (the reference) or nnx, the same network, "
                                         "parameters and numbers (see mnist_jax.model_nnx)")
     conv: ConvImpl = setting("auto", "formulation of the convolutions and pooling, same parameters: auto picks the "
-                                     "fastest measured for the backend (see mnist_jax.kernels)")
+                                     "fastest measured for the backend (see mnist_jax.fast.kernels)")
     microbatch: int | None = setting(
         None, "compute each batch's gradient in slices of N examples, one after another, and add them up: the "
               "same result up to float rounding; auto: 32 on a CPU, where a slice's activations stay in the "

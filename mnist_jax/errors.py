@@ -20,7 +20,7 @@ class ConfigError(UserError, ValueError):
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, damaged, does not fit the model, or cannot be written; one line.
-    (Raised by mnist_jax.checkpoints; defined here so that the command line can tell it apart
+    (Raised by mnist_jax.run.checkpoints; defined here so that the command line can tell it apart
     without importing Orbax.)"""
 
 

@@ -3,12 +3,12 @@
 conv(1->32, 3x3) - ReLU - maxpool 2 - conv(32->64, 3x3) - ReLU - maxpool 2 - flatten - dense(1600->10),
 34,826 parameters, initialised as PyTorch's defaults so that the learning curve follows the notebook's.
 
-    model = LinenModel(Classifier())          # what mnist_jax.models.model_for(TrainConfig()) returns
+    model = LinenModel(Classifier())          # what mnist_jax.networks.model_for(TrainConfig()) returns
     params = model.init(jax.random.key(0))    # {"conv1": {"kernel", "bias"}, "conv2": ..., "linear": ...}
     logits = model.apply(params, images)      # images: uint8 (N, 28, 28, 1), as the dataset holds them
 
-The convolution's formulations live in mnist_jax.kernels, the NNX twin in mnist_jax.model_nnx, the
-choice of network from a config in mnist_jax.models.
+The convolution's formulations live in mnist_jax.fast.kernels, the NNX twin in mnist_jax.model_nnx, the
+choice of network from a config in mnist_jax.networks.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from mnist_jax.config import ConvImpl, Precision
-from mnist_jax.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
+from mnist_jax.fast.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
 
 Params = Mapping[str, Any]
 
@@ -48,7 +48,7 @@ def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
 
 class ConvReluPool(nn.Module):
     """conv 3x3 (VALID, with bias) - ReLU - 2x2 max pool; `kernel` and `bias` as `nn.Conv`'s,
-    initialised as PyTorch's `Conv2d`, computed in the formulation `impl` (mnist_jax.kernels)."""
+    initialised as PyTorch's `Conv2d`, computed in the formulation `impl` (mnist_jax.fast.kernels)."""
 
     features: int
     impl: Formulation

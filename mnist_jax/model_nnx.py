@@ -25,7 +25,7 @@ import jax
 from flax import nnx
 
 from mnist_jax.config import ConvImpl, Precision
-from mnist_jax.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
+from mnist_jax.fast.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
 from mnist_jax.model import NUM_CLASSES, LinenModel, Params, to_float, torch_uniform
 from mnist_jax.model import Classifier as LinenClassifier
 

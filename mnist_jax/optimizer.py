@@ -5,7 +5,7 @@
 
 `steps_per_epoch` is part of the signature so that a schedule, which counts optimizer steps, is
 always built for the run's real length (`config.epochs * steps_per_epoch` steps); the jitted
-programs are cached per (config, steps_per_epoch) for the same reason (`mnist_jax.loop`).
+programs are cached per (config, steps_per_epoch) for the same reason (`mnist_jax.run.loop`).
 """
 
 from __future__ import annotations

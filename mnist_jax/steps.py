@@ -1,4 +1,4 @@
-"""Pure training and evaluation steps; no I/O, no jit. `mnist_jax.loop` compiles and runs them.
+"""Pure training and evaluation steps; no I/O, no jit. `mnist_jax.run.loop` compiles and runs them.
 
     state = create_train_state(model, optimizer, jax.random.key(0))
     state, indices, mask = shuffle(state, num_examples=60_000, batch_size=512)
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax.history import METRICS, Metric, StepResult, Sums, step_sums
+from mnist_jax.run.history import METRICS, Metric, StepResult, Sums, step_sums
 from mnist_jax.model import Model, Params
 
 # (key, uint8 images) -> images of the same shape; see mnist_jax.augment.
@@ -142,7 +142,7 @@ def train_steps(state: TrainState, images: jax.Array, labels: jax.Array, indices
                 batch_sharding: jax.sharding.Sharding | None = None) -> tuple[TrainState, Sums]:
     """`train_step` over the batches `images[indices[i]]`, as one `lax.scan`; per-batch metrics.
 
-    `batch_sharding` splits each batch over devices (see mnist_jax.parallel).
+    `batch_sharding` splits each batch over devices (see mnist_jax.fast.parallel).
     """
 
     def step(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Sums]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_jax import history as hist
+from mnist_jax.run import history as hist
 from mnist_jax.config import TrainConfig, parse_sweep
 
 

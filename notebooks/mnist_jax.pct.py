@@ -39,7 +39,9 @@ import os
 
 import jax
 
-from mnist_jax import data, environment, history, loop, models, plotting, steps
+from mnist_jax import data, models, steps
+from mnist_jax.run import environment, history, loop
+from mnist_jax.apps import plotting
 from mnist_jax.config import TrainConfig
 
 # %matplotlib inline
@@ -194,5 +196,5 @@ plotting.classification_sample(state.params, classifier, jax.device_get(test_ima
 #
 # The cells above are the training loop written out. The package's own loop adds what a long run
 # needs (checkpoints, resume, a progress bar, Ctrl-C, the run's files), in one call:
-# `mnist_jax.experiment.run(config, "runs/notebook")` trains and writes the run as
+# `mnist_jax.run.experiment.run(config, "runs/notebook")` trains and writes the run as
 # `python scripts/train.py` does, printing the same lines.

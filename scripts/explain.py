@@ -5,7 +5,7 @@
     python scripts/explain.py my_seven.png --run runs/20261129-223500 --top 3 --out-dir why
 
 Each figure shows the 28x28 input the model saw and, for its top classes, each pixel's integrated
-gradient from the blank digit: red is evidence for the class, blue against it (mnist_jax/explain.py).
+gradient from the blank digit: red is evidence for the class, blue against it (mnist_jax/apps/explain.py).
 The attributions add up to the class's logit gain within 1% at the default 64 steps; erasing the
 tenth of a test digit's stroke they rank highest lowers its class's logit about 5 times more than
 erasing a random tenth (tests/test_explain.py). One picture takes about 0.2 s once compiled.

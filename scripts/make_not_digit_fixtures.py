@@ -11,7 +11,7 @@ seeded size, place, slant and stroke width:
 - `face`: smileys and houses, as a new user drew to try the model.
 
 File names are `{kind}-{n}.png`. docs/measurements.md reports how many of them the unsure rule
-(mnist_jax.inference) catches, against how many MNIST test digits it calls unsure.
+(mnist_jax.apps.inference) catches, against how many MNIST test digits it calls unsure.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 Drawn or photographed, any size and colour: each image is made MNIST-like first (ink told from
 paper by Otsu's threshold, uneven light and shadows removed, the largest stroke region scaled into
-20x20 and centred in 28x28; see mnist_jax/images.py). A blank or noise-only picture is "no digit
+20x20 and centred in 28x28; see mnist_jax/apps/images.py). A blank or noise-only picture is "no digit
 found". `--save-inputs DIR` writes the 28x28 image the model saw for each input. On the 180
 pictures of tests/fixtures/digits, the bundled weights read 97.8% right.
 """

@@ -22,7 +22,8 @@ import pytest
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
-from mnist_jax import data, environment  # noqa: E402
+from mnist_jax import data  # noqa: E402
+from mnist_jax.run import environment
 from mnist_jax.hooks import Hook  # noqa: E402
 
 environment.configure()
@@ -135,7 +136,7 @@ def small_fits(small_data, tmp_path_factory) -> dict:
     """The small setting trained 2 epochs from scratch, in memory on one device, for one seed and for
     two seeds at once: each (a state with its params, history). The references that sharded and
     resumed runs must match; trained by the first worker that needs them, read by the others."""
-    from mnist_jax import loop
+    from mnist_jax.run import loop
     from mnist_jax.config import TrainConfig
 
     shared = shared_dir(tmp_path_factory)
@@ -150,7 +151,7 @@ def small_fits(small_data, tmp_path_factory) -> dict:
     return {seeds: (Trained(params), history) for seeds, (params, history) in fits.items()}
 
 
-# Digits as a hand draws them on the 280 x 280 pad (mnist_jax.drawing.PAD_SIZE): each a list of
+# Digits as a hand draws them on the 280 x 280 pad (mnist_jax.apps.drawing.PAD_SIZE): each a list of
 # strokes, each a list of points; some in two strokes (the 4, the 5's bar), some symmetric (the 1, the 0).
 DRAWN_DIGITS = {
     "0": [[(140, 40), (195, 70), (215, 140), (195, 215), (140, 245), (85, 215), (65, 140), (85, 70), (140, 40)]],

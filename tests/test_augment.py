@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import SMALL, StopAfterFirst
 
-from mnist_jax import loop
+from mnist_jax.run import loop
 from mnist_jax.augment import augmentation_for, random_shift
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError

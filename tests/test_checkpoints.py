@@ -7,10 +7,10 @@ import optax
 import pytest
 from conftest import SMALL
 
-from mnist_jax import history as hist
-from mnist_jax.checkpoints import CheckpointError, Checkpointer
+from mnist_jax.run import history as hist
+from mnist_jax.run.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import TrainConfig
-from mnist_jax.loop import initial_state
+from mnist_jax.run.loop import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 

@@ -17,8 +17,9 @@ import pytest
 from conftest import SMALL_FLAGS
 from PIL import Image
 
-from mnist_jax import cli, data, rundir
+from mnist_jax import cli, data
 
+from mnist_jax.run import rundir
 ROOT = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^\[epoch +\d+\] Train loss: \d+\.\d{4} / accuracy: [01]\.\d{4} \| "
                   r"Test loss: \d+\.\d{4} / accuracy: [01]\.\d{4}$")
@@ -369,8 +370,8 @@ def test_help_explains_the_flags(capsys):
 
 def full_test_metrics(run_dir: Path, mnist) -> tuple[float, float]:
     """Loss and accuracy of a run's params on all 10,000 test digits, computed here on the host."""
-    from mnist_jax.inference import classify
-    from mnist_jax.models import model_for
+    from mnist_jax.apps.inference import classify
+    from mnist_jax.networks import model_for
 
     config, _, params = rundir.load_run(run_dir)
     images, labels = mnist["test"]
@@ -401,8 +402,8 @@ def user_photo(digit: np.ndarray, path: Path) -> Path:
 def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
     run_dir, _ = finished_run
     config, _, params = rundir.load_run(run_dir)
-    from mnist_jax.inference import classify
-    from mnist_jax.models import model_for
+    from mnist_jax.apps.inference import classify
+    from mnist_jax.networks import model_for
 
     images, labels = (a[:300] for a in mnist["test"])
     probs = classify(params, images, model_for(config))
@@ -424,8 +425,8 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
 def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     """(test_weights evaluates them on the whole test set, as `evaluate` without a run does.)"""
     record = rundir.read_record(rundir.BUNDLED_RUN)
-    from mnist_jax.inference import classify
-    from mnist_jax.models import model_for
+    from mnist_jax.apps.inference import classify
+    from mnist_jax.networks import model_for
 
     _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     images, labels = (a[:50] for a in mnist["test"])
@@ -437,7 +438,7 @@ def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     assert code == 0, stderr
     assert [int(line.split(": ")[1].split()[0]) for line in stdout.splitlines()[:2]] == [int(labels[i]) for i in sure]
     # What the model saw, one file per input, even when two inputs share a name.
-    from mnist_jax.images import load_image
+    from mnist_jax.apps.images import load_image
 
     for path, seen in zip(paths, ["digit-28x28.png", "digit-2-28x28.png"]):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / seen))[..., None], load_image(path))
@@ -628,7 +629,7 @@ def test_predict_reads_a_folder_and_names_every_input_it_saves_apart(mnist, tmp_
     code, stdout, stderr = mnist_jax("predict", pictures, pictures / "sub", "--save-inputs", tmp_path / "seen")
     assert code == 0, stderr
     assert [line.split(": ")[0] for line in stdout.splitlines()[:3]] == [str(p) for p in inputs]  # sorted, folder by folder
-    from mnist_jax.images import load_image
+    from mnist_jax.apps.images import load_image
 
     saved = sorted((tmp_path / "seen").iterdir())
     assert [p.name for p in saved] == ["x-2-28x28.png", "x-28x28.png", "x-3-28x28.png"]
@@ -712,7 +713,7 @@ def test_plots_are_not_written_into_a_run_that_a_process_is_writing(finished_run
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
-    from mnist_jax import experiment
+    from mnist_jax.run import experiment
 
     monkeypatch.chdir(tmp_path)
     names = {experiment.default_workdir() for _ in range(3)}
@@ -752,8 +753,8 @@ def test_predict_says_unsure_below_the_runs_threshold(mnist):
     # way on another CPU or a GPU.
     assert caught >= 0.18 and doubted <= 0.04, (caught, doubted)
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-    from mnist_jax.inference import classify, unsure_threshold
-    from mnist_jax.models import model_for
+    from mnist_jax.apps.inference import classify, unsure_threshold
+    from mnist_jax.networks import model_for
 
     probs = classify(params, mnist["test"][0], model_for(config))
     assert rundir.read_record(rundir.BUNDLED_RUN).unsure_below == pytest.approx(unsure_threshold(probs), abs=1e-4)
@@ -762,8 +763,8 @@ def test_predict_says_unsure_below_the_runs_threshold(mnist):
 
 def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
     config, _, params = rundir.load_run(finished_run[0])
-    from mnist_jax.inference import classify, unsure_threshold
-    from mnist_jax.models import model_for
+    from mnist_jax.apps.inference import classify, unsure_threshold
+    from mnist_jax.networks import model_for
 
     want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples], model_for(config)))
     assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)

@@ -1,6 +1,6 @@
 import signal
 
-from mnist_jax.console import ProgressBar, StopOnSignal
+from mnist_jax.hooks.console import ProgressBar, StopOnSignal
 
 
 def test_stop_request_waits_for_the_epoch_then_a_second_ctrl_c_asks_for_sooner_and_never_raises(capfd):
@@ -34,8 +34,8 @@ def test_the_printer_names_what_differs_from_the_notebook(capsys):
     from pathlib import Path
 
     from mnist_jax.config import TrainConfig
-    from mnist_jax.console import Printer
-    from mnist_jax.history import empty
+    from mnist_jax.hooks.console import Printer
+    from mnist_jax.run.history import empty
     from mnist_jax.hooks import Start
 
     def printed(config):

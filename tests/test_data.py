@@ -14,7 +14,8 @@ import tensorflow_datasets as tfds
 from conftest import SMALL_FLAGS, need_fashion_mnist
 from PIL import Image
 
-from mnist_jax import config, console, data, summaries
+from mnist_jax import config, data
+from mnist_jax.hooks import console, tensorboard as summaries
 from mnist_jax.hooks import Hooks
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

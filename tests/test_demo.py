@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_jax import cli
-from mnist_jax.demo import png_data_url
+from mnist_jax.apps.demo import png_data_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)
@@ -74,7 +74,7 @@ def decoded(url: str) -> np.ndarray:
 def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server, tmp_path):
     from gradio_client import Client, handle_file
 
-    from mnist_jax.images import to_mnist
+    from mnist_jax.apps.images import to_mnist
 
     client = Client(server["url"], verbose=False)
     seen, evidence, bars, status = client.predict(png_data_url(pad_drawing(tmp_path / "pad.png").read_bytes()),
@@ -229,8 +229,9 @@ def test_an_unknown_host_is_a_one_line_error(capsys):
 
 
 def test_the_bars_are_named_after_the_runs_classes(tmp_path):
-    from mnist_jax import demo, images, rundir
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import demo, images
+    from mnist_jax.run import rundir
+    from mnist_jax.networks import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     picture = images.read_picture(pad_drawing(tmp_path / "pad.png"), "the drawing")
@@ -244,8 +245,9 @@ def test_the_bars_are_named_after_the_runs_classes(tmp_path):
 
 def test_the_pad_says_unsure_below_the_runs_threshold():
     """A scribble the bundled run reads as a digit at 0.38 is "unsure" with the run's threshold (0.61)."""
-    from mnist_jax import demo, images, rundir
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import demo, images
+    from mnist_jax.run import rundir
+    from mnist_jax.networks import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     threshold = rundir.read_record(rundir.BUNDLED_RUN).unsure_below

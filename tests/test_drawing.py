@@ -1,5 +1,5 @@
-"""mnist_jax.drawing: a drawing made MNIST-like in JAX gives the same 28x28 bytes as the Python
-reader (mnist_jax.images) on the same strokes, the promise the web page rests on."""
+"""mnist_jax.apps.drawing: a drawing made MNIST-like in JAX gives the same 28x28 bytes as the Python
+reader (mnist_jax.apps.images) on the same strokes, the promise the web page rests on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import DRAWN_DIGITS, pad_drawing
 from PIL import Image, ImageDraw
 
-from mnist_jax import drawing, images
+from mnist_jax.apps import drawing, images
 
 to_digit = jax.jit(drawing.to_digit)
 

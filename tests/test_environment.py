@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from mnist_jax import cli, environment
+from mnist_jax import cli
+from mnist_jax.run import environment
 from mnist_jax.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""A whole run in a run directory (mnist_jax.experiment), in-process, on the small setting."""
+"""A whole run in a run directory (mnist_jax.run.experiment), in-process, on the small setting."""
 
 import dataclasses
 import json
@@ -10,13 +10,13 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import SMALL
 
-from mnist_jax import experiment, rundir
-from mnist_jax.checkpoints import CheckpointError, Checkpointer
+from mnist_jax.run import experiment, rundir
+from mnist_jax.run.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
+from mnist_jax.run.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 from mnist_jax.hooks import Hook
-from mnist_jax.loop import initial_state
+from mnist_jax.run.loop import initial_state
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
 

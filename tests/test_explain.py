@@ -1,4 +1,4 @@
-"""Explanations (mnist_jax.explain, `mnist-jax explain`): integrated gradients that add up to the
+"""Explanations (mnist_jax.apps.explain, `mnist-jax explain`): integrated gradients that add up to the
 logit gain, and that find the pixels the model's reading rests on."""
 
 import re
@@ -7,8 +7,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from mnist_jax import cli, explain, rundir
-from mnist_jax.models import model_for
+from mnist_jax import cli
+from mnist_jax.apps import explain
+from mnist_jax.run import rundir
+from mnist_jax.networks import model_for
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "digits"
 

@@ -1,4 +1,4 @@
-"""The exported classifier (mnist_jax.export, `mnist-jax export`): run where only JAX is, or only
+"""The exported classifier (mnist_jax.apps.export, `mnist-jax export`): run where only JAX is, or only
 onnxruntime, it gives the package's own numbers."""
 
 import importlib.util
@@ -12,8 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from mnist_jax import cli, inference, rundir
-from mnist_jax.models import model_for
+from mnist_jax import cli
+from mnist_jax.apps import inference
+from mnist_jax.run import rundir
+from mnist_jax.networks import model_for
 
 # In a fresh process, with JAX and NumPy only: the exported file's outputs for the saved images.
 RUN_EXPORTED = """

@@ -10,8 +10,8 @@ import numpy as np
 import optax
 from conftest import SMALL, StopAfterFirst
 
-from mnist_jax import history as hist
-from mnist_jax import loop
+from mnist_jax.run import history as hist
+from mnist_jax.run import loop
 from mnist_jax.config import TrainConfig
 from mnist_jax.hooks import Hook
 from mnist_jax.model import NUM_CLASSES, LinenModel

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_jax import history as hist
+from mnist_jax.run import history as hist
 from mnist_jax.config import TrainConfig
 
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_jax import images as image_files
-from mnist_jax import inference, rundir
+from mnist_jax.apps import images as image_files
+from mnist_jax.apps import inference
+from mnist_jax.run import rundir
 from mnist_jax.model import Classifier, LinenModel
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"  # written by scripts/make_digit_fixtures.py
 

@@ -1,4 +1,4 @@
-"""The formulations of mnist_jax.kernels compute the convolution's and pooling's own numbers and gradients."""
+"""The formulations of mnist_jax.fast.kernels compute the convolution's and pooling's own numbers and gradients."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, matmul_precision, max_pool_2x2,
+from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, matmul_precision, max_pool_2x2,
                                max_pool_first, max_pool_xla, resolve_conv_impl)
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")

@@ -1,4 +1,4 @@
-"""The training loop (mnist_jax.loop) in memory, on the small setting shared by the suite."""
+"""The training loop (mnist_jax.run.loop) in memory, on the small setting shared by the suite."""
 
 import dataclasses
 import os
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax import loop, optimizer
+from mnist_jax.run import loop
+from mnist_jax import optimizer
 from mnist_jax.config import TrainConfig
-from mnist_jax.history import NOTEBOOK_KEYS, seed_history
+from mnist_jax.run.history import NOTEBOOK_KEYS, seed_history
 from mnist_jax.hooks import Hook
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
@@ -117,7 +118,7 @@ def test_absurd_learning_rate_diverges_in_epoch_zero(small_data):
 
 def test_a_divergence_from_adamws_weight_decay_names_it():
     """With adamw the weight decay can diverge a run as well as the rate: the message names both."""
-    from mnist_jax.history import divergence_message
+    from mnist_jax.run.history import divergence_message
 
     record = {"train_loss": 1e30, "test_loss": 1e30}
     assert divergence_message(0, record, None).endswith("; lower the learning rate; no checkpoint was written")

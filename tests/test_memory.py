@@ -1,4 +1,4 @@
-"""The memory estimate (mnist_jax.memory) against XLA's own analysis of the compiled programs."""
+"""The memory estimate (mnist_jax.run.memory) against XLA's own analysis of the compiled programs."""
 
 import dataclasses
 import re
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax import loop, memory
+from mnist_jax.run import loop, memory
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
-from mnist_jax.loop import initial_state
-from mnist_jax.models import model_for
+from mnist_jax.run.loop import initial_state
+from mnist_jax.networks import model_for
 from mnist_jax.steps import eval_batch_size
 
 

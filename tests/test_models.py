@@ -1,4 +1,4 @@
-"""mnist_jax.models: the model a config trains, the networks it can name, the summary of any params."""
+"""mnist_jax.networks: the model a config trains, the networks it can name, the summary of any params."""
 
 import typing
 
@@ -12,7 +12,7 @@ from mnist_jax import model_nnx
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
-from mnist_jax.models import (NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_for, model_summary,
+from mnist_jax.networks import (NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_for, model_summary,
                               param_shapes)
 
 

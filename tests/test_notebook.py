@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mnist_jax import history, loop, models, rundir
+from mnist_jax.run import history, loop, rundir
+from mnist_jax import models
 from mnist_jax.config import TrainConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

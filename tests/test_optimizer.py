@@ -27,7 +27,7 @@ def test_the_notebooks_optimizer_is_adam_at_its_learning_rate():
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "warmup_cosine", "one_cycle"])
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
 def test_the_state_is_the_same_whatever_the_epoch_length(name, schedule):
-    """mnist_jax.loop builds one initial state for every epoch length and restores checkpoints into
+    """mnist_jax.run.loop builds one initial state for every epoch length and restores checkpoints into
     it: the optimizer's state must not depend on the number of steps."""
     config = TrainConfig(epochs=7, optimizer=name, schedule=schedule)
     short, long = (make_optimizer(config, n).init(PARAMS) for n in (1, 1000))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import SMALL, SMALL_FLAGS, wait_for_output
 
-from mnist_jax import parallel
+from mnist_jax.fast import parallel
 from mnist_jax.errors import ConfigError
 
 EPOCHS = 2  # as in the small_fits references
@@ -27,10 +27,12 @@ EPOCHS = 2  # as in the small_fits references
 CHILD = r"""
 import json, sys
 import jax, numpy as np
-from mnist_jax import data, environment, loop, parallel
+from mnist_jax import data
+from mnist_jax.run import environment, loop
+from mnist_jax.fast import parallel
 from mnist_jax.config import TrainConfig
-from mnist_jax.history import NOTEBOOK_KEYS
-from mnist_jax.loop import initial_state
+from mnist_jax.run.history import NOTEBOOK_KEYS
+from mnist_jax.run.loop import initial_state
 
 environment.configure()
 data_dir, epochs, small = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])

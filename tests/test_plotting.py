@@ -2,7 +2,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from mnist_jax.plotting import (plot_classification, plot_confident_mistakes, plot_confusion_matrix, plot_history,
+from mnist_jax.apps.plotting import (plot_classification, plot_confident_mistakes, plot_confusion_matrix, plot_history,
                                 save_figure)
 
 HISTORY = {"train_loss": [1.8, 0.7, 0.4], "test_loss": [1.1, 0.5, 0.3],

@@ -7,7 +7,8 @@ import json
 import pytest
 from conftest import SMALL, SMALL_FLAGS
 
-from mnist_jax import cli, experiment, recipes, rundir
+from mnist_jax import cli, recipes
+from mnist_jax.run import experiment, rundir
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 
@@ -62,7 +63,7 @@ def test_the_command_says_where_the_target_was_reached_and_refuses_a_recipe_on_r
 
 def test_the_stop_needs_no_program_of_its_own():
     """--stop-at-accuracy is read by the loop, not the compiled steps: any target shares programs."""
-    from mnist_jax.loop import program_key
+    from mnist_jax.run.loop import program_key
 
     config = TrainConfig(**SMALL)
     assert program_key(config) == program_key(dataclasses.replace(config, stop_at_accuracy=0.5))

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax import history as hist
-from mnist_jax import rundir
-from mnist_jax.checkpoints import Checkpointer
+from mnist_jax.run import history as hist
+from mnist_jax.run import rundir
+from mnist_jax.run.checkpoints import Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.loop import initial_state
+from mnist_jax.run.loop import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
@@ -221,7 +221,7 @@ def test_figures_are_copied_only_where_asked(tmp_path):
 
 
 def test_import_mnist_jax_then_use_any_module():
-    code = "import mnist_jax, sys; print('jax' in sys.modules); print(mnist_jax.rundir.load_run.__name__)"
+    code = "import mnist_jax, sys; print('jax' in sys.modules); print(mnist_jax.run.rundir.load_run.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "load_run"]  # nothing heavy until a module is used

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from conftest import SMALL_FLAGS, wait_for_output
 
-from mnist_jax import cli, rundir
+from mnist_jax import cli
 
+from mnist_jax.run import rundir
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,7 +52,7 @@ def test_the_torch_tool_without_torch_says_what_to_install():
 # soon as the final params are written: the moment of a final save where a run could be lost for good.
 KILLED_AFTER_WRITING_PARAMS = """
 import os, runpy, signal, sys
-from mnist_jax import rundir
+from mnist_jax.run import rundir
 write_atomic = rundir.write_atomic
 def write_then_die(path, content):
     write_atomic(path, content)
@@ -144,7 +145,8 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
 # to 100 kB only (the checkpoint's array data is about 130 kB).
 DISK_FULL_AT_THE_FIRST_CHECKPOINT = """
 import resource, signal, sys
-from mnist_jax import checkpoints, cli
+from mnist_jax.run import checkpoints
+from mnist_jax import cli
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 save = checkpoints.Checkpointer.save
 def save_on_a_full_disk(self, *args, **kwargs):

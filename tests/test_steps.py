@@ -8,9 +8,9 @@ import numpy as np
 import optax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.history import summarize
-from mnist_jax.loop import initial_state, train_epoch, train_programs
-from mnist_jax.models import model_for
+from mnist_jax.run.history import summarize
+from mnist_jax.run.loop import initial_state, train_epoch, train_programs
+from mnist_jax.networks import model_for
 from mnist_jax.steps import (Batch, create_train_state, evaluate, loss_and_gradient, mean_loss, num_batches, padded_batches,
                              shuffle, train_steps)
 

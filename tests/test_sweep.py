@@ -13,7 +13,8 @@ import optax
 import pytest
 from conftest import SMALL, SMALL_FLAGS
 
-from mnist_jax import cli, loop, rundir
+from mnist_jax import cli
+from mnist_jax.run import loop, rundir
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import ConfigError
 from mnist_jax.optimizer import make_optimizer, swept_values
@@ -136,7 +137,7 @@ def test_a_sweep_is_saved_in_one_spelling():
 def test_a_grid_of_values_and_seeds_stacks_each_value_then_each_seed(small_data, small_fits):
     """--sweep with --seeds 2: the models of the second value are the suite's 2-seed reference run."""
     from mnist_jax import hooks, sweep
-    from mnist_jax.history import seed_history
+    from mnist_jax.run.history import seed_history
 
     config = TrainConfig(epochs=2, seeds=2, sweep=SWEEP, **{k: v for k, v in SMALL.items() if k != "learning_rate"})
     assert [(m.learning_rate, m.seed) for m in config.model_configs()] == [(3e-3, 0), (3e-3, 1), (1e-3, 0), (1e-3, 1)]

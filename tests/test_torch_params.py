@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnist_jax.model import Classifier
-from mnist_jax.torch_params import params_from_torch
+from mnist_jax.apps.torch_params import params_from_torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_parity.npz"
 
@@ -25,7 +25,7 @@ def test_params_from_torch_reproduces_pytorch_logits():
 
 def test_converting_needs_no_torch():
     """In a fresh process (this one may have imported torch through another test's library)."""
-    code = ("import sys, numpy as np; from mnist_jax.torch_params import params_from_torch; "
+    code = ("import sys, numpy as np; from mnist_jax.apps.torch_params import params_from_torch; "
             f"f = np.load({str(FIXTURE)!r}); params_from_torch({{k: f[k] for k in f.files}}); "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""The model on a static web page (`mnist-jax export --format web`, mnist_jax.web): the site it
+"""The model on a static web page (`mnist-jax export --format web`, mnist_jax.apps.web): the site it
 writes, served on 127.0.0.1 and used in headless Chromium as people use it, and its mistakes.
 
 Needs onnxruntime-web from npm (`npm install` in the repository, as package.json pins it) and
@@ -25,8 +25,10 @@ import pytest
 from conftest import DRAWN_DIGITS, pad_drawing
 from PIL import Image
 
-from mnist_jax import cli, drawing, images, rundir, web
-from mnist_jax.models import model_for
+from mnist_jax import cli
+from mnist_jax.apps import drawing, images, web
+from mnist_jax.run import rundir
+from mnist_jax.networks import model_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)

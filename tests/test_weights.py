@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from mnist_jax import history as hist
-from mnist_jax import environment, loop, rundir
+from mnist_jax.run import history as hist
+from mnist_jax.run import environment, loop, rundir
 from mnist_jax.config import TrainConfig
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 
 
 def test_the_bundled_run_is_the_notebooks_30_epochs():

@@ -1,6 +1,6 @@
 // The page: a drawing pad whose ink goes through model.onnx in onnxruntime-web after every stroke.
 // The graph holds both steps, exported from JAX by `mnist-jax export --format web`: the drawing
-// made MNIST-like (mnist_jax/drawing.py, the 28x28 input shown beside the pad) and the classifier.
+// made MNIST-like (mnist_jax/apps/drawing.py, the 28x28 input shown beside the pad) and the classifier.
 // manifest.json says which run it is, its classes, and where onnxruntime-web's files are.
 'use strict';
 
@@ -165,7 +165,7 @@ document.getElementById('upload').addEventListener('change', async (event) => {
   const strokes = pen.createImageData(pad.width, pad.height);
   ink.forEach((level, i) => { strokes.data[4 * i + 3] = level; });
   pen.putImageData(strokes, 0, 0);
-  if (ink.reduce((most, level) => Math.max(most, level), 0) < 8) {  // 8 of 255 grey levels: nothing anyone could see, as mnist_jax.images says
+  if (ink.reduce((most, level) => Math.max(most, level), 0) < 8) {  // 8 of 255 grey levels: nothing anyone could see, as mnist_jax.apps.images says
     clearAnswer();
     return say(`No digit found in ${file.name}: the picture is blank, one colour throughout.`, true);
   }

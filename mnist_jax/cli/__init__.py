@@ -131,7 +131,7 @@ def _path(text: str) -> Path:
 
 
 def _configure(args: argparse.Namespace, distributed=None) -> None:
-    from mnist_jax import environment
+    from mnist_jax.run import environment
 
     cache = None if args.no_compile_cache else (args.compile_cache or environment.default_compile_cache())
     environment.configure(compile_cache=cache, distributed=distributed)
@@ -141,12 +141,13 @@ def _configure(args: argparse.Namespace, distributed=None) -> None:
 
 def train(args: argparse.Namespace) -> int:
     """Train the notebook's CNN on MNIST and reproduce its log and figures."""
-    from mnist_jax import environment
+    from mnist_jax.run import environment
 
     distributed = environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
     _configure(args, distributed if args.distributed else None)
-    from mnist_jax import experiment, recipes
+    from mnist_jax.run import experiment
 
+    from mnist_jax import recipes
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
     extra = [load_hook(spec) for spec in args.hook]
     swept = cfg.parse_sweep(settings["sweep"])[0] if settings.get("sweep") else None
@@ -197,9 +198,10 @@ def _report(outcome, prog: str) -> int:
     """Say how training ended; the exit status."""
     import numpy as np
 
-    from mnist_jax import history as hist
-    from mnist_jax import parallel, rundir
+    from mnist_jax.run import history as hist
+    from mnist_jax.fast import parallel
 
+    from mnist_jax.run import rundir
     if outcome.status == "diverged":
         _say(f"{prog}: error: {outcome.message}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -250,7 +252,7 @@ def _report(outcome, prog: str) -> int:
 
 def _load(args: argparse.Namespace):
     """The run of `args.run_dir`, or the weights bundled in the package: (config, history, params)."""
-    from mnist_jax import rundir
+    from mnist_jax.run import rundir
 
     return rundir.load_run(args.run_dir or rundir.BUNDLED_RUN)
 
@@ -258,7 +260,7 @@ def _load(args: argparse.Namespace):
 def _load_record(args: argparse.Namespace):
     """`_load`'s run with the whole record of its history.json (its threshold of "unsure", None for
     a run older than it): (record, params)."""
-    from mnist_jax import rundir
+    from mnist_jax.run import rundir
 
     return rundir.load_record_and_params(args.run_dir or rundir.BUNDLED_RUN)
 
@@ -268,7 +270,7 @@ def _output(args: argparse.Namespace, name: str) -> Path:
     is part of the package. Not into a run that a process is still writing."""
     if not args.run_dir:
         return Path(name)
-    from mnist_jax import rundir
+    from mnist_jax.run import rundir
 
     rundir.check_not_in_use(args.run_dir)
     return args.run_dir / name
@@ -279,8 +281,9 @@ def evaluate(args: argparse.Namespace) -> int:
     _configure(args)
     import jax
 
-    from mnist_jax import data, history, loop, memory
-    from mnist_jax.models import model_for
+    from mnist_jax import data
+    from mnist_jax.run import history, loop, memory
+    from mnist_jax.networks import model_for
     from mnist_jax.steps import eval_batch_size
 
     config, hist, params = _load(args)
@@ -298,7 +301,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def _read_digits(args: argparse.Namespace) -> tuple[list, list, list]:
     """The inputs `args.images` names (folders expanded), and the paths and digits of those read;
     each input that cannot be read is one error line, and the others go on."""
-    from mnist_jax import images
+    from mnist_jax.apps import images
 
     (inputs, notes), paths, digits = images.expand_folders(args.images), [], []
     for note in notes:
@@ -319,9 +322,10 @@ def predict(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import images, inference, rundir
-    from mnist_jax.datasets import DATASETS
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import images, inference
+    from mnist_jax.run import rundir
+    from mnist_jax.data.datasets import DATASETS
+    from mnist_jax.networks import model_for
 
     record, params = _load_record(args)
     config, unsure_below = record.config, record.unsure_below
@@ -347,10 +351,11 @@ def explain(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import explain as explaining
-    from mnist_jax import images, plotting, rundir
-    from mnist_jax.datasets import DATASETS
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import explain as explaining
+    from mnist_jax.apps import images, plotting
+    from mnist_jax.run import rundir
+    from mnist_jax.data.datasets import DATASETS
+    from mnist_jax.networks import model_for
 
     config, _, params = _load(args)
     names = DATASETS[config.dataset].class_names
@@ -371,8 +376,9 @@ def explain(args: argparse.Namespace) -> int:
 def plot_history(args: argparse.Namespace) -> int:
     """Redraw the training-history figure of a saved run, without retraining."""
     _configure(args)
-    from mnist_jax import plotting, rundir
+    from mnist_jax.apps import plotting
 
+    from mnist_jax.run import rundir
     _, history = rundir.load_history(args.run_dir or rundir.BUNDLED_RUN)
     out = args.out or _output(args, "training.svg")
     plotting.save_figure(plotting.plot_history(history), out)
@@ -385,8 +391,9 @@ def plot_classification(args: argparse.Namespace) -> int:
     _configure(args)
     import jax
 
-    from mnist_jax import data, plotting
-    from mnist_jax.models import model_for
+    from mnist_jax import data
+    from mnist_jax.apps import plotting
+    from mnist_jax.networks import model_for
 
     config, _, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
@@ -404,10 +411,12 @@ def plot_errors(args: argparse.Namespace) -> int:
     _configure(args)
     import numpy as np
 
-    from mnist_jax import data, memory, plotting, rundir
-    from mnist_jax.history import class_accuracy
-    from mnist_jax.inference import classify
-    from mnist_jax.models import model_for
+    from mnist_jax import data
+    from mnist_jax.run import memory, rundir
+    from mnist_jax.apps import plotting
+    from mnist_jax.run.history import class_accuracy
+    from mnist_jax.apps.inference import classify
+    from mnist_jax.networks import model_for
     from mnist_jax.steps import confusion_matrix
 
     config, _, params = _load(args)
@@ -432,10 +441,10 @@ def export(args: argparse.Namespace) -> int:
     """Save a trained classifier: a jax.export artifact that runs with JAX alone, an ONNX model, or
     a static web page that runs it in the browser."""
     _configure(args)
-    from mnist_jax import export as exporting
+    from mnist_jax.apps import export as exporting
     from mnist_jax.files import check_new_output, write_atomic
-    from mnist_jax.models import model_for
-    from mnist_jax.rundir import BUNDLED_RUN
+    from mnist_jax.networks import model_for
+    from mnist_jax.run.rundir import BUNDLED_RUN
 
     if args.format == "web":
         return _export_web(args)
@@ -464,9 +473,10 @@ def export(args: argparse.Namespace) -> int:
 
 def _export_web(args: argparse.Namespace) -> int:
     """`export --format web`: the site, written whole into --out."""
-    from mnist_jax import export as exporting
-    from mnist_jax import drawing, rundir, web
-    from mnist_jax.datasets import DATASETS
+    from mnist_jax.apps import export as exporting
+    from mnist_jax.apps import drawing, web
+    from mnist_jax.run import rundir
+    from mnist_jax.data.datasets import DATASETS
 
     if args.output not in (None, "probabilities"):
         raise UserError("--format web shows probabilities on its page; leave out --output")
@@ -498,7 +508,7 @@ def demo(args: argparse.Namespace) -> int:
     import ipaddress
     import socket
 
-    from mnist_jax import demo as pad
+    from mnist_jax.apps import demo as pad
 
     pad.check_port(args.host, args.port)  # before Gradio: a taken port is the commonest reason the demo cannot start
     try:
@@ -507,8 +517,8 @@ def demo(args: argparse.Namespace) -> int:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
-    from mnist_jax.datasets import DATASETS
-    from mnist_jax.models import model_for
+    from mnist_jax.data.datasets import DATASETS
+    from mnist_jax.networks import model_for
 
     record, params = _load_record(args)
     config = record.config

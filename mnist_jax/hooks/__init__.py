@@ -7,10 +7,10 @@
     experiment.run(config, "runs/x", hooks=[*console.default_hooks(), PrintAccuracy()])
     loop.fit(config, train_data, test_data, hooks=[PrintAccuracy()])
 
-The training loop (`mnist_jax.loop`) calls `on_epoch_start`, `on_epoch_dispatched`, `on_progress`,
-`on_epoch`, `stop` and `on_end`; the experiment (`mnist_jax.experiment`) also calls `on_prepare` and `on_start` before
+The training loop (`mnist_jax.run.loop`) calls `on_epoch_start`, `on_epoch_dispatched`, `on_progress`,
+`on_epoch`, `stop` and `on_end`; the experiment (`mnist_jax.run.experiment`) also calls `on_prepare` and `on_start` before
 training. The command line's output, the progress bar, stopping on Ctrl-C and the checkpoints are
-hooks too (`mnist_jax.console`, `mnist_jax.checkpoints.CheckpointHook`).
+hooks too (`mnist_jax.hooks.console`, `mnist_jax.run.checkpoints.CheckpointHook`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mnist_jax.config import TrainConfig
 
 if TYPE_CHECKING:  # for the annotations only: the loop imports this module
-    from mnist_jax.loop import Outcome
+    from mnist_jax.run.loop import Outcome
     from mnist_jax.steps import TrainState
 
 Stop = Literal["after-epoch", "now"]
@@ -38,7 +38,7 @@ class Start:
     dataset: Path  # the prepared dataset's directory
     num_train: int
     num_test: int
-    layout: str  # how the work is spread over devices (mnist_jax.parallel.describe)
+    layout: str  # how the work is spread over devices (mnist_jax.fast.parallel.describe)
     history: dict[str, list]  # the epochs already done (a resumed run), else empty
     skipped: tuple[str, ...] = ()  # newer checkpoints a resume passed over as damaged, newest first
 
@@ -116,3 +116,9 @@ class Hooks(Hook):
     def on_end(self, outcome):
         for h in self.hooks:
             h.on_end(outcome)
+
+
+def __getattr__(name: str):  # the shipped hooks' modules, imported on first use
+    import mnist_jax
+
+    return mnist_jax.lazy_submodules(__name__, __path__)(name)

@@ -1,7 +1,7 @@
 """Training on several devices with `jax.sharding`: a `Mesh`, `NamedSharding`s, no hand-written communication.
 
     mesh = make_mesh(seeds=8, batch_sizes=(512, 1024))   # None when there is one device
-    # then mnist_jax.loop places the state, data and batches with the shardings below
+    # then mnist_jax.run.loop places the state, data and batches with the shardings below
 
 Several seeds (`TrainConfig.seeds > 1`): the seed axis of the stacked `TrainState` is split over a
 "seed" mesh axis. Every device trains its own seeds on a full copy of the data, so the devices never
@@ -12,7 +12,7 @@ stay replicated and XLA inserts the gradient all-reduce. Sums are reduced in a d
 results agree with one device within float32 rounding, not bit for bit.
 
 Several hosts: run the same program in every process after `jax.distributed.initialize()`
-(`mnist-jax train --distributed`, which `mnist_jax.environment.configure` starts); `jax.devices()`
+(`mnist-jax train --distributed`, which `mnist_jax.run.environment.configure` starts); `jax.devices()`
 then lists the devices of every host.
 """
 

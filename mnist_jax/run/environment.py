@@ -1,6 +1,6 @@
 """Process-wide JAX settings, made once by every entry point before JAX starts its backends.
 
-    from mnist_jax import environment
+    from mnist_jax.run import environment
     environment.configure()                          # what every `mnist-jax` command does first
     environment.configure(compile_cache=None)        # no persistent compilation cache
 

@@ -1,7 +1,7 @@
 """The training loop: the pure steps jitted once, run epoch after epoch, with hooks between them.
 
     state, history = fit(config, train_data, test_data)                  # in memory, nothing written
-    outcome = train(config, train_data, test_data, hooks=[...])          # what mnist_jax.experiment runs
+    outcome = train(config, train_data, test_data, hooks=[...])          # what mnist_jax.run.experiment runs
     outcome = train(config, train_data, test_data, start=(state, history))   # continue, bit for bit
     programs = train_programs(config, steps_per_epoch)                    # the notebook's way in:
     state, metrics = train_epoch(programs, state, images, labels)         # one epoch, as train runs it
@@ -27,14 +27,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax import history as hist
-from mnist_jax import parallel
+from mnist_jax.run import history as hist
+from mnist_jax.fast import parallel
 from mnist_jax.augment import augmentation_for
 from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig, parse_sweep
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks
 from mnist_jax.model import Model
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 from mnist_jax.optimizer import learning_rate, make_optimizer, swept_values, weight_decay
 from mnist_jax.steps import (Augmentation, TrainState, create_train_state, eval_batch_size, evaluate, num_batches,
                              shuffle, train_steps)
@@ -52,7 +52,7 @@ class Outcome:
     seconds: float  # training time of this call
     diverged_at: tuple[int, dict[str, Any]] | None = None  # (epoch, record) of the epoch that diverged
     config: TrainConfig | None = None  # what was trained (its stop_at_accuracy: where the run may end early)
-    # Set by mnist_jax.experiment:
+    # Set by mnist_jax.run.experiment:
     workdir: Path | None = None
     message: str = ""  # for "diverged": what happened and what is kept
     signal: int | None = None  # for "stopped": the signal that asked for it, if any

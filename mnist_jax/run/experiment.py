@@ -1,6 +1,6 @@
 """A whole training run in a run directory: what `mnist-jax train` does, callable from Python.
 
-    from mnist_jax import experiment
+    from mnist_jax.run import experiment
     from mnist_jax.config import RunOptions, TrainConfig
 
     outcome = experiment.run(TrainConfig(epochs=3), "runs/quick")        # prints as the command does
@@ -26,18 +26,22 @@ from typing import Any
 
 import jax
 
-from mnist_jax import console, data, environment, inference, loop, memory, parallel
-from mnist_jax import history as hist
-from mnist_jax import rundir as rd
-from mnist_jax.checkpoints import Checkpointer, CheckpointHook, Restored
+from mnist_jax.hooks import console
+from mnist_jax import data
+from mnist_jax.run import environment, loop, memory
+from mnist_jax.apps import inference
+from mnist_jax.fast import parallel
+from mnist_jax.run import history as hist
+from mnist_jax.run import rundir as rd
+from mnist_jax.run.checkpoints import Checkpointer, CheckpointHook, Restored
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 from mnist_jax.optimizer import weight_decay
-from mnist_jax.profiling import ProfileEpoch
+from mnist_jax.hooks.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
-from mnist_jax.summaries import TensorBoard
+from mnist_jax.hooks.tensorboard import TensorBoard
 from mnist_jax.sweep import best_model
 
 
@@ -187,7 +191,7 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
     params = parallel.to_host(outcome.state.params)  # a collective where the params span hosts
     if not run_dir.primary:
         return
-    from mnist_jax import plotting  # matplotlib takes half a second to import; only this needs it
+    from mnist_jax.apps import plotting  # matplotlib takes half a second to import; only this needs it
 
     shown = 0 if config.sweep is None else best_model(config, outcome.history)  # the model the figure shows
     first_seed = params if config.models == 1 else jax.tree_util.tree_map(lambda p: p[shown], params)

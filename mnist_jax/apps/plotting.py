@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.inference import predict
+from mnist_jax.apps.inference import predict
 from mnist_jax.model import Model, Params
 from mnist_jax.sweep import summary, value_name
 
@@ -205,7 +205,7 @@ def classification_sample(params: Params, model: Model, images: np.ndarray, labe
 def plot_explanation(digit: np.ndarray, classes: Sequence[int], probabilities: Sequence[float],
                      attributions: np.ndarray, class_names: Sequence[str] | None = None) -> Figure:
     """The 28x28 input the model saw, then for each of its top classes where the evidence lies:
-    each pixel's integrated gradient (mnist_jax.explain), red for the class and blue against it,
+    each pixel's integrated gradient (mnist_jax.apps.explain), red for the class and blue against it,
     on one scale, over the digit's outline."""
     fig = Figure(figsize=(3 * (1 + len(classes)) + 0.6, 3.4))
     axes = fig.subplots(1, 1 + len(classes), squeeze=False)[0]

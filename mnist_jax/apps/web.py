@@ -10,7 +10,7 @@ run, its test accuracy, its dataset's class names, its threshold of "unsure") an
 onnxruntime-web's WebAssembly build in ort/ (about 15 MB, 3.8 MB gzipped), so that the page works
 with no network at all. Without --ort-dir the page loads that build from ORT_CDN, the script checked
 by its subresource integrity. model.onnx is one graph exported from JAX: the drawing made MNIST-like
-(mnist_jax.drawing.to_digit, as `mnist-jax predict` reads a drawing) and the classifier
+(mnist_jax.apps.drawing.to_digit, as `mnist-jax predict` reads a drawing) and the classifier
 (export.export_onnx's function), so the page and Python see the same 28x28 input.
 A browser refuses to load the model from a file:// page: serve the folder.
 """

@@ -39,7 +39,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
 # The declarations, re-exported: data.DATASETS, data.MNIST ... as before they had a module of their own.
-from mnist_jax.datasets import (DATASETS, FASHION_MNIST, IDX_FILE_LIST, MNIST, SPLITS, Dataset,  # noqa: F401
+from mnist_jax.data.datasets import (DATASETS, FASHION_MNIST, IDX_FILE_LIST, MNIST, SPLITS, Dataset,  # noqa: F401
                                 dataset_of)
 from mnist_jax.errors import UserError
 

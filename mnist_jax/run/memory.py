@@ -20,7 +20,7 @@ import jax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
-from mnist_jax.loop import gradient_slices
+from mnist_jax.run.loop import gradient_slices
 from mnist_jax.steps import eval_batch_size
 
 TRAIN_BYTES_PER_EXAMPLE = 518_000
@@ -31,7 +31,7 @@ DATASET_BYTES = 70_000 * (28 * 28 + 4)  # all of MNIST as uint8 images and int32
 def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1,
                  mesh: jax.sharding.Mesh | None = None) -> int:
     """About how much memory training `config` over `mesh` takes on each of `devices` that share its
-    seeds or batches (see mnist_jax.parallel), evaluating `num_test` examples per epoch."""
+    seeds or batches (see mnist_jax.fast.parallel), evaluating `num_test` examples per epoch."""
     at_once = config.batch_size // gradient_slices(config, mesh)
     train = TRAIN_BYTES_PER_EXAMPLE * at_once * config.models
     evaluate = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(config.test_batch_size, num_test) * config.models

@@ -1,6 +1,6 @@
 """The datasets, each declared once: its files and their SHA-256s, its class names, where its files are.
 
-    from mnist_jax.datasets import DATASETS
+    from mnist_jax.data.datasets import DATASETS
     DATASETS["fashion_mnist"].class_names[0]       # "T-shirt/top"
 
 Reading and preparing them through TFDS is mnist_jax.data's; this module imports nothing heavy,
@@ -66,7 +66,7 @@ MNIST = Dataset(
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
     }),
     class_names=tuple(str(digit) for digit in range(10)),
-    source_dir=Path(__file__).parent / "mnist",
+    source_dir=Path(__file__).parent.parent / "mnist",
     how_to_get=f"reinstall mnist-jax, whose package holds them, or pass --manual-dir DIR with {IDX_FILE_LIST}",
     description="The MNIST handwritten digits, read from the original IDX files.",
     homepage="http://yann.lecun.com/exdb/mnist/",

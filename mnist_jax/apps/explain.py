@@ -1,7 +1,8 @@
 """Why the model read a digit as it did: integrated gradients of a class's logit over the pixels.
 
-    from mnist_jax import explain, images, rundir
-    from mnist_jax.models import model_for
+    from mnist_jax.apps import explain, images
+    from mnist_jax.run import rundir
+    from mnist_jax.networks import model_for
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     digits = images.load_image("my_digit.png")[None]              # uint8 (N, 28, 28, 1)
     explained = explain.explain(params, digits, model_for(config))

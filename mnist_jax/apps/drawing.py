@@ -1,9 +1,9 @@
-"""A drawing as the model's 28x28 input, in JAX: the steps `mnist_jax.images` takes for a clean
+"""A drawing as the model's 28x28 input, in JAX: the steps `mnist_jax.apps.images` takes for a clean
 drawing, written once more as array operations so that they can run inside an exported graph.
 `mnist-jax export --format web` puts `to_digit` in the ONNX model the web page runs, so the page
 sees what `mnist-jax predict` sees for the same pixels.
 
-    from mnist_jax import drawing
+    from mnist_jax.apps import drawing
     digit = drawing.to_digit(ink)   # ink (280, 280), 0 paper to 255 full ink -> uint8 (28, 28)
 
 For a drawing's ink (dark strokes on a transparent pad, as the demo's pad and the page send it)
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.images import (DIGIT_BOX, DIGIT_SIDE, FULL_INK_PERCENTILE, HALF_MARGIN, SMALL_SIDE, SMOOTHING,
+from mnist_jax.apps.images import (DIGIT_BOX, DIGIT_SIDE, FULL_INK_PERCENTILE, HALF_MARGIN, SMALL_SIDE, SMOOTHING,
                               SOFT_EDGE, WORK_SIDE)
 
 # The drawing pad's canvas, here and in the web page: 280 pixels a side, strokes 24 wide, so that a

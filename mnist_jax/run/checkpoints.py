@@ -4,7 +4,7 @@
     checkpointer.save(epochs_done, state, history)     # asynchronous
     checkpointer.wait()                                 # committed (or a CheckpointError)
     restored = checkpointer.restore_latest(template_state)   # the newest intact one
-    hook = CheckpointHook(checkpointer, write_history)  # both, after every epoch of mnist_jax.loop
+    hook = CheckpointHook(checkpointer, write_history)  # both, after every epoch of mnist_jax.run.loop
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so a crash
 mid-save leaves the previous checkpoints intact (and the next Checkpointer removes the leftover).
@@ -33,9 +33,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnist_jax import parallel
+from mnist_jax.fast import parallel
 from mnist_jax.errors import CheckpointError
-from mnist_jax.history import History
+from mnist_jax.run.history import History
 from mnist_jax.hooks import Hook
 from mnist_jax.steps import TrainState
 

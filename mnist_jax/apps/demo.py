@@ -4,7 +4,7 @@
     mnist-jax demo                          # http://127.0.0.1:7860, the bundled weights
     mnist-jax demo --run runs/20261129-223500 --port 8000
 
-The page shows the pad, an upload box, the 28x28 image the model sees (after mnist_jax.images made
+The page shows the pad, an upload box, the 28x28 image the model sees (after mnist_jax.apps.images made
 the picture MNIST-like), where the evidence for its answer lies (integrated gradients, as
 `mnist-jax explain` draws them: red for the class, blue against) and the ten class probabilities as
 bars, updated after every stroke. Built
@@ -26,8 +26,8 @@ from importlib import resources
 
 from PIL import Image, ImageDraw
 
-from mnist_jax import explain, images
-from mnist_jax.drawing import BRUSH_SIZE, PAD_SIZE
+from mnist_jax.apps import explain, images
+from mnist_jax.apps.drawing import BRUSH_SIZE, PAD_SIZE
 from mnist_jax.errors import UserError
 from mnist_jax.model import Model, Params
 

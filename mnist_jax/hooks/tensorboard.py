@@ -29,7 +29,7 @@ import numpy as np
 
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.history import METRICS, Metric, epoch_entry, epochs_done
+from mnist_jax.run.history import METRICS, Metric, epoch_entry, epochs_done
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.steps import num_batches
 from mnist_jax.sweep import model_dir_names
@@ -131,7 +131,7 @@ class TensorBoard(Hook):
         self.class_tags: list[str] = []
 
     def on_start(self, start: Start) -> None:
-        from mnist_jax.datasets import DATASETS
+        from mnist_jax.data.datasets import DATASETS
 
         self.class_tags = class_tags(DATASETS[start.config.dataset].class_names)
         seeds = start.config.models

@@ -35,11 +35,11 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from mnist_jax import drawing
+from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
-from mnist_jax.models import model_for
+from mnist_jax.networks import model_for
 
 Output = Literal["probabilities", "logits"]
 
@@ -62,7 +62,7 @@ def export_onnx(params: Params, config: TrainConfig, output: Output = "probabili
 
 
 def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
-    """The web page's ONNX model (mnist_jax.web): input "ink" uint8 (PAD_SIZE, PAD_SIZE), a drawing's
+    """The web page's ONNX model (mnist_jax.apps.web): input "ink" uint8 (PAD_SIZE, PAD_SIZE), a drawing's
     ink; outputs "digit", the uint8 (28, 28) input the model sees (drawing.to_digit), and
     "probabilities", float32 (10,)."""
     classify = _classify(params, _onnx_model(config), "probabilities")

@@ -17,9 +17,9 @@ import sys
 import jax
 
 from mnist_jax.config import Progress, TrainConfig, parse_sweep
-from mnist_jax.history import epoch_entry, format_epoch
+from mnist_jax.run.history import epoch_entry, format_epoch
 from mnist_jax.hooks import Hook, Start
-from mnist_jax.models import model_summary, param_shapes
+from mnist_jax.networks import model_summary, param_shapes
 from mnist_jax.sweep import value_records
 
 # Updates per epoch when a progress bar is shown: each is one more dispatch, about 70 ms on a 2-core
@@ -34,12 +34,12 @@ class Printer(Hook):
         self.config: TrainConfig | None = None  # the run's, from on_start
 
     def on_prepare(self, source, dataset="mnist"):
-        from mnist_jax.datasets import DATASETS
+        from mnist_jax.data.datasets import DATASETS
 
         print(f"Preparing {DATASETS[dataset].title} from {source} (once, a few seconds)", flush=True)
 
     def on_start(self, start: Start):
-        from mnist_jax.datasets import DATASETS
+        from mnist_jax.data.datasets import DATASETS
 
         config = self.config = start.config
         print(f"{DATASETS[config.dataset].title}: {start.num_train} train / {start.num_test} test examples "

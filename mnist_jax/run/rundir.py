@@ -2,9 +2,9 @@
 
     history.json        config, per-epoch history, `finished`, where it ran, the params' SHA-256
                         (rewritten after each epoch's checkpoint is committed)
-    checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.checkpoints)
-    tensorboard/        TensorBoard event files (see mnist_jax.summaries)
-    profile/            with --profile-epoch N: a jax.profiler trace of epoch N (see mnist_jax.profiling)
+    checkpoints/        Orbax checkpoints of the last few epochs (see mnist_jax.run.checkpoints)
+    tensorboard/        TensorBoard event files (see mnist_jax.hooks.tensorboard)
+    profile/            with --profile-epoch N: a jax.profiler trace of epoch N (see mnist_jax.hooks.profiling)
     params.msgpack      the final params (stacked on a model axis for --seeds N or --sweep)
     training.svg, classification.svg   the notebook's two figures
     sweep.svg           for a sweep: each value's test accuracy, final and best, and its curve
@@ -38,12 +38,12 @@ import flax.serialization
 import jax
 import numpy as np
 
-from mnist_jax import history as hist
+from mnist_jax.run import history as hist
 from mnist_jax.config import SWEEPABLE, TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError, quoted
 from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
-from mnist_jax.models import param_shapes
+from mnist_jax.networks import param_shapes
 from mnist_jax.sweep import model_dir_names
 
 HISTORY_FILE = "history.json"
@@ -51,14 +51,14 @@ HISTORY_FILE = "history.json"
 MAX_HISTORY_BYTES = 64 * 2**20
 PARAMS_FILE = "params.msgpack"
 CHECKPOINT_DIR = "checkpoints"
-TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.summaries
-PROFILE_DIR = "profile"  # a jax.profiler trace of one epoch (--profile-epoch), written by mnist_jax.profiling
+TENSORBOARD_DIR = "tensorboard"  # event files, written by mnist_jax.hooks.tensorboard
+PROFILE_DIR = "profile"  # a jax.profiler trace of one epoch (--profile-epoch), written by mnist_jax.hooks.profiling
 FIGURE_FILES = ("training.svg", "classification.svg")
 SWEEP_FIGURE = "sweep.svg"
 LOCK_FILE = ".lock"
 # The notebook's own run, trained with this code and shipped in the package: history.json (config,
 # every epoch, where it ran, the params' SHA-256) and params.msgpack, read like any run directory.
-BUNDLED_RUN = Path(__file__).parent / "weights" / "notebook"
+BUNDLED_RUN = Path(__file__).parent.parent / "weights" / "notebook"
 # Room left below the OS's path limit for the deepest file Orbax writes inside a run directory
 # (checkpoints/N.orbax-checkpoint-tmp-.../state.orbax-checkpoint-tmp/ocdbt.process_0/d/<32 hex>).
 PATH_ROOM = 200
@@ -454,8 +454,8 @@ def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Param
             raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "
                            f"(written by an older mnist-jax); train the run again")
         return record, load_params(run_dir, config, record.params_sha256)
-    from mnist_jax.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
-    from mnist_jax.loop import initial_state
+    from mnist_jax.run.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
+    from mnist_jax.run.loop import initial_state
 
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:

@@ -1,6 +1,6 @@
 """Any picture of a digit as an MNIST-style 28x28 image.
 
-    from mnist_jax import images
+    from mnist_jax.apps import images
     digit = images.load_image("my_digit.png")       # uint8 (28, 28, 1); ImageError if no digit
     digit = images.to_mnist(pillow_image_or_array)  # NoDigitError if no digit
 
