@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mnist_jax.run.history import METRICS, Metric, StepResult, Sums, step_sums
+from mnist_jax.metrics import METRICS, Metric, StepResult, Sums, step_sums
 from mnist_jax.model import Model, Params
 
 # (key, uint8 images) -> images of the same shape; see mnist_jax.augment.

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_jax.run import history as hist
+from mnist_jax import metrics
 from mnist_jax.config import TrainConfig, parse_sweep
 
 
@@ -40,7 +40,7 @@ def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str
     """An epoch's record split by swept value: (NAME=VALUE, its seeds' record), as a run of
     `config.seeds` seeds would have it (floats for one seed, lists for several)."""
     name, values = parse_sweep(config.sweep)
-    per_model = {m.key for m in hist.METRICS if not m.shared} | {hist.RATE_KEY, "train_batch_loss"}
+    per_model = {m.key for m in metrics.METRICS if not m.shared} | {metrics.RATE_KEY, "train_batch_loss"}
     seeds = config.seeds
     split = []
     for j, value in enumerate(values):
@@ -55,7 +55,7 @@ def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str
     return split
 
 
-def summary(config: TrainConfig, history: hist.History) -> list[dict[str, Any]]:
+def summary(config: TrainConfig, history: metrics.History) -> list[dict[str, Any]]:
     """Per swept value: its value, the final and the best test accuracy (mean over its seeds), the
     epoch of the best, and the seeds' min and max of the final."""
     name, values = parse_sweep(config.sweep)
@@ -69,13 +69,13 @@ def summary(config: TrainConfig, history: hist.History) -> list[dict[str, Any]]:
     return rows
 
 
-def best_model(config: TrainConfig, history: hist.History) -> int:
+def best_model(config: TrainConfig, history: metrics.History) -> int:
     """The stacked index of the first seed of the value with the best final test accuracy."""
     rows = summary(config, history)
     return max(range(len(rows)), key=lambda i: rows[i]["final"]) * config.seeds
 
 
-def table(config: TrainConfig, history: hist.History) -> list[str]:
+def table(config: TrainConfig, history: metrics.History) -> list[str]:
     """The sweep's result as a Markdown table, best final accuracy marked."""
     name, _ = parse_sweep(config.sweep)
     rows = summary(config, history)

@@ -29,7 +29,7 @@ import numpy as np
 
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.run.history import METRICS, Metric, epoch_entry, epochs_done
+from mnist_jax.metrics import METRICS, Metric, epoch_entry, epochs_done
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.steps import num_batches
 from mnist_jax.sweep import model_dir_names

@@ -1,102 +1,32 @@
-"""A run's history: one record per epoch, each number in it declared once, and the notebook's log line.
+"""A run's history: its epochs' records as history.json holds them, and the policies read from them.
 
     history = empty()
     record = epoch_record(train_sums, test_sums, confusion, seconds=2.1, learning_rate=1e-4)
     history = append(history, record)                       # a new History
-    print(format_epoch(epoch, record))
-    # [epoch  0] Train loss: 1.8407 / accuracy: 0.6246 | Test loss: 1.0855 / accuracy: 0.8155
+    history = upgrade(history, config)                      # a run written before a metric existed
+    check(history)                                          # a ValueError naming what no run writes
 
-Every number of an epoch is a `Metric` in METRICS: its history key, how the steps' per-batch values
-add up to the epoch's (sum of numerators over sum of denominators), its TensorBoard tag, and its
-value in runs written before it existed. A new metric is one more `Metric` (docs/extending.md):
-the steps compute it, history.json, the checkpoints and TensorBoard hold it, and older runs resume.
-
-A History maps each key to a list with one entry per epoch: a float, or for `test_class_accuracy` a
-list of 10. In a multi-seed run each entry is a list with one value per seed (a `shared` metric
-excepted: the seeds share it); `seed_history(history, i)` is seed i's own.
+A History maps each metric's key (mnist_jax.metrics.METRICS) to a list with one entry per epoch: a
+float, or for `test_class_accuracy` a list of 10. In a multi-seed run each entry is a list with one
+value per seed (a `shared` metric excepted: the seeds share it); `seed_history(history, i)` is seed
+i's own. Also here: when a run has diverged (`diverged`) and reached its target (`reached`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.errors import finite, quoted
-
-History = dict[str, list]
-Sums = dict[str, tuple[jax.Array, jax.Array]]  # metric key -> (numerator, denominator) per batch
-
-
-class StepResult(NamedTuple):
-    """What a train or test step knows of its batch, for the metrics to read."""
-
-    loss: jax.Array  # the mean loss over the batch's real examples
-    losses: jax.Array | None  # (B,) each example's loss, 0 for padding (test steps; None in train steps)
-    logits: jax.Array  # (B, classes)
-    labels: jax.Array  # (B,)
-    mask: jax.Array  # (B,) False for the padding of a short last batch
-    grads: Any = None  # the mean loss's gradient, in train steps
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """One number per epoch (per seed) in the history, declared once."""
-
-    key: str  # in history.json, the checkpoints and the epoch's record
-    tag: str | None  # its TensorBoard scalar; None: not a scalar
-    # "train" / "test": computed by every train / test step as (numerator, denominator), and the
-    # epoch's value is sum(numerators) / sum(denominators); "epoch": set by the loop once per epoch.
-    split: Literal["train", "test", "epoch"]
-    per_batch: Callable[[StepResult], tuple[jax.Array, jax.Array]] | None = None
-    # Its value for each epoch of a run written before the metric existed, from the run's config;
-    # None: every run has it.
-    older_runs: Callable[[Any], Any] | None = None
-    shared: bool = False  # one value per epoch, whatever the seed count
-    per_class: bool = False  # a list with one value per class
-    bounds: tuple[float, float] = (0.0, math.inf)  # what a value can be: history.json's check
-
-
-def _count(step: StepResult) -> jax.Array:
-    return jnp.sum(step.mask)
-
-
-def _correct(step: StepResult) -> jax.Array:
-    return jnp.sum((jnp.argmax(step.logits, -1) == step.labels) & step.mask)
-
-
-METRICS = (
-    # The notebook adds up batch mean x batch size; the per-example sum would round differently.
-    Metric("train_loss", "train/loss", "train", lambda s: (s.loss * _count(s), _count(s))),
-    Metric("train_accuracy", "train/accuracy", "train", lambda s: (_correct(s), _count(s)), bounds=(0, 1)),
-    Metric("test_loss", "test/loss", "test", lambda s: (jnp.sum(s.losses), _count(s))),
-    Metric("test_accuracy", "test/accuracy", "test", lambda s: (_correct(s), _count(s)), bounds=(0, 1)),
-    Metric("epoch_seconds", "epoch_seconds", "epoch", shared=True),
-    Metric("test_class_accuracy", None, "epoch", per_class=True, bounds=(0, 1)),  # recall per class, from the confusion matrix
-    # Runs written before schedules existed trained every epoch at their constant rate.
-    Metric("learning_rate", "learning_rate", "epoch", shared=True, older_runs=lambda config: config.learning_rate),
-)
-NOTEBOOK_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # the notebook's printed four
-LOSS_KEY = "train_loss"  # whose per-batch values are each step's loss (TensorBoard's train/batch_loss)
-RATE_KEY = "learning_rate"  # shared by a run's seeds, but each sweep member's own
-
-
-def step_sums(metrics: Sequence[Metric], split: str, step: StepResult) -> Sums:
-    """The per-batch (numerator, denominator) of each of `metrics` computed in `split`'s steps."""
-    return {m.key: m.per_batch(step) for m in metrics if m.split == split}
+from mnist_jax.metrics import (LOSS_KEY, METRICS, NOTEBOOK_KEYS, RATE_KEY, History, Metric, StepResult, Sums,  # noqa: F401
+                               class_accuracy, epoch_entry, epochs_done, format_epoch, step_sums, summarize)
 
 
 def empty(metrics: Sequence[Metric] = METRICS) -> History:
     return {m.key: [] for m in metrics}
-
-
-def epochs_done(history: History) -> int:
-    return len(history[LOSS_KEY])
 
 
 def append(history: History, record: Mapping[str, Any], metrics: Sequence[Metric] = METRICS) -> History:
@@ -146,25 +76,6 @@ def _check_entry(where: str, value: Any, shape: list[int], bounds: tuple[float, 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (finite(value) and low <= value <= high):
         within = "a number >= 0" if high == math.inf else f"a number in {low:g} ... {high:g}"
         raise ValueError(f"{where} must be {within}, got {quoted(value, 40)}")
-
-
-def summarize(sums: Sums) -> dict[str, np.ndarray]:
-    """Each metric's epoch value from its per-batch (numerator, denominator), batches on the last
-    axis: sum over sum, in float32. Summed by XLA as one scan over the epoch would sum them, so an
-    epoch run in one scan or in chunks gives the same numbers bit for bit."""
-    return jax.device_get(_summarize(sums))
-
-
-@jax.jit
-def _summarize(sums: Sums) -> dict[str, jax.Array]:
-    return {key: jnp.sum(numerator, axis=-1) / jnp.sum(denominator, axis=-1)
-            for key, (numerator, denominator) in sums.items()}
-
-
-def class_accuracy(confusion: np.ndarray) -> list[float]:
-    """Per-class accuracy (recall) from a confusion matrix (rows: true class)."""
-    confusion = np.asarray(confusion)
-    return (np.diag(confusion) / np.maximum(confusion.sum(1), 1)).tolist()
 
 
 def epoch_record(train_sums: Sums, test_sums: Sums, confusion: np.ndarray, seconds: float,
@@ -219,18 +130,3 @@ def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRI
             for k, v in history.items()}
 
 
-def epoch_entry(history: History, epoch: int) -> dict[str, Any]:
-    return {k: v[epoch] for k, v in history.items()}
-
-
-def _value(value: float | list[float]) -> str:
-    if isinstance(value, (int, float)):
-        return f"{value:.4f}"
-    values = np.asarray(value)
-    return f"{values.mean():.4f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
-
-
-def format_epoch(epoch: int, record: dict[str, Any]) -> str:
-    """The notebook's per-epoch line; for several seeds, each value as mean +- std over the seeds."""
-    return (f"[epoch {epoch:2d}] Train loss: {_value(record['train_loss'])} / accuracy: {_value(record['train_accuracy'])}"
-            f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}")
