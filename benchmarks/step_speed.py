@@ -5,7 +5,7 @@
     python benchmarks/step_speed.py --profile custom_vjp      # also where its step's time goes
     python benchmarks/step_speed.py --conv custom_vjp custom_vjp+shift   # what --augment shift costs
 
-Each formulation runs the package's own training program (`loop.train_programs`: Adam steps in one
+Each formulation runs the package's own training program (`programs.train_programs`: Adam steps in one
 `lax.scan`) over `--steps` batches of random digits; the rounds alternate between formulations, so
 that a busy machine slows them alike. Also reported: how far each one's gradient is from the first
 one's (relative to the gradient's largest entry). `--profile` traces one scan with the XLA profiler
@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.run import environment, loop
+from mnist_jax.run import environment
+from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 from mnist_jax.steps import Batch, mean_loss
 
 
@@ -64,15 +65,15 @@ def measure(formulations: list[str], steps: int, rounds: int, batch_size: int) -
     reference = None
     for conv in formulations:
         config = _config(conv, batch_size)
-        programs = loop.train_programs(config, steps)
-        state = loop.initial_state(config)
+        compiled = programs.train_programs(config, steps)
+        state = programs.initial_state(config)
         grads = gradient(config, state.params, data[0][:batch_size], data[1][:batch_size])
         reference = reference or grads
         spread = max(float(np.abs(g - r).max() / np.abs(r).max()) for g, r in zip(grads, reference))
         start = time.perf_counter()
-        state, metrics = programs.steps(state, *data, 0, length=steps)
+        state, metrics = compiled.steps(state, *data, 0, length=steps)
         jax.block_until_ready(metrics)
-        runs[conv] = {"programs": programs, "state": state, "seconds": [], "compile_and_first_seconds":
+        runs[conv] = {"programs": compiled, "state": state, "seconds": [], "compile_and_first_seconds":
                       time.perf_counter() - start, "gradient_relative_difference": spread}
     for _ in range(rounds):
         for conv, run in runs.items():
@@ -89,14 +90,14 @@ def measure(formulations: list[str], steps: int, rounds: int, batch_size: int) -
 def profile(conv: str, steps: int, batch_size: int) -> list[tuple[str, float]]:
     """(fusion, ms per step) of one traced scan, largest first, and the rest of the step."""
     config = _config(conv, batch_size)
-    programs, state = loop.train_programs(config, steps), loop.initial_state(config)
+    compiled, state = programs.train_programs(config, steps), programs.initial_state(config)
     data = batches(steps, batch_size)
-    state, metrics = programs.steps(state, *data, 0, length=steps)
+    state, metrics = compiled.steps(state, *data, 0, length=steps)
     jax.block_until_ready(metrics)
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
             start = time.perf_counter()
-            state, metrics = programs.steps(state, *data, 0, length=steps)
+            state, metrics = compiled.steps(state, *data, 0, length=steps)
             jax.block_until_ready(metrics)
             wall = time.perf_counter() - start
         (trace,) = Path(trace_dir).rglob("*.trace.json.gz")

@@ -38,7 +38,7 @@ def main() -> int:
     from mnist_jax.apps import images
     from mnist_jax.run import rundir
     from mnist_jax.fast.kernels import conv_relu_pool
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     config, _, params = rundir.load_run(args.run or rundir.BUNDLED_RUN)
     model = model_for(config)

@@ -100,7 +100,7 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
 
     from mnist_jax.apps import demo
     from mnist_jax.run import rundir
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     drawing = demo.png_data_url(digit.read_bytes())

@@ -34,7 +34,7 @@ MOVED = {
     "environment": "run.environment", "history": "run.history", "inference": "apps.inference",
     "explain": "apps.explain", "images": "apps.images", "drawing": "apps.drawing", "plotting": "apps.plotting",
     "export": "apps.export", "web": "apps.web", "demo": "apps.demo", "torch_params": "apps.torch_params",
-    "datasets": "data.datasets", "models": "networks",
+    "datasets": "data.datasets", "models": "fast",
 }
 
 

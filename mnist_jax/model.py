@@ -3,12 +3,13 @@
 conv(1->32, 3x3) - ReLU - maxpool 2 - conv(32->64, 3x3) - ReLU - maxpool 2 - flatten - dense(1600->10),
 34,826 parameters, initialised as PyTorch's defaults so that the learning curve follows the notebook's.
 
-    model = LinenModel(Classifier())          # what mnist_jax.networks.model_for(TrainConfig()) returns
+    model = LinenModel(Classifier())          # the CNN of mnist_jax.networks.NETWORKS["cnn"]
     params = model.init(jax.random.key(0))    # {"conv1": {"kernel", "bias"}, "conv2": ..., "linear": ...}
     logits = model.apply(params, images)      # images: uint8 (N, 28, 28, 1), as the dataset holds them
 
-The convolution's formulations live in mnist_jax.fast.kernels, the NNX twin in mnist_jax.model_nnx, the
-choice of network from a config in mnist_jax.networks.
+This is the reference. mnist_jax.fast computes the same network faster (its convolutions as
+matmuls, with hand-written gradients on a CPU) and is tested against it; mnist_jax.model_nnx is its
+Flax NNX twin; mnist_jax.networks declares the networks that `--network` names.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.config import ConvImpl, Precision
-from mnist_jax.fast.kernels import Formulation, conv_relu_pool, matmul_precision, resolve_conv_impl
+from mnist_jax.config import Precision
 
 Params = Mapping[str, Any]
 
@@ -46,38 +46,27 @@ def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
     return init
 
 
-class ConvReluPool(nn.Module):
-    """conv 3x3 (VALID, with bias) - ReLU - 2x2 max pool; `kernel` and `bias` as `nn.Conv`'s,
-    initialised as PyTorch's `Conv2d`, computed in the formulation `impl` (mnist_jax.fast.kernels)."""
-
-    features: int
-    impl: Formulation
-    precision: Any = None
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = 3 * 3 * x.shape[-1]
-        kernel = self.param("kernel", torch_uniform(fan_in), (3, 3, x.shape[-1], self.features))
-        bias = self.param("bias", torch_uniform(fan_in), (self.features,))
-        return conv_relu_pool(x, kernel, bias, self.impl, self.precision)
+def matmul_precision(precision: Precision) -> jax.lax.Precision | None:
+    """`--precision` as the layers take it; None keeps JAX's default (TF32 on recent NVIDIA GPUs)."""
+    return None if precision == "default" else jax.lax.Precision(precision)
 
 
 class Classifier(nn.Module):
-    """The notebook's `Classifier`, NHWC. `conv` picks the formulation of the convolutions and
-    pooling ("auto": the fastest measured on the backend) and `precision` the float32 matmul
-    precision; neither changes the parameters or the forward's numbers beyond float rounding."""
+    """The notebook's `Classifier`, NHWC (PyTorch's is NCHW)."""
 
-    conv: ConvImpl = "auto"
     precision: Precision = "default"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        impl, precision = resolve_conv_impl(self.conv), matmul_precision(self.precision)
-        x = ConvReluPool(32, impl, precision, name="conv1")(x)
-        x = ConvReluPool(64, impl, precision, name="conv2")(x)
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        precision = matmul_precision(self.precision)
+        for name, features in (("conv1", 32), ("conv2", 64)):
+            init = torch_uniform(3 * 3 * x.shape[-1])
+            x = nn.Conv(features, (3, 3), padding="VALID", precision=precision, kernel_init=init, bias_init=init,
+                        name=name)(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)  # (H, W, C) order, where PyTorch flattens (C, H, W)
         init = torch_uniform(x.shape[-1])
-        return nn.Dense(NUM_CLASSES, name="linear", precision=precision, kernel_init=init, bias_init=init)(x)
+        return nn.Dense(NUM_CLASSES, precision=precision, kernel_init=init, bias_init=init, name="linear")(x)
 
 
 class Model(Protocol):
@@ -86,19 +75,23 @@ class Model(Protocol):
     def init(self, key: jax.Array) -> Params:
         """Fresh parameters, drawn from `key`."""
 
-    def apply(self, params: Params, images: jax.Array) -> jax.Array:
-        """Logits (N, 10) of uint8 images (N, 28, 28, 1)."""
+    def apply(self, params: Params, images: jax.Array, *, train: bool = False,
+              key: jax.Array | None = None) -> jax.Array:
+        """Logits (N, 10) of uint8 images (N, 28, 28, 1). `train`: in a train step, where `key`
+        (that step's own) draws what a network draws then, such as dropout's mask."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LinenModel:
-    """`Model` for a linen module that maps [0, 1] float images to logits; hashable, so that jitted
-    programs can take it as a static argument."""
+    """`Model` for a linen module that maps [0, 1] float images and a `train` flag to logits;
+    hashable, so that jitted programs can take it as a static argument."""
 
     module: nn.Module
 
     def init(self, key: jax.Array) -> Params:
         return self.module.init(key, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
 
-    def apply(self, params: Params, images: jax.Array) -> jax.Array:
-        return self.module.apply({"params": params}, to_float(images))
+    def apply(self, params: Params, images: jax.Array, *, train: bool = False,
+              key: jax.Array | None = None) -> jax.Array:
+        rngs = None if key is None else {"dropout": key}
+        return self.module.apply({"params": params}, to_float(images), train=train, rngs=rngs)

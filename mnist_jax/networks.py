@@ -1,12 +1,13 @@
-"""The model a config trains (`model_for`), from the networks that `--network` can name.
+"""The networks that `--network` can name, each declared once with the settings it reads.
 
-    model = model_for(TrainConfig())              # LinenModel(Classifier()), the notebook's CNN
+    model = NETWORKS["cnn"].model(TrainConfig())  # LinenModel(Classifier()), the notebook's CNN
     params = model.init(jax.random.key(0))
     print(model_summary(params))                  # one row per parameter array, then the total
 
 A network is one `NetworkSpec`: how to build its `Model` from a config, and which of the settings
 in NETWORK_SETTINGS it reads. Another network is a name in `config.Network`, one spec, and one
-entry in NETWORKS; a setting it does not read is refused unless left at its default.
+entry in NETWORKS; a setting it does not read is refused unless left at its default. What a run
+trains is `mnist_jax.fast.model_for(config)`: this module's model, or its faster formulation.
 """
 
 from __future__ import annotations
@@ -46,26 +47,22 @@ class NetworkSpec:
 
 
 def build_cnn(config: TrainConfig) -> Model:
-    """The notebook's CNN, as a linen module or its NNX twin (`--model`), in the `--conv` formulation."""
+    """The notebook's CNN, as a linen module or its NNX twin (`--model`); `--conv` picks its
+    formulation in mnist_jax.fast."""
     if config.model == "nnx":
         from mnist_jax.model_nnx import NnxModel  # on use: flax.nnx adds 0.35 s to every command's start
 
-        return NnxModel(config.conv, config.precision)
-    return LinenModel(Classifier(conv=config.conv, precision=config.precision))
+        return NnxModel(config.precision)
+    return LinenModel(Classifier(config.precision))
 
 
 CNN = NetworkSpec("cnn", build_cnn, settings=("model", "conv", "precision"))
 NETWORKS: Mapping[str, NetworkSpec] = types.MappingProxyType({spec.name: spec for spec in (CNN,)})
 
 
-def model_for(config: TrainConfig) -> Model:
-    """The model that `config` trains: its network (`config.network`), built from its settings."""
-    return NETWORKS[config.network].model(config)
-
-
 def param_shapes(config: TrainConfig) -> Params:
     """The shapes and dtypes of `config`'s params, computing nothing."""
-    return jax.eval_shape(model_for(config).init, jax.random.key(0))
+    return jax.eval_shape(NETWORKS[config.network].model(config).init, jax.random.key(0))
 
 
 def count_params(params: Params) -> int:

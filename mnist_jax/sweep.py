@@ -6,7 +6,7 @@
 The models are the stacked state's leading axis, as a run's seeds are (`TrainConfig.model_configs()`:
 each value in turn, within it each seed); each keeps its value in its optimizer's state (Optax's
 inject_hyperparams, `mnist_jax.optimizer`), so one compiled program trains them all: vmapped on a
-GPU, one after another on a CPU (`loop.models_mapped`). This module
+GPU, one after another on a CPU (`mnist_jax.fast.programs.models_mapped`). This module
 says which model is which: their names, each value's share of an epoch's record, the final table.
 """
 

@@ -39,10 +39,12 @@ import os
 
 import jax
 
-from mnist_jax import data, models, steps
-from mnist_jax.run import environment, history, loop
+from mnist_jax import data, steps
 from mnist_jax.apps import plotting
 from mnist_jax.config import TrainConfig
+from mnist_jax.fast import model_for, programs
+from mnist_jax.networks import model_summary
+from mnist_jax.run import environment, history
 
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["svg"]
@@ -90,12 +92,12 @@ print(train_images.shape, train_images.dtype, test_images.shape)
 # `Classifier` (`mnist_jax/model.py`, one screen) is a Flax linen module: conv(1->32, 3x3), ReLU,
 # max-pool 2, conv(32->64, 3x3), ReLU, max-pool 2, flatten, linear(1600->10), as the PyTorch class.
 # It holds no weights: they live in a separate tree of arrays (`params`), passed to `apply` on
-# every call. Images are NHWC (28, 28, 1) where PyTorch's are NCHW. `models.model_for` builds the
+# every call. Images are NHWC (28, 28, 1) where PyTorch's are NCHW. `model_for` builds the
 # network the config names (`config.network`, this CNN) and wraps it in the two pure functions
 # everything else calls, `init(key)` and `apply(params, uint8_images)`.
 
 # %%
-classifier = models.model_for(config)
+classifier = model_for(config)
 classifier
 
 # %% [markdown]
@@ -107,33 +109,33 @@ classifier
 
 # %%
 steps_per_epoch = steps.num_batches(len(train_labels), config.batch_size)
-state = loop.initial_state(config)
-print(models.model_summary(state.params))
+state = programs.initial_state(config)
+print(model_summary(state.params))
 
 # %% [markdown]
 # ## Define the training procedure
 #
-# `loop.train_epoch(programs, state, images, labels) -> (state, metrics)` is the epoch that every
+# `programs.run_epoch(compiled, state, images, labels) -> (state, metrics)` is the epoch that every
 # caller trains, the package's own loop included: shuffle with the state's key, then a `lax.scan`
 # of `steps.train_step` over the batches, the last one padded and masked so that its loss is the
-# mean over its real examples (PyTorch's `drop_last=False`). `loop.train_programs` compiles those
+# mean over its real examples (PyTorch's `drop_last=False`). `programs.train_programs` compiles those
 # pure steps once with `jax.jit`, with the optimizer of `optimizer.make_optimizer` (the notebook's
 # `optax.adam(1e-4)`), the old state's buffers donated to the new one. On a CPU each
 # batch's gradient is computed in slices of 32 digits, whose activations stay in the cache
-# (`loop.gradient_slices`; the same gradient up to float rounding).
+# (`programs.gradient_slices`; the same gradient up to float rounding).
 
 # %%
-programs = loop.train_programs(config, steps_per_epoch)
+compiled = programs.train_programs(config, steps_per_epoch)
 
 # %% [markdown]
 # ## Define the testing procedure
 #
 # `steps.evaluate(params, images, labels)` scans the test set in batches of `test_batch_size`: the
 # per-batch loss sums and correct counts (and a confusion matrix), exact whatever the batch size.
-# `loop.eval_program` is it, jitted.
+# `programs.eval_program` is it, jitted.
 
 # %%
-evaluate = loop.eval_program(classifier, steps.eval_batch_size(config.test_batch_size, len(test_labels)))
+evaluate = programs.eval_program(classifier, steps.eval_batch_size(config.test_batch_size, len(test_labels)))
 
 # %% [markdown]
 # ## Train the model
@@ -145,7 +147,7 @@ evaluate = loop.eval_program(classifier, steps.eval_batch_size(config.test_batch
 # %%
 hist = history.empty()
 for epoch in range(config.epochs):
-    state, train_metrics = loop.train_epoch(programs, state, train_images, train_labels)
+    state, train_metrics = programs.run_epoch(compiled, state, train_images, train_labels)
     test_metrics, confusion = evaluate(state.params, test_images, test_labels)
     record = history.epoch_record(*jax.device_get((train_metrics, test_metrics, confusion)), seconds=0.0,
                                   learning_rate=config.learning_rate)

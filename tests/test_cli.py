@@ -371,7 +371,7 @@ def test_help_explains_the_flags(capsys):
 def full_test_metrics(run_dir: Path, mnist) -> tuple[float, float]:
     """Loss and accuracy of a run's params on all 10,000 test digits, computed here on the host."""
     from mnist_jax.apps.inference import classify
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     config, _, params = rundir.load_run(run_dir)
     images, labels = mnist["test"]
@@ -403,7 +403,7 @@ def test_predict_names_the_right_digits(finished_run, mnist, tmp_path):
     run_dir, _ = finished_run
     config, _, params = rundir.load_run(run_dir)
     from mnist_jax.apps.inference import classify
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     images, labels = (a[:300] for a in mnist["test"])
     probs = classify(params, images, model_for(config))
@@ -426,7 +426,7 @@ def test_predict_uses_the_bundled_weights_without_a_run(mnist, tmp_path):
     """(test_weights evaluates them on the whole test set, as `evaluate` without a run does.)"""
     record = rundir.read_record(rundir.BUNDLED_RUN)
     from mnist_jax.apps.inference import classify
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     images, labels = (a[:50] for a in mnist["test"])
@@ -754,7 +754,7 @@ def test_predict_says_unsure_below_the_runs_threshold(mnist):
     assert caught >= 0.18 and doubted <= 0.04, (caught, doubted)
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     from mnist_jax.apps.inference import classify, unsure_threshold
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     probs = classify(params, mnist["test"][0], model_for(config))
     assert rundir.read_record(rundir.BUNDLED_RUN).unsure_below == pytest.approx(unsure_threshold(probs), abs=1e-4)
@@ -764,7 +764,7 @@ def test_predict_says_unsure_below_the_runs_threshold(mnist):
 def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
     config, _, params = rundir.load_run(finished_run[0])
     from mnist_jax.apps.inference import classify, unsure_threshold
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples], model_for(config)))
     assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)

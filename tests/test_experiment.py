@@ -16,7 +16,7 @@ from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.run.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 from mnist_jax.hooks import Hook
-from mnist_jax.run.loop import initial_state
+from mnist_jax.fast.programs import initial_state
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
 

@@ -15,7 +15,7 @@ import pytest
 from mnist_jax import cli
 from mnist_jax.apps import inference
 from mnist_jax.run import rundir
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 
 # In a fresh process, with JAX and NumPy only: the exported file's outputs for the saved images.
 RUN_EXPORTED = """

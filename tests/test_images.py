@@ -12,7 +12,7 @@ from mnist_jax.apps import images as image_files
 from mnist_jax.apps import inference
 from mnist_jax.run import rundir
 from mnist_jax.model import Classifier, LinenModel
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"  # written by scripts/make_digit_fixtures.py
 

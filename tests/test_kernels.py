@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, matmul_precision, max_pool_2x2,
+from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2,
                                max_pool_first, max_pool_xla, resolve_conv_impl)
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -92,8 +92,3 @@ def test_auto_picks_the_formulation_measured_fastest_on_the_backend(backend, wan
     assert resolve_conv_impl("auto", backend) == want
     assert resolve_conv_impl("xla", backend) == "xla"  # an explicit choice stays
 
-
-def test_precision_settings_map_to_laxs():
-    assert matmul_precision("default") is None
-    assert matmul_precision("highest") == jax.lax.Precision.HIGHEST
-    assert matmul_precision("high") == jax.lax.Precision.HIGH

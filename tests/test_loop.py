@@ -10,6 +10,7 @@ import pytest
 from conftest import SMALL
 
 from mnist_jax.run import loop
+from mnist_jax.fast import programs
 from mnist_jax import optimizer
 from mnist_jax.config import TrainConfig
 from mnist_jax.run.history import NOTEBOOK_KEYS, seed_history
@@ -55,11 +56,11 @@ class Recorder(Hook):
 
 
 def test_the_programs_are_built_once_per_setting_and_epoch_length():
-    programs = loop.train_programs(CONFIG, 4)
-    assert programs is loop.train_programs(dataclasses.replace(CONFIG, seed=3, test_batch_size=7), 4)
-    assert programs is not loop.train_programs(CONFIG, 8)  # a schedule would span other steps
-    assert programs is not loop.train_programs(dataclasses.replace(CONFIG, epochs=7), 4)
-    assert programs is not loop.train_programs(dataclasses.replace(CONFIG, batch_size=128), 4)
+    built = programs.train_programs(CONFIG, 4)
+    assert built is programs.train_programs(dataclasses.replace(CONFIG, seed=3, test_batch_size=7), 4)
+    assert built is not programs.train_programs(CONFIG, 8)  # a schedule would span other steps
+    assert built is not programs.train_programs(dataclasses.replace(CONFIG, epochs=7), 4)
+    assert built is not programs.train_programs(dataclasses.replace(CONFIG, batch_size=128), 4)
 
 
 def test_progress_chunks_get_every_call_and_change_no_number(straight, small_data):
@@ -132,12 +133,12 @@ def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(small_fits)
     (state, history), (single_state, single) = small_fits[2], small_fits[1]
     assert np.shape(history["test_accuracy"]) == (2, 2) and np.shape(history["test_class_accuracy"]) == (2, 2, 10)
     mine = seed_history(history, 0)
-    if loop.models_mapped():  # on a CPU the program trains the seeds in turn, each as the single run: bit for bit
+    if programs.models_mapped():  # on a CPU the program trains the seeds in turn, each as the single run: bit for bit
         assert all(mine[k] == single[k] for k in NOTEBOOK_KEYS)
     for k in NOTEBOOK_KEYS:  # vmapped matmuls may round differently: close, not bit for bit
         np.testing.assert_allclose(mine[k], single[k], rtol=1e-4, atol=2e-3 if "accuracy" in k else 0)
     for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(single_state.params)):
-        np.testing.assert_allclose(a[0], b, atol=0 if loop.models_mapped() else 2e-4)  # 2e-4: a fifth of an Adam step
+        np.testing.assert_allclose(a[0], b, atol=0 if programs.models_mapped() else 2e-4)  # 2e-4: a fifth of an Adam step
     assert history["train_loss"][-1][0] != history["train_loss"][-1][1]  # the seeds really differ
 
 

@@ -10,24 +10,25 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax.run import loop, memory
+from mnist_jax.run import memory
+from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
-from mnist_jax.run.loop import initial_state
-from mnist_jax.networks import model_for
+from mnist_jax.fast.programs import initial_state
+from mnist_jax.fast import model_for
 from mnist_jax.steps import eval_batch_size
 
 
 @pytest.mark.parametrize("conv,microbatch", [("matmul", 256), ("custom_vjp", 256), ("custom_vjp", 32)])
 def test_the_estimate_bounds_xlas_analysis_of_the_small_settings_programs(conv, microbatch):
     config = TrainConfig(**SMALL, conv=conv, microbatch=microbatch)
-    programs = loop.train_programs(config, steps_per_epoch=4)
+    built = programs.train_programs(config, steps_per_epoch=4)
     state = initial_state(config)
     images = jax.ShapeDtypeStruct((1024, 28, 28, 1), np.uint8)
     labels = jax.ShapeDtypeStruct((1024,), np.int32)
     indices, mask = jax.ShapeDtypeStruct((4, 256), np.int32), jax.ShapeDtypeStruct((4, 256), np.bool_)
-    train = programs.steps.lower(state, images, labels, indices, mask, 0, length=4).compile()
-    evaluate = loop.eval_program(model_for(config), config.test_batch_size).lower(state.params, images, labels).compile()
+    train = built.steps.lower(state, images, labels, indices, mask, 0, length=4).compile()
+    evaluate = programs.eval_program(model_for(config), config.test_batch_size).lower(state.params, images, labels).compile()
     train, evaluate = (p.memory_analysis().temp_size_in_bytes for p in (train, evaluate))
     estimate = memory.TRAIN_BYTES_PER_EXAMPLE * microbatch  # examples held at once
     if jax.default_backend() == "cpu":  # what the estimate was measured on

@@ -12,8 +12,10 @@ from mnist_jax import model_nnx
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
-from mnist_jax.networks import (NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_for, model_summary,
-                              param_shapes)
+from mnist_jax.fast import model_for
+from mnist_jax.fast.cnn import Classifier as FastClassifier
+from mnist_jax.fast.kernels import resolve_conv_impl
+from mnist_jax.networks import NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_summary, param_shapes
 
 
 class MLP(nn.Module):
@@ -39,10 +41,10 @@ def test_every_network_the_config_can_name_has_an_entry():
 
 
 def test_the_config_builds_the_cnn_in_either_flax_api():
-    assert model_for(TrainConfig()) == LinenModel(Classifier())
-    assert model_for(TrainConfig(conv="xla", precision="highest")) == LinenModel(Classifier("xla", "highest"))
-    assert model_for(TrainConfig(model="nnx", conv="matmul")) == model_nnx.NnxModel("matmul")
-    assert model_for(TrainConfig(model="nnx")) == model_nnx.NnxModel()
+    auto = resolve_conv_impl("auto")  # the backend's fastest: custom_vjp on a CPU
+    assert model_for(TrainConfig()) == LinenModel(FastClassifier(auto) if auto != "xla" else Classifier())
+    assert model_for(TrainConfig(conv="xla", precision="highest")) == LinenModel(Classifier("highest"))
+    assert model_for(TrainConfig(model="nnx", conv="xla")) == model_nnx.NnxModel()
     hash(model_for(TrainConfig()))  # jitted programs take it as a static argument
 
 
@@ -89,7 +91,7 @@ def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
     """On a CPU every precision computes the same numbers, so only the program shows it; on a GPU a
     matmul left at the default would run in TF32."""
     model = model_for(TrainConfig(conv=conv, precision="highest"))
-    assert model == LinenModel(Classifier(conv=conv, precision="highest"))
+    assert model == LinenModel(FastClassifier(conv, "highest") if conv != "xla" else Classifier("highest"))
     params = jax.jit(model.init)(jax.random.key(0))
     images = jnp.zeros((2, 28, 28, 1), jnp.uint8)
     jaxpr = str(jax.make_jaxpr(model.apply)(params, images))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mnist_jax.run import history, loop, rundir
-from mnist_jax import models
+from mnist_jax.run import history, rundir
+from mnist_jax.fast import programs
+from mnist_jax.networks import model_summary
 from mnist_jax.config import TrainConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -70,7 +71,7 @@ def test_the_stored_outputs_are_what_the_package_prints_for_the_notebooks_settin
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     text, kinds, errors = outputs(notebook)
     assert not errors and kinds.count("image/svg+xml") == 2
-    assert models.model_summary(loop.initial_state(TrainConfig()).params) + "\n" in text
+    assert model_summary(programs.initial_state(TrainConfig()).params) + "\n" in text
     # The full default run: 30 lines, the last the same as the run whose weights ship in the package
     # (the same settings, seed and platform give the same history bit for bit).
     record = rundir.read_record(rundir.BUNDLED_RUN)

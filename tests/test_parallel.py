@@ -32,7 +32,7 @@ from mnist_jax.run import environment, loop
 from mnist_jax.fast import parallel
 from mnist_jax.config import TrainConfig
 from mnist_jax.run.history import NOTEBOOK_KEYS
-from mnist_jax.run.loop import initial_state
+from mnist_jax.fast.programs import initial_state
 
 environment.configure()
 data_dir, epochs, small = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])

@@ -63,7 +63,7 @@ def test_the_command_says_where_the_target_was_reached_and_refuses_a_recipe_on_r
 
 def test_the_stop_needs_no_program_of_its_own():
     """--stop-at-accuracy is read by the loop, not the compiled steps: any target shares programs."""
-    from mnist_jax.run.loop import program_key
+    from mnist_jax.fast.programs import program_key
 
     config = TrainConfig(**SMALL)
     assert program_key(config) == program_key(dataclasses.replace(config, stop_at_accuracy=0.5))

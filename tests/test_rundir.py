@@ -15,7 +15,7 @@ from mnist_jax.run import rundir
 from mnist_jax.run.checkpoints import Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.run.loop import initial_state
+from mnist_jax.fast.programs import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,

@@ -7,16 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnist_jax.config import TrainConfig
-from mnist_jax.run.history import summarize
-from mnist_jax.run.loop import initial_state, train_epoch, train_programs
-from mnist_jax.networks import model_for
-from mnist_jax.steps import (Batch, create_train_state, evaluate, loss_and_gradient, mean_loss, num_batches, padded_batches,
-                             shuffle, train_steps)
+from mnist_jax.metrics import summarize
+from mnist_jax.model import Classifier, LinenModel
+from mnist_jax.steps import Batch, create_train_state, evaluate, mean_loss, padded_batches, shuffle, train_epoch, train_steps
 
-# Full float32 wherever numbers are compared across programs or batch sizes: under TF32 (a GPU's
-# default) rounding would differ by more than these tolerances allow.
-MODEL = model_for(TrainConfig(precision="highest"))
+# The reference model, in full float32 wherever numbers are compared across programs or batch sizes:
+# under TF32 (a GPU's default) rounding would differ by more than these tolerances allow.
+MODEL = LinenModel(Classifier("highest"))
 logits_of = jax.jit(MODEL.apply)
 
 
@@ -34,7 +31,7 @@ def test_padded_batches_cover_every_index_once():
 
 
 def test_shuffle_draws_a_new_order_each_epoch_from_the_state_key():
-    state = initial_state(TrainConfig())
+    state = fresh_state(optax.adam(1e-4))
     shuffle_1000 = jax.jit(shuffle, static_argnums=(1, 2))
     state1, indices1, mask1 = shuffle_1000(state, 1000, 512)
     _, indices2, _ = shuffle_1000(state1, 1000, 512)
@@ -92,11 +89,11 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
 
 def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
     images, labels = (jnp.asarray(a[:1100]) for a in mnist["train"])
-    config = TrainConfig(precision="highest", learning_rate=1e-3, batch_size=512)
-    programs, state = train_programs(config, num_batches(1100, 512)), initial_state(config)
-    state, first = train_epoch(programs, state, images, labels)
+    optimizer = optax.adam(1e-3)
+    epoch = jax.jit(functools.partial(train_epoch, batch_size=512, model=MODEL, optimizer=optimizer))
+    state, first = epoch(fresh_state(optimizer), images, labels)
     assert int(state.step) == 3 and np.asarray(first["train_loss"][1]).tolist() == [512, 512, 76]
-    state, second = train_epoch(programs, state, images, labels)
+    state, second = epoch(state, images, labels)
     assert summarize(second)["train_loss"] < summarize(first)["train_loss"]
 
 
@@ -121,33 +118,3 @@ def test_evaluate_is_exact_whatever_the_batch_size(mnist):
     assert confusion.sum() == 2048 and abs(np.trace(confusion) - hits.sum()) <= ties
     np.testing.assert_array_equal(confusion.sum(1), np.bincount(np.asarray(labels), minlength=10))
     assert np.abs(confusion - np.asarray(full_confusion)).sum() <= 2 * ties
-
-
-def test_multi_seed_state_stacks_the_single_seed_states_exactly():
-    stacked = initial_state(TrainConfig(seed=7, seeds=2))  # the init program of the suite's 2-seed runs
-    for i in range(2):
-        single = initial_state(TrainConfig(seed=7 + i))
-        for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
-            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-                a, b = jax.random.key_data(a), jax.random.key_data(b)
-            np.testing.assert_array_equal(a[i], b)
-
-
-def test_the_config_precision_and_conv_leave_the_initial_params_alone():
-    a = initial_state(TrainConfig())
-    for other in (TrainConfig(precision="highest", conv="xla"), TrainConfig(conv="matmul", microbatch=64)):
-        b = initial_state(other)
-        for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
-            np.testing.assert_array_equal(x, y)
-
-
-def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
-    images, labels = (jnp.asarray(a[:512]) for a in mnist["train"])
-    batch = Batch(images, labels, jnp.arange(512) < 500)  # a short last batch: 12 padded examples
-    params = fresh_state(optax.adam(1e-4)).params
-    whole = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 1))(params, batch)
-    sliced = jax.jit(lambda p, b: loss_and_gradient(p, b, MODEL, 16))(params, batch)
-    np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
-    np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(sliced[2]), jax.tree_util.tree_leaves(whole[2])):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())

@@ -15,6 +15,7 @@ from conftest import SMALL, SMALL_FLAGS
 
 from mnist_jax import cli
 from mnist_jax.run import loop, rundir
+from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import ConfigError
 from mnist_jax.optimizer import make_optimizer, swept_values
@@ -80,7 +81,7 @@ def test_a_resumed_sweep_is_the_sweep_trained_at_once_and_each_model_its_single_
     timings = ("epoch_seconds",)
     assert {k: v for k, v in history.items() if k not in timings} == {k: v for k, v in whole.items() if k not in timings}
     single_history = small_fits[1][1]
-    if loop.models_mapped():  # on a CPU each model is trained and evaluated in turn, as its single run: bit for bit
+    if programs.models_mapped():  # on a CPU each model is trained and evaluated in turn, as its single run: bit for bit
         for key in ("train_loss", "test_loss", "test_accuracy"):
             assert [epoch[1] for epoch in history[key]] == single_history[key], key
     for key in ("train_loss", "test_loss", "test_accuracy"):
@@ -152,7 +153,7 @@ def test_a_grid_of_values_and_seeds_stacks_each_value_then_each_seed(small_data,
     for model, seed in ((2, 0), (3, 1)):
         mine, theirs = seed_history(history, model), seed_history(reference, seed)
         np.testing.assert_allclose(mine["test_loss"], theirs["test_loss"], rtol=1e-5)
-        if loop.models_mapped():  # on a CPU: bit for bit
+        if programs.models_mapped():  # on a CPU: bit for bit
             assert all(mine[k] == theirs[k] for k in ("train_loss", "test_loss", "test_class_accuracy"))
     (first_name, first), (second_name, second) = sweep.value_records(config, records[-1])
     assert (first_name, second_name) == ("learning_rate=0.003", "learning_rate=0.001")

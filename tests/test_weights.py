@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mnist_jax.run import history as hist
-from mnist_jax.run import environment, loop, rundir
+from mnist_jax.run import environment, rundir
+from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 
 
 def test_the_bundled_run_is_the_notebooks_30_epochs():
@@ -29,7 +30,7 @@ def test_the_bundled_weights_give_their_recorded_test_loss_and_accuracy(mnist):
     shows it) and names it when it fails."""
     record = rundir.read_record(rundir.BUNDLED_RUN)
     _, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-    metrics, _ = loop.eval_program(model_for(record.config), record.config.test_batch_size)(params, *mnist["test"])
+    metrics, _ = programs.eval_program(model_for(record.config), record.config.test_batch_size)(params, *mnist["test"])
     summary = hist.summarize(jax.device_get(metrics))
     loss, accuracy = record.history["test_loss"][-1], record.history["test_accuracy"][-1]
     got = (float(summary["test_loss"]), float(summary["test_accuracy"]))

@@ -2,7 +2,7 @@
 
     from mnist_jax.apps import explain, images
     from mnist_jax.run import rundir
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     digits = images.load_image("my_digit.png")[None]              # uint8 (N, 28, 28, 1)
     explained = explain.explain(params, digits, model_for(config))

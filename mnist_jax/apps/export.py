@@ -39,7 +39,7 @@ from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 
 Output = Literal["probabilities", "logits"]
 

@@ -2,7 +2,7 @@
 
     from mnist_jax.apps import images, inference
     from mnist_jax.run import rundir
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)    # or a run directory of your own
     digit = images.load_image("my_digit.png")                  # uint8 (28, 28, 1), MNIST-style
     probs = inference.classify(params, digit[None], model_for(config))[0]

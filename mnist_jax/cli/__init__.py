@@ -282,15 +282,16 @@ def evaluate(args: argparse.Namespace) -> int:
     import jax
 
     from mnist_jax import data
-    from mnist_jax.run import history, loop, memory
-    from mnist_jax.networks import model_for
+    from mnist_jax.run import history, memory
+    from mnist_jax.fast import programs
+    from mnist_jax.fast import model_for
     from mnist_jax.steps import eval_batch_size
 
     config, hist, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     batch_size = args.batch_size or config.test_batch_size
     memory.check_evaluation(batch_size, len(labels), "--batch-size" if args.batch_size else "the run's test_batch_size")
-    program = loop.eval_program(model_for(config), eval_batch_size(batch_size, len(labels)))
+    program = programs.eval_program(model_for(config), eval_batch_size(batch_size, len(labels)))
     metrics, _ = program(params, images, labels)
     summary = history.summarize(jax.device_get(metrics))
     print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
@@ -325,7 +326,7 @@ def predict(args: argparse.Namespace) -> int:
     from mnist_jax.apps import images, inference
     from mnist_jax.run import rundir
     from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     record, params = _load_record(args)
     config, unsure_below = record.config, record.unsure_below
@@ -355,7 +356,7 @@ def explain(args: argparse.Namespace) -> int:
     from mnist_jax.apps import images, plotting
     from mnist_jax.run import rundir
     from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     config, _, params = _load(args)
     names = DATASETS[config.dataset].class_names
@@ -393,7 +394,7 @@ def plot_classification(args: argparse.Namespace) -> int:
 
     from mnist_jax import data
     from mnist_jax.apps import plotting
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     config, _, params = _load(args)
     images, labels = data.load("test", args.data_dir, dataset=config.dataset)
@@ -416,7 +417,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     from mnist_jax.apps import plotting
     from mnist_jax.run.history import class_accuracy
     from mnist_jax.apps.inference import classify
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
     from mnist_jax.steps import confusion_matrix
 
     config, _, params = _load(args)
@@ -443,7 +444,7 @@ def export(args: argparse.Namespace) -> int:
     _configure(args)
     from mnist_jax.apps import export as exporting
     from mnist_jax.files import check_new_output, write_atomic
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
     from mnist_jax.run.rundir import BUNDLED_RUN
 
     if args.format == "web":
@@ -518,7 +519,7 @@ def demo(args: argparse.Namespace) -> int:
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     _configure(args)
     from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.networks import model_for
+    from mnist_jax.fast import model_for
 
     record, params = _load_record(args)
     config = record.config

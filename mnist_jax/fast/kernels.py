@@ -1,13 +1,14 @@
 """The formulations of the CNN's convolution, ReLU and pooling: the same numbers, computed three ways.
 
-    y = conv_relu_pool(x, kernel, bias, resolve_conv_impl("auto"), matmul_precision("highest"))
+    y = conv_relu_pool(x, kernel, bias, resolve_conv_impl("auto"), jax.lax.Precision.HIGHEST)
 
 - "matmul": im2col and one 2-D matmul per convolution, pooling as maxima of strided slices;
 - "custom_vjp": the same matmuls with hand-written gradients, pooling (PyTorch's tie rule) first;
-- "xla": `lax.conv` and `lax.reduce_window`, what `nn.Conv` and `nn.max_pool` compute.
+- "xla": `lax.conv` and `lax.reduce_window`, what `nn.Conv` and `nn.max_pool` compute (the
+  reference, mnist_jax.model).
 
-Both the linen and the NNX module call `conv_relu_pool`, so they cannot drift apart. Arrays are
-NHWC, kernels HWIO, as Flax's; docs/measurements.md has the timings behind each choice.
+The fast CNN's linen and NNX forms (mnist_jax.fast.cnn) both call `conv_relu_pool`, so they cannot
+drift apart. Arrays are NHWC, kernels HWIO, as Flax's; docs/measurements.md has the timings.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.config import ConvImpl, Precision
+from mnist_jax.config import ConvImpl
 
 Formulation = Literal["matmul", "custom_vjp", "xla"]
 
@@ -38,11 +39,6 @@ def resolve_conv_impl(conv: ConvImpl, backend: str | None = None) -> Formulation
     if conv != "auto":
         return conv
     return CONV_BY_BACKEND.get(backend or jax.default_backend(), "xla")  # type: ignore[return-value]
-
-
-def matmul_precision(precision: Precision) -> jax.lax.Precision | None:
-    """`TrainConfig.precision` as what `jnp.dot` and `lax.conv` take; None keeps JAX's default."""
-    return None if precision == "default" else jax.lax.Precision(precision)
 
 
 def conv_relu_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array, impl: Formulation,

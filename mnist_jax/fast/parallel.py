@@ -18,6 +18,7 @@ then lists the devices of every host.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -84,6 +85,27 @@ def batch_sharding(mesh: Mesh | None) -> NamedSharding | None:
     if mesh is None or BATCH_AXIS not in mesh.axis_names:
         return None
     return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitBatches:
+    """A `Model` (mnist_jax.model) whose every batch is laid out split over a mesh's devices (data
+    parallel): XLA then splits the whole step, and adds the gradients' parts with one all-reduce."""
+
+    model: Any
+    sharding: NamedSharding
+
+    def init(self, key: jax.Array) -> Any:
+        return self.model.init(key)
+
+    def apply(self, params: Any, images: jax.Array, **train: Any) -> jax.Array:
+        return self.model.apply(params, jax.lax.with_sharding_constraint(images, self.sharding), **train)
+
+
+def split_batches(model: Any, mesh: Mesh | None) -> Any:
+    """`model`, its batches split over `mesh` where the mesh splits batches (`batch_sharding`)."""
+    sharding = batch_sharding(mesh)
+    return model if sharding is None else SplitBatches(model, sharding)
 
 
 def put(tree: Any, sharding: jax.sharding.Sharding) -> Any:

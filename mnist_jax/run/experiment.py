@@ -29,6 +29,7 @@ import jax
 from mnist_jax.hooks import console
 from mnist_jax import data
 from mnist_jax.run import environment, loop, memory
+from mnist_jax.fast import programs
 from mnist_jax.apps import inference
 from mnist_jax.fast import parallel
 from mnist_jax.run import history as hist
@@ -37,7 +38,7 @@ from mnist_jax.run.checkpoints import Checkpointer, CheckpointHook, Restored
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.hooks import Hook, Hooks, Start
-from mnist_jax.networks import model_for
+from mnist_jax.fast import model_for
 from mnist_jax.optimizer import weight_decay
 from mnist_jax.hooks.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
@@ -83,7 +84,7 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
                 raise rd.RunError(f"{run_dir.path}: no checkpoint to resume from (the run stopped in its first "
                                   f"epoch); start it again with --run-dir {run_dir.path} --overwrite")
             # The newest intact checkpoint, not history.json, is where training goes on from.
-            start = checkpointer.restore_latest(loop.initial_state(run_dir.config))
+            start = checkpointer.restore_latest(programs.initial_state(run_dir.config))
         if start.epoch > run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} has trained {start.epoch} epochs, more than --epochs "
                               f"{run_dir.config.epochs}; pass --epochs {start.epoch} or more")

@@ -20,7 +20,7 @@ import jax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
-from mnist_jax.run.loop import gradient_slices
+from mnist_jax.fast.programs import gradient_slices
 from mnist_jax.steps import eval_batch_size
 
 TRAIN_BYTES_PER_EXAMPLE = 518_000

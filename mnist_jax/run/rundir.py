@@ -455,7 +455,7 @@ def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Param
                            f"(written by an older mnist-jax); train the run again")
         return record, load_params(run_dir, config, record.params_sha256)
     from mnist_jax.run.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
-    from mnist_jax.run.loop import initial_state
+    from mnist_jax.fast.programs import initial_state
 
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:

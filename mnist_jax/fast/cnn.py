@@ -1,0 +1,61 @@
+"""The notebook's CNN in the faster formulations of mnist_jax.fast.kernels: the same parameters,
+the same numbers up to float rounding as mnist_jax.model (tests/test_fast.py); the NNX forms are in
+mnist_jax.fast.cnn_nnx.
+
+    model = fast_cnn(TrainConfig())      # on a CPU "auto" is "custom_vjp": what the bundled run trained
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from mnist_jax.config import TrainConfig
+from mnist_jax.fast.kernels import Formulation, conv_relu_pool, resolve_conv_impl
+from mnist_jax.model import NUM_CLASSES, LinenModel, Model, matmul_precision, torch_uniform
+from mnist_jax.model import Classifier as Reference
+
+
+class ConvReluPool(nn.Module):
+    """conv 3x3 (VALID, with bias) - ReLU - 2x2 max pool in the formulation `impl`; `kernel` and
+    `bias` as `nn.Conv`'s, drawn in the same order, so the params are the reference's."""
+
+    features: int
+    impl: Formulation
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = 3 * 3 * x.shape[-1]
+        kernel = self.param("kernel", torch_uniform(fan_in), (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", torch_uniform(fan_in), (self.features,))
+        return conv_relu_pool(x, kernel, bias, self.impl, self.precision)
+
+
+class Classifier(nn.Module):
+    """mnist_jax.model.Classifier with its convolutions and pooling in the formulation `impl`."""
+
+    impl: Formulation
+    precision: str = "default"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        precision = matmul_precision(self.precision)
+        x = ConvReluPool(32, self.impl, precision, name="conv1")(x)
+        x = ConvReluPool(64, self.impl, precision, name="conv2")(x)
+        x = x.reshape(x.shape[0], -1)
+        init = torch_uniform(x.shape[-1])
+        return nn.Dense(NUM_CLASSES, name="linear", precision=precision, kernel_init=init, bias_init=init)(x)
+
+
+def fast_cnn(config: TrainConfig) -> Model:
+    """The CNN of `config` in the formulation its `conv` names ("auto": the fastest measured on
+    this backend); "xla" is the reference, mnist_jax.model itself."""
+    impl = resolve_conv_impl(config.conv)
+    if config.model == "nnx":
+        from mnist_jax.fast.cnn_nnx import nnx_cnn  # on use: flax.nnx adds 0.35 s to every command's start
+
+        return nnx_cnn(impl, config.precision)
+    return LinenModel(Reference(config.precision) if impl == "xla" else Classifier(impl, config.precision))

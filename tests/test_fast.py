@@ -1,0 +1,109 @@
+"""mnist_jax.fast gives the core's numbers: the faster formulations against mnist_jax.model, the
+compiled epoch against mnist_jax.steps.train_epoch, the sliced gradient against the whole batch's."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_jax import model_nnx
+from mnist_jax.config import TrainConfig
+from mnist_jax.fast import model_for
+from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, train_programs
+from mnist_jax.metrics import summarize
+from mnist_jax.model import Classifier, LinenModel
+from mnist_jax.optimizer import make_optimizer
+from mnist_jax.steps import Batch, create_train_state, loss_and_gradient, num_batches, train_epoch
+
+# Full float32: under TF32 (a GPU's default) the formulations would differ by more than rounding.
+REFERENCE = LinenModel(Classifier("highest"))
+FORMS = [dict(conv=conv, model=form) for form in ("linen", "nnx") for conv in ("matmul", "custom_vjp", "xla")]
+
+
+def leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f['model']}-{f['conv']}")
+def test_every_formulation_draws_the_references_params_and_gives_its_logits_and_gradients(form, mnist):
+    model = model_for(TrainConfig(precision="highest", **form))
+    key = jax.random.key(5)
+    for a, b in zip(leaves(jax.jit(model.init)(key)), leaves(jax.jit(REFERENCE.init)(key))):
+        np.testing.assert_array_equal(a, b)
+    params = jax.jit(REFERENCE.init)(key)
+    images, labels = (jnp.asarray(a[:64]) for a in mnist["test"])
+    np.testing.assert_allclose(jax.jit(model.apply)(params, images), jax.jit(REFERENCE.apply)(params, images),
+                               rtol=1e-5, atol=1e-5)
+    batch = Batch(images, labels, jnp.ones(64, bool))
+    gradient = jax.jit(loss_and_gradient, static_argnums=2)
+    _, _, got = gradient(params, batch, model, key)
+    _, _, want = gradient(params, batch, REFERENCE, key)
+    for a, b in zip(leaves(got), leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
+
+
+def test_the_nnx_twin_computes_in_each_formulation_as_linen_does(mnist):
+    params = jax.jit(REFERENCE.init)(jax.random.key(3))
+    images = mnist["test"][0][:16]
+    want = jax.jit(REFERENCE.apply)(params, images)
+    assert model_for(TrainConfig(model="nnx", conv="xla")) == model_nnx.NnxModel()
+    for conv in ("matmul", "custom_vjp", "xla"):
+        twin = model_for(TrainConfig(model="nnx", conv=conv, precision="highest"))
+        np.testing.assert_allclose(jax.jit(twin.apply)(params, images), want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_compiled_epoch_is_the_cores_epoch(mnist):
+    """The run's programs (the CPU's formulation, gradient slices, the epoch in chunks) train the
+    epoch that mnist_jax.steps.train_epoch trains with the reference model, within float rounding;
+    with the reference's formulation and no slices, bit for bit."""
+    images, labels = (jnp.asarray(a[:1100]) for a in mnist["train"])
+    config = TrainConfig(precision="highest", learning_rate=1e-3, batch_size=128, epochs=1)
+    optimizer = make_optimizer(config, num_batches(1100, 128))
+    core = jax.jit(functools.partial(train_epoch, batch_size=128, model=REFERENCE, optimizer=optimizer))
+    want_state, want_sums = core(jax.jit(functools.partial(create_train_state, REFERENCE, optimizer))(
+        jax.random.key(config.seed)), images, labels)
+    for fast, exact in ((dict(conv="xla", microbatch=128), True), (dict(conv="custom_vjp", microbatch=32), False)):
+        fast_config = TrainConfig(**{**vars(config), **fast})
+        programs = train_programs(fast_config, num_batches(1100, 128))
+        state, sums = run_epoch(programs, initial_state(fast_config), images, labels, chunks=3)
+        assert int(state.step) == int(want_state.step) == 9
+        for a, b in zip(leaves(state.params), leaves(want_state.params)):
+            if exact:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+        for key, value in summarize(sums).items():
+            np.testing.assert_allclose(value, summarize(want_sums)[key], rtol=1e-4)
+
+
+def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
+    images, labels = (jnp.asarray(a[:512]) for a in mnist["train"])
+    batch = Batch(images, labels, jnp.arange(512) < 500)  # a short last batch: 12 padded examples
+    params = jax.jit(REFERENCE.init)(jax.random.key(0))
+    key = jax.random.key(1)
+    whole = jax.jit(lambda p, b: loss_and_gradient(p, b, REFERENCE, key))(params, batch)
+    sliced = jax.jit(lambda p, b: sliced_gradient(16)(p, b, REFERENCE, key))(params, batch)
+    np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
+    np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(leaves(sliced[2]), leaves(whole[2])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
+
+
+def test_multi_seed_state_stacks_the_single_seed_states_exactly():
+    stacked = initial_state(TrainConfig(seed=7, seeds=2))  # the init program of the suite's 2-seed runs
+    for i in range(2):
+        single = initial_state(TrainConfig(seed=7 + i))
+        for a, b in zip(leaves(stacked), leaves(single)):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            np.testing.assert_array_equal(a[i], b)
+
+
+def test_the_config_precision_and_conv_leave_the_initial_params_alone():
+    a = initial_state(TrainConfig())
+    for other in (TrainConfig(precision="highest", conv="xla"), TrainConfig(conv="matmul", microbatch=64)):
+        for x, y in zip(leaves(a.params), leaves(initial_state(other).params)):
+            np.testing.assert_array_equal(x, y)
+
