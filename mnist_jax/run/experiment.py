@@ -84,6 +84,7 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
                                   f"epoch); start it again with --run-dir {run_dir.path} --overwrite")
             # The newest intact checkpoint, not history.json, is where training goes on from.
             start = checkpointer.restore_latest(loop.initial_state(run_dir.config))
+        start = start._replace(history=hist.upgrade(start.history, run_dir.config))  # saved before a metric existed
         if start.epoch > run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} has trained {start.epoch} epochs, more than --epochs "
                               f"{run_dir.config.epochs}; pass --epochs {start.epoch} or more")
@@ -168,7 +169,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     # Leaving the block waits for the last checkpoint; an error in flight closes it without a second one.
     with Checkpointer(run_dir.checkpoint_dir, keep=options.keep_checkpoints) as checkpointer, \
             console.StopOnSignal() as stop:
-        outcome = loop.train(config, train_data, test_data, mesh=mesh,
+        outcome = loop.train(config, train_data, test_data, mesh=mesh, metrics=hist.declared(),
                              start=(start.state, start.history) if start is not None else None,
                              hooks=[CheckpointHook(checkpointer, run_dir.write_history), stop, hooks])
     outcome = dataclasses.replace(outcome, workdir=run_dir.path, signal=stop.signal)
