@@ -12,6 +12,7 @@ from mnist_jax import model_nnx
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
+from mnist_jax.run.loop import eval_program
 from mnist_jax.networks import (NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_for, model_summary,
                               param_shapes)
 
@@ -34,8 +35,8 @@ def test_every_network_the_config_can_name_has_an_entry():
     for spec in NETWORKS.values():
         assert set(spec.settings) <= set(NETWORK_SETTINGS) <= {f.name for f in config_module.fields(TrainConfig)}
     assert TrainConfig().network == "cnn"
-    with pytest.raises(TypeError):
-        NETWORKS["mlp"] = MLP_NETWORK  # a constant: another network is a declaration, not a registration
+    with pytest.raises(ConfigError, match=r"^network must be cnn, got 'mlp'$"):
+        TrainConfig(network="mlp")  # a network the config does not declare cannot be asked for
 
 
 def test_the_config_builds_the_cnn_in_either_flax_api():
@@ -43,7 +44,15 @@ def test_the_config_builds_the_cnn_in_either_flax_api():
     assert model_for(TrainConfig(conv="xla", precision="highest")) == LinenModel(Classifier("xla", "highest"))
     assert model_for(TrainConfig(model="nnx", conv="matmul")) == model_nnx.NnxModel("matmul")
     assert model_for(TrainConfig(model="nnx")) == model_nnx.NnxModel()
-    hash(model_for(TrainConfig()))  # jitted programs take it as a static argument
+
+
+
+def test_equal_configs_build_models_that_share_one_compiled_program():
+    """A model is a static argument of the jitted programs, which are cached on it: two builds of one
+    config reuse the program, another formulation gets its own."""
+    program = eval_program(model_for(TrainConfig()), 256)
+    assert eval_program(model_for(TrainConfig()), 256) is program
+    assert eval_program(model_for(TrainConfig(conv="xla")), 256) is not program
 
 
 def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_default():
