@@ -81,3 +81,5 @@ def test_a_multi_seed_history_gets_a_value_per_seed_for_a_metric_known_in_older_
            "test_accuracy": [[0.5, 0.4]]}
     history = hist.from_saved(old, two_seeds, (*hist.METRICS, per_seed))
     assert history["train_margin"] == [[0.0, 0.0]] and history["learning_rate"] == [two_seeds.learning_rate]
+    sweep = TrainConfig(sweep="lr=1e-4,1e-3")  # each value's learning rate is its own
+    assert hist.from_saved(old, sweep)["learning_rate"] == [[1e-4, 1e-3]]

@@ -49,9 +49,13 @@ def upgrade(history: History, config: Any, metrics: Sequence[Metric] | None = No
 
 
 def _older_value(metric: Metric, config: Any) -> Any:
-    value = metric.older_runs(config)
-    models = getattr(config, "models", 1)
-    return [value] * models if models > 1 and not metric.shared and value is not None else value
+    """`metric`'s value in an epoch of a run from before it: one per model where each model has its
+    own (a sweep's learning rate is each value's own), None where unknown."""
+    per_model = config.models > 1 and (not metric.shared or (config.sweep is not None and metric.key == RATE_KEY))
+    if not per_model:
+        return metric.older_runs(config)
+    values = [metric.older_runs(member) for member in config.model_configs()]
+    return None if all(value is None for value in values) else values
 
 
 def from_saved(saved: Any, config: Any, metrics: Sequence[Metric] | None = None) -> History:
