@@ -16,8 +16,8 @@ class probabilities (or logits) out, as float32. It runs on the platform it was 
 through jax2onnx (the `onnx` extra), input "images" (N, 28, 28, 1) uint8, output "probabilities"
 or "logits" (N, 10) float32. Whatever formulation the run trained with (`--conv`), the ONNX model
 of a network that reads `--conv` (the CNN) computes it as "matmul" does, the same numbers in
-MatMul, Slice and Max, which every ONNX runtime has: jax2onnx's max-pool of "xla" fails for these shapes, and onnxruntime refuses the pooling that
-NNX's "xla" writes ("Unsupported pooling size").
+MatMul, Slice and Max, which every ONNX runtime has: jax2onnx's max-pool of "xla" fails for these
+shapes, and onnxruntime refuses the pooling that NNX's "xla" writes ("Unsupported pooling size").
 
     mnist-jax export --format onnx --out classifier.onnx
     import onnxruntime, numpy as np

@@ -11,7 +11,8 @@ A History maps each metric's key (mnist_jax.metrics.METRICS) to a list with one 
 float, or for `test_class_accuracy` a list of 10. In a multi-seed run each entry is a list with one
 value per seed (a `shared` metric excepted: the seeds share it); `seed_history(history, i)` is seed
 i's own. Every function here that takes `metrics` defaults to `declared()`: METRICS as it is at
-the call, so that a history read today is checked against today's metrics. Also here: when a run has diverged (`diverged`) and reached its target (`reached`).
+the call, so that a history read today is checked against today's metrics. Also here: when a run
+has diverged (`diverged`) and reached its target (`reached`).
 """
 
 from __future__ import annotations
