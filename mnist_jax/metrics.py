@@ -4,12 +4,14 @@
     values = summarize(sums)                                  # {"train_loss": ..., "train_accuracy": ...}
     print(format_epoch(0, record))
     # [epoch  0] Train loss: 1.8407 / accuracy: 0.6246 | Test loss: 1.0855 / accuracy: 0.8155
+    # (then " | label: value" for each metric declared with a `printed` label)
 
 A `Metric` says how each train or test step computes its batch's share, as (numerator,
 denominator), so that an epoch's value is sum(numerators) / sum(denominators), exact whatever the
 batches; its key in history.json, its TensorBoard tag, and its value in runs written before it
 existed. A new metric is one more entry of METRICS (docs/extending.md). mnist_jax.run.history
-keeps the epochs' records.
+keeps the epochs' records. Whatever reads or writes a history takes `declared()`, METRICS as it is
+when called, so that nothing holds on to the tuple of an earlier import.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class Metric:
     shared: bool = False  # one value per epoch, whatever the seed count
     per_class: bool = False  # a list with one value per class
     bounds: tuple[float, float] = (0.0, math.inf)  # what a value can be: history.json's check
+    # Its label in the printed epoch line, appended as " | label: value"; None: not printed (the
+    # notebook's four have their own places in the line).
+    printed: str | None = None
 
 
 def _count(step: StepResult) -> jax.Array:
@@ -78,6 +83,12 @@ METRICS = (
 NOTEBOOK_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # the notebook's printed four
 LOSS_KEY = "train_loss"  # whose per-batch values are each step's loss (TensorBoard's train/batch_loss)
 RATE_KEY = "learning_rate"  # shared by a run's seeds, but each sweep member's own
+
+
+def declared(metrics: Sequence[Metric] | None = None) -> Sequence[Metric]:
+    """`metrics`, or else METRICS as this module holds it at the time of the call (not of an import),
+    so that every reader of a history sees a metric added since."""
+    return METRICS if metrics is None else metrics
 
 
 def step_sums(metrics: Sequence[Metric], split: str, step: StepResult) -> Sums:
@@ -112,14 +123,19 @@ def epoch_entry(history: History, epoch: int) -> dict[str, Any]:
     return {k: v[epoch] for k, v in history.items()}
 
 
-def _value(value: float | list[float]) -> str:
+def _value(value: float | list[float] | None) -> str:
+    if value is None:  # a metric that an older run did not record (Metric.older_runs)
+        return "n/a"
     if isinstance(value, (int, float)):
         return f"{value:.4f}"
     values = np.asarray(value)
     return f"{values.mean():.4f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
 
 
-def format_epoch(epoch: int, record: dict[str, Any]) -> str:
-    """The notebook's per-epoch line; for several seeds, each value as mean +- std over the seeds."""
+def format_epoch(epoch: int, record: dict[str, Any], metrics: Sequence[Metric] | None = None) -> str:
+    """The notebook's per-epoch line, then " | label: value" for each metric with a `printed` label
+    that `record` holds; for several seeds, each value as mean +- std over the seeds."""
+    extra = "".join(f" | {m.printed}: {_value(record[m.key])}" for m in declared(metrics)
+                    if m.printed is not None and m.key in record)
     return (f"[epoch {epoch:2d}] Train loss: {_value(record['train_loss'])} / accuracy: {_value(record['train_accuracy'])}"
-            f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}")
+            f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}{extra}")

@@ -59,6 +59,26 @@ SMALL = {"batch_size": 256, "learning_rate": 1e-3, "train_examples": 1024, "test
 SMALL_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--train-examples", "1024", "--test-examples", "1024"]
 
 
+# What a hand-made epoch record holds where a test names no value: a plausible number per metric.
+TYPICAL_VALUES = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
+                  "epoch_seconds": 1.0, "test_class_accuracy": 0.9, "learning_rate": 1e-3}
+
+
+def a_record(seeds: int = 1, **values) -> dict:
+    """One epoch's record with an entry for every metric of METRICS as declared now (so that adding
+    a metric breaks no test that writes records by hand): `values`, else TYPICAL_VALUES, else 0.5;
+    ten of it for a per-class metric, and one per seed (the shared metrics excepted) for `seeds` > 1."""
+    from mnist_jax import metrics
+
+    record = {}
+    for metric in metrics.declared():
+        value = values.get(metric.key, TYPICAL_VALUES.get(metric.key, 0.5))
+        if metric.per_class and metric.key not in values:
+            value = [value] * 10
+        record[metric.key] = value if seeds == 1 or metric.shared or metric.key in values else [value] * seeds
+    return record
+
+
 class StopAfterFirst(Hook):
     """Stops a run after its first epoch, as Ctrl-C would: resumable."""
 

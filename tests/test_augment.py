@@ -39,11 +39,27 @@ def test_random_shift_moves_each_digit_by_its_own_whole_pixels(mnist):
 
 def test_the_config_names_the_augmentation():
     assert augmentation_for(TrainConfig()) is None  # the notebook's: none
-    assert augmentation_for(TrainConfig(augment="shift", augment_shift=3)).keywords == {"max_shift": 3}
     with pytest.raises(ConfigError, match="augment must be none or shift"):
         TrainConfig(augment="rotate")
     with pytest.raises(ConfigError, match="--augment-shift 3 has no effect without --augment shift"):
         TrainConfig(augment_shift=3)
+
+
+@pytest.mark.parametrize("max_shift", [1, 3])
+def test_the_configs_shift_moves_real_digits_by_at_most_its_pixels(mnist, max_shift):
+    """`--augment shift --augment-shift N`: every digit moved by a whole shift of at most N pixels
+    along each axis, and N itself drawn."""
+    augment = augmentation_for(TrainConfig(augment="shift", augment_shift=max_shift))
+    images = mnist["train"][0][:256]
+    moved = np.asarray(jax.jit(augment)(jax.random.key(0), jnp.asarray(images)))
+    reach = range(-3, 4)  # beyond 1 pixel too, to see that a 1-pixel setting goes no further
+    largest = 0
+    for image, out in zip(images, moved):
+        shifts = [(dy, dx) for dy in reach for dx in reach if np.array_equal(shifted_on_the_host(image, dy, dx), out)]
+        smallest = min(shifts, key=lambda s: max(map(abs, s)))  # a blank edge fits several; the least is the shift
+        assert max(map(abs, smallest)) <= max_shift
+        largest = max(largest, *map(abs, smallest))
+    assert largest == max_shift
 
 
 def test_an_augmented_run_resumes_bit_for_bit_and_trains_on_other_pixels(small_data, small_fits):

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from conftest import SMALL
+from conftest import SMALL, a_record
 
 from mnist_jax.run import history as hist
 from mnist_jax.run.checkpoints import CheckpointError, Checkpointer
@@ -16,8 +16,7 @@ CONFIG = TrainConfig(epochs=1, **SMALL)
 
 
 def a_history(epochs: int) -> hist.History:
-    record = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
-              "epoch_seconds": 1.0, "test_class_accuracy": [0.9] * 10, "learning_rate": 1e-3}
+    record = a_record()
     history = hist.empty()
     for _ in range(epochs):
         history = hist.append(history, record)

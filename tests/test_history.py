@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import a_record
 
 from mnist_jax.run import history as hist
 from mnist_jax.config import TrainConfig
@@ -16,6 +17,17 @@ def test_format_epoch_is_the_notebooks_line():
     assert hist.format_epoch(0, record) == (
         "[epoch  0] Train loss: 1.8676 / accuracy: 0.6252 | Test loss: 1.1480 / accuracy: 0.7933")
     assert hist.format_epoch(29, record).startswith("[epoch 29] ")
+
+
+def test_format_epoch_appends_each_metric_with_a_printed_label():
+    record = {"train_loss": 1.86761, "train_accuracy": 0.62521, "test_loss": 1.14804, "test_accuracy": 0.79331}
+    notebook = hist.format_epoch(0, record)
+    assert hist.format_epoch(0, {**record, "learning_rate": 1e-4}) == notebook  # declared, but not printed
+    labelled = (*hist.METRICS, hist.Metric("train_grad_norm", None, "train", printed="grad norm"))
+    assert hist.format_epoch(0, {**record, "train_grad_norm": 0.123456}, labelled) == notebook + " | grad norm: 0.1235"
+    assert hist.format_epoch(0, {**record, "train_grad_norm": None}, labelled) == notebook + " | grad norm: n/a"
+    assert hist.format_epoch(0, {**record, "train_grad_norm": [0.5, 0.7]}, labelled).endswith(
+        " | grad norm: 0.6000 +- 0.1414")
 
 
 def test_format_epoch_shows_mean_and_std_over_seeds():
@@ -87,8 +99,8 @@ def test_values_no_run_can_write_are_refused_and_quoted_short(key, value, messag
         hist.check(hist.append(hist.empty(), {**RECORD, key: value}))
 
 
-RECORD = {"train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.1, "test_accuracy": 0.6, "epoch_seconds": 2.0,
-          "test_class_accuracy": [0.5] * 10, "learning_rate": 1e-4}
+RECORD = a_record(train_loss=1.0, train_accuracy=0.5, test_loss=1.1, test_accuracy=0.6, epoch_seconds=2.0,
+                  test_class_accuracy=[0.5] * 10, learning_rate=1e-4)
 
 
 def test_a_loss_that_is_not_finite_or_far_above_a_uniform_guess_has_diverged():

@@ -15,6 +15,7 @@ from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
 from mnist_jax.fast import model_for
 from mnist_jax.fast.cnn import Classifier as FastClassifier
 from mnist_jax.fast.kernels import resolve_conv_impl
+from mnist_jax.fast.programs import eval_program
 from mnist_jax.networks import NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_summary, param_shapes
 
 
@@ -22,7 +23,7 @@ class MLP(nn.Module):
     """A tiny two-layer perceptron: another network, as docs/extending.md writes one."""
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, train=False):
         x = nn.relu(nn.Dense(8, name="hidden")(x.reshape(x.shape[0], -1)))
         return nn.Dense(NUM_CLASSES, name="out")(x)
 
@@ -36,8 +37,8 @@ def test_every_network_the_config_can_name_has_an_entry():
     for spec in NETWORKS.values():
         assert set(spec.settings) <= set(NETWORK_SETTINGS) <= {f.name for f in config_module.fields(TrainConfig)}
     assert TrainConfig().network == "cnn"
-    with pytest.raises(TypeError):
-        NETWORKS["mlp"] = MLP_NETWORK  # a constant: another network is a declaration, not a registration
+    with pytest.raises(ConfigError, match=r"^network must be cnn, got 'mlp'$"):
+        TrainConfig(network="mlp")  # a network the config does not declare cannot be asked for
 
 
 def test_the_config_builds_the_cnn_in_either_flax_api():
@@ -45,7 +46,15 @@ def test_the_config_builds_the_cnn_in_either_flax_api():
     assert model_for(TrainConfig()) == LinenModel(FastClassifier(auto) if auto != "xla" else Classifier())
     assert model_for(TrainConfig(conv="xla", precision="highest")) == LinenModel(Classifier("highest"))
     assert model_for(TrainConfig(model="nnx", conv="xla")) == model_nnx.NnxModel()
-    hash(model_for(TrainConfig()))  # jitted programs take it as a static argument
+
+
+
+def test_equal_configs_build_models_that_share_one_compiled_program():
+    """A model is a static argument of the jitted programs, which are cached on it: two builds of one
+    config reuse the program, another formulation gets its own."""
+    program = eval_program(model_for(TrainConfig()), 256)
+    assert eval_program(model_for(TrainConfig()), 256) is program
+    assert eval_program(model_for(TrainConfig(conv="xla")), 256) is not program
 
 
 def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_default():

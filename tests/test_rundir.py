@@ -8,7 +8,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import SMALL
+from conftest import SMALL, a_record
 
 from mnist_jax.run import history as hist
 from mnist_jax.run import rundir
@@ -18,16 +18,12 @@ from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.fast.programs import initial_state
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
-RECORD = {"train_loss": 0.5, "train_accuracy": 0.8, "test_loss": 0.4, "test_accuracy": 0.9,
-          "epoch_seconds": 1.0, "test_class_accuracy": [0.9] * 10, "learning_rate": 1e-3}
 
 
 def finished_run(path, config=CONFIG):
     with rundir.RunDir.create(path, config) as run:
         state = initial_state(config)
-        record = RECORD if config.seeds == 1 else {
-            k: v if k in {m.key for m in hist.METRICS if m.shared} else [v] * config.seeds for k, v in RECORD.items()}
-        history = hist.append(hist.empty(), record)
+        history = hist.append(hist.empty(), a_record(config.seeds))
         run.finish(history, state.params, {"backend": "cpu"},
                    {"training.svg": b"<svg/>", "classification.svg": b"<svg/>"})
     return run, state
@@ -124,7 +120,7 @@ def test_a_multi_seed_run_points_to_its_seed_runs(tmp_path):
 def test_an_unfinished_run_loads_its_latest_checkpoint(tmp_path):
     run = rundir.RunDir(tmp_path / "run", CONFIG)
     state = initial_state(CONFIG)
-    history = hist.append(hist.empty(), RECORD)
+    history = hist.append(hist.empty(), a_record())
     checkpointer = Checkpointer(run.checkpoint_dir)
     checkpointer.save(1, state, history)
     checkpointer.close()

@@ -10,14 +10,14 @@
 The artifact is serialized StableHLO with the params inside it, for any batch size N >= 1 (the
 batch dimension is symbolic; jax.export's start at 1): uint8 images (N, 28, 28, 1) in, the ten
 class probabilities (or logits) out, as float32. It runs on the platform it was exported on (`jax.default_backend()`); pass
-`platforms` for others.
+`platforms` for others. Any network of `networks.NETWORKS` exports, as its `Model` computes it.
 
 `--format onnx` (or an `--out` name ending .onnx) writes the same function as an ONNX model
 through jax2onnx (the `onnx` extra), input "images" (N, 28, 28, 1) uint8, output "probabilities"
 or "logits" (N, 10) float32. Whatever formulation the run trained with (`--conv`), the ONNX model
-computes it as "matmul" does, the same numbers in MatMul, Slice and Max, which every ONNX runtime
-has: jax2onnx's max-pool of "xla" fails for these shapes, and onnxruntime refuses the pooling that
-NNX's "xla" writes ("Unsupported pooling size").
+of a network that reads `--conv` (the CNN) computes it as "matmul" does, the same numbers in
+MatMul, Slice and Max, which every ONNX runtime has: jax2onnx's max-pool of "xla" fails for these
+shapes, and onnxruntime refuses the pooling that NNX's "xla" writes ("Unsupported pooling size").
 
     mnist-jax export --format onnx --out classifier.onnx
     import onnxruntime, numpy as np
@@ -39,6 +39,7 @@ from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
+from mnist_jax import networks
 from mnist_jax.fast import model_for
 
 Output = Literal["probabilities", "logits"]
@@ -76,7 +77,12 @@ def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
 
 
 def _onnx_model(config: TrainConfig) -> Model:
-    return model_for(dataclasses.replace(config, conv="matmul"))
+    """`config`'s model for ONNX: in the "matmul" formulation where its network reads `conv` (its
+    `NetworkSpec.settings`); a network without formulations is built as it is, since setting a
+    setting it does not read is refused."""
+    if "conv" in networks.NETWORKS[config.network].settings:
+        config = dataclasses.replace(config, conv="matmul")
+    return model_for(config)
 
 
 def _to_onnx(function, example: jax.ShapeDtypeStruct, name: str, inputs: list[str], outputs: list[str]) -> bytes:

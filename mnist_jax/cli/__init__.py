@@ -162,25 +162,44 @@ def train(args: argparse.Namespace) -> int:
 
 
 def load_hook(spec: str):
-    """`--hook MODULE:NAME`: NAME from MODULE (importable from the current directory or the Python
-    path), called with no arguments to make the hook, a `mnist_jax.hooks.Hook`."""
+    """`--hook MODULE:NAME[:KEY=VALUE,...]`: NAME from MODULE (importable from the current directory
+    or the Python path), called with the KEY=VALUE pairs as keyword arguments, each value a string,
+    to make the hook, a `mnist_jax.hooks.Hook`. Any mistake is a one-line UserError naming `spec`."""
     import importlib
 
     from mnist_jax.hooks import Hook
 
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise UserError(f"--hook {spec}: expected MODULE:NAME, e.g. my_hooks:CsvLog")
+    module_name, name, arguments = _parse_hook(spec)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` finds the current directory's modules
     try:
-        hook = getattr(importlib.import_module(module_name), name)()
+        hook = getattr(importlib.import_module(module_name), name)(**arguments)
+    except UserError as e:  # a hook that says itself what is wrong with its arguments
+        raise UserError(f"--hook {spec}: {e}") from None
     except Exception as e:  # the user's code: any error in it is theirs, said in one line
         raise UserError(f"--hook {spec}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                         .rstrip(": ")) from None
     if not isinstance(hook, Hook):
         raise UserError(f"--hook {spec}: made a {type(hook).__name__}, not a mnist_jax.hooks.Hook")
     return hook
+
+
+def _parse_hook(spec: str) -> tuple[str, str, dict[str, str]]:
+    """MODULE, NAME and the keyword arguments of a `--hook` spec; a UserError for a malformed one."""
+    module_name, _, rest = spec.partition(":")
+    name, _, listed = rest.partition(":")  # a value may hold ":" (a path), never ","
+    if not module_name or not name:
+        raise UserError(f"--hook {spec}: expected MODULE:NAME or MODULE:NAME:KEY=VALUE,..., "
+                        f"e.g. mnist_jax.hooks.logs:CsvLog:path=metrics.csv")
+    arguments: dict[str, str] = {}
+    for pair in listed.split(",") if listed else []:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.isidentifier():
+            raise UserError(f"--hook {spec}: expected KEY=VALUE after {name}:, got {pair!r}")
+        if key in arguments:
+            raise UserError(f"--hook {spec}: {key} is given twice")
+        arguments[key] = value
+    return module_name, name, arguments
 
 
 def _params_phrase(history) -> str:
@@ -577,9 +596,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                        help="where to write this run (default: runs/<date>-<time> under the current directory)")
     where.add_argument("--resume", metavar="RUN_DIR", type=_path, default=None,
                        help="continue the run in RUN_DIR from its last checkpoint (with --epochs: up to that many)")
-    p.add_argument("--hook", action="append", default=[], metavar="MODULE:NAME",
-                   help="also call your own hook, NAME() from MODULE (a mnist_jax.hooks.Hook subclass; the current "
-                        "directory is searched first); repeatable")
+    p.add_argument("--hook", action="append", default=[], metavar="MODULE:NAME[:KEY=VALUE,...]",
+                   help="also call a hook, NAME(KEY='VALUE', ...) from MODULE (a mnist_jax.hooks.Hook subclass; the "
+                        "current directory is searched first), e.g. mnist_jax.hooks.logs:CsvLog:path=metrics.csv; "
+                        "repeatable")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first and run the same command on every "
                         "host; SLURM, Open MPI, Kubernetes and Cloud TPU fill in the three flags below")

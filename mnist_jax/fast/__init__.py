@@ -11,6 +11,7 @@ import mnist_jax
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast.cnn import fast_cnn
 from mnist_jax.model import Model
+from mnist_jax import networks
 from mnist_jax.networks import NETWORKS, count_params, model_summary, param_shapes  # noqa: F401 (mnist_jax.models)
 
 __getattr__ = mnist_jax.lazy_submodules(__name__, __path__)
@@ -22,6 +23,6 @@ FASTER = {"cnn": fast_cnn}
 def model_for(config: TrainConfig) -> Model:
     """The model that `config` trains: its network (mnist_jax.networks), in the formulation that
     `--conv` names where the network has faster ones (auto: the fastest measured on this backend)."""
-    network = NETWORKS[config.network]
+    network = networks.NETWORKS[config.network]
     model = network.model(config)  # refuses the settings the network does not read
     return FASTER[config.network](config) if config.network in FASTER else model

@@ -127,8 +127,8 @@ def over_models(fn: Callable, in_axes: tuple[int | None, ...], mesh: jax.shardin
 
 @functools.lru_cache(maxsize=32)
 def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.sharding.Mesh | None,
-                    declared: tuple[metrics.Metric, ...]) -> TrainPrograms:
-    # `declared` (metrics.METRICS) is in the key so that a process that changes the metrics recompiles.
+                    metrics_key: tuple[metrics.Metric, ...]) -> TrainPrograms:
+    # `metrics_key` (metrics.METRICS) is in the key so that a process that changes the metrics recompiles.
     steps_fn = functools.partial(
         train_steps, model=parallel.split_batches(model_for(config), mesh),
         optimizer=make_optimizer(config, steps_per_epoch), augment=augmentation_for(config),
@@ -160,7 +160,7 @@ def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.shardi
 
 @functools.lru_cache(maxsize=32)
 def _eval_program(model: Model, batch_size: int, seeds: int, mesh: jax.sharding.Mesh | None,
-                  declared: tuple[metrics.Metric, ...]) -> Callable:
+                  metrics_key: tuple[metrics.Metric, ...]) -> Callable:
     fn = functools.partial(evaluate, model=parallel.split_batches(model, mesh), batch_size=batch_size)
     if seeds > 1:
         fn = over_models(fn, (0, None, None), mesh)

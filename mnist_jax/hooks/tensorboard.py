@@ -29,7 +29,7 @@ import numpy as np
 
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.metrics import METRICS, Metric, epoch_entry, epochs_done
+from mnist_jax.metrics import Metric, declared, epoch_entry, epochs_done
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.steps import num_batches
 from mnist_jax.sweep import model_dir_names
@@ -48,14 +48,14 @@ def class_tags(class_names: Sequence[str]) -> list[str]:
 
 
 def epoch_scalars(epoch: int, record: dict[str, Any], class_tags: Sequence[str], seed: int | None,
-                  metrics: Sequence[Metric] = METRICS, batch_losses: bool = True) -> Iterator[tuple[str, float, int]]:
+                  metrics: Sequence[Metric] | None = None, batch_losses: bool = True) -> Iterator[tuple[str, float, int]]:
     """(tag, value, step) of every scalar of one epoch's `record` (the batch losses too, unless not
     `batch_losses`: a history holds none); `seed`: that seed's values of a multi-seed record, None
     for a one-seed run."""
     def of_seed(value):
         return value if seed is None or np.ndim(value) == 0 else value[seed]
 
-    for metric in metrics:
+    for metric in declared(metrics):
         if metric.tag is not None and record.get(metric.key) is not None:
             yield metric.tag, of_seed(record[metric.key]), epoch
     for tag, accuracy in zip(class_tags, of_seed(record["test_class_accuracy"]), strict=True):
@@ -124,9 +124,9 @@ def _file_version(wall_time: float) -> bytes:
 class TensorBoard(Hook):
     """Keeps `directory` (the experiment: RUN_DIR/tensorboard) an event-file copy of the run's history."""
 
-    def __init__(self, directory: str | Path, metrics: tuple[Metric, ...] = METRICS):
+    def __init__(self, directory: str | Path, metrics: Sequence[Metric] | None = None):
         self.directory = Path(directory)
-        self.metrics = metrics
+        self.metrics = declared(metrics)
         self.files: list[BinaryIO] = []  # one per seed, appended to
         self.class_tags: list[str] = []
 

@@ -85,6 +85,7 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
                                   f"epoch); start it again with --run-dir {run_dir.path} --overwrite")
             # The newest intact checkpoint, not history.json, is where training goes on from.
             start = checkpointer.restore_latest(programs.initial_state(run_dir.config))
+        start = start._replace(history=hist.upgrade(start.history, run_dir.config))  # saved before a metric existed
         if start.epoch > run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} has trained {start.epoch} epochs, more than --epochs "
                               f"{run_dir.config.epochs}; pass --epochs {start.epoch} or more")

@@ -5,11 +5,14 @@
     history = append(history, record)                       # a new History
     history = upgrade(history, config)                      # a run written before a metric existed
     check(history)                                          # a ValueError naming what no run writes
+    history = from_saved(saved, config)                     # both, in that order: what every reader calls
 
 A History maps each metric's key (mnist_jax.metrics.METRICS) to a list with one entry per epoch: a
 float, or for `test_class_accuracy` a list of 10. In a multi-seed run each entry is a list with one
 value per seed (a `shared` metric excepted: the seeds share it); `seed_history(history, i)` is seed
-i's own. Also here: when a run has diverged (`diverged`) and reached its target (`reached`).
+i's own. Every function here that takes `metrics` defaults to `declared()`: METRICS as it is at
+the call, so that a history read today is checked against today's metrics. Also here: when a run
+has diverged (`diverged`) and reached its target (`reached`).
 """
 
 from __future__ import annotations
@@ -22,30 +25,53 @@ import numpy as np
 
 from mnist_jax.errors import finite, quoted
 from mnist_jax.metrics import (LOSS_KEY, METRICS, NOTEBOOK_KEYS, RATE_KEY, History, Metric, StepResult, Sums,  # noqa: F401
-                               class_accuracy, epoch_entry, epochs_done, format_epoch, step_sums, summarize)
+                               class_accuracy, declared, epoch_entry, epochs_done, format_epoch, step_sums, summarize)
 
 
-def empty(metrics: Sequence[Metric] = METRICS) -> History:
-    return {m.key: [] for m in metrics}
+def empty(metrics: Sequence[Metric] | None = None) -> History:
+    return {m.key: [] for m in declared(metrics)}
 
 
-def append(history: History, record: Mapping[str, Any], metrics: Sequence[Metric] = METRICS) -> History:
+def append(history: History, record: Mapping[str, Any], metrics: Sequence[Metric] | None = None) -> History:
     """A new History with `record` as its next epoch; `history` itself is left as it was."""
-    return {m.key: [*history[m.key], record[m.key]] for m in metrics}
+    return {m.key: [*history[m.key], record[m.key]] for m in declared(metrics)}
 
 
-def upgrade(history: History, config: Any, metrics: Sequence[Metric] = METRICS) -> History:
+def upgrade(history: History, config: Any, metrics: Sequence[Metric] | None = None) -> History:
     """`history` with every metric it lacks filled in as `Metric.older_runs` says (a run written
-    before that metric existed); a KeyError-free resume of any earlier run."""
-    missing = {m.key: [m.older_runs(config)] * epochs_done(history)
-               for m in metrics if m.key not in history and m.older_runs is not None}
+    before that metric existed), one value per model where the models each have their own; a
+    KeyError-free resume of any earlier run. A history too malformed to count its epochs is left
+    as it is, for `check` to name what is wrong."""
+    if not isinstance(history, dict) or not isinstance(history.get(LOSS_KEY), list):
+        return history
+    missing = {m.key: [_older_value(m, config)] * epochs_done(history)
+               for m in declared(metrics) if m.key not in history and m.older_runs is not None}
     return {**history, **missing} if missing else history
 
 
-def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] = METRICS, swept: bool = False) -> None:
+def _older_value(metric: Metric, config: Any) -> Any:
+    """`metric`'s value in an epoch of a run from before it: one per model where each model has its
+    own (a sweep's learning rate is each value's own), None where unknown."""
+    per_model = config.models > 1 and (not metric.shared or (config.sweep is not None and metric.key == RATE_KEY))
+    if not per_model:
+        return metric.older_runs(config)
+    values = [metric.older_runs(member) for member in config.model_configs()]
+    return None if all(value is None for value in values) else values
+
+
+def from_saved(saved: Any, config: Any, metrics: Sequence[Metric] | None = None) -> History:
+    """A history as a run saved it (history.json, a checkpoint), upgraded to `metrics` (see
+    `upgrade`) and then checked (see `check`): a run saved before a metric existed stays readable."""
+    history = upgrade(saved, config, metrics)
+    check(history, config.models, metrics, swept=config.sweep is not None)
+    return history
+
+
+def check(history: Any, seeds: int = 1, metrics: Sequence[Metric] | None = None, swept: bool = False) -> None:
     """A ValueError naming the first entry of `history` (as read from history.json) that is not what
     a run writes: a list per key, one entry per epoch, numbers (one per model for several seeds or a
-    sweep, `seeds` in all; in a sweep, the learning rate too)."""
+    sweep, `seeds` in all; in a sweep, the learning rate too). Upgrade it first (`from_saved`)."""
+    metrics = declared(metrics)
     if not isinstance(history, dict):
         raise ValueError(f"history must be a mapping, got {type(history).__name__}")
     missing = [m.key for m in metrics if m.key not in history and m.split != "epoch"]
@@ -123,9 +149,9 @@ def reached(history: History, accuracy: float | None) -> bool:
             and bool(np.all(np.asarray(history["test_accuracy"][-1]) >= accuracy)))
 
 
-def seed_history(history: History, index: int, metrics: Sequence[Metric] = METRICS) -> History:
+def seed_history(history: History, index: int, metrics: Sequence[Metric] | None = None) -> History:
     """Seed `index`'s own history from a multi-seed history (shared metrics are the seeds' in common)."""
-    shared = {m.key for m in metrics if m.shared}
+    shared = {m.key for m in declared(metrics) if m.shared}
     return {k: list(v) if k in shared and not (v and isinstance(v[0], list)) else [epoch[index] for epoch in v]
             for k, v in history.items()}
 

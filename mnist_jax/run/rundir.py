@@ -388,7 +388,7 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
             config = TrainConfig.from_dict(record["config"])
         except ConfigError as e:
             raise ValueError(f"config: {e}") from None
-        hist.check(record["history"], config.models, swept=config.sweep is not None)
+        history = hist.from_saved(record["history"], config)  # upgraded first: older runs lack newer metrics
         unsure_below = record.get("unsure_below")
         if config.models == 1 and unsure_below is not None and not (
                 isinstance(unsure_below, (int, float)) and not isinstance(unsure_below, bool)
@@ -396,7 +396,7 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
             raise ValueError(f"unsure_below must be a probability (0 ... 1), got {quoted(unsure_below)}")
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
-    return RunRecord(config, hist.upgrade(record["history"], config), record.get("finished", True),
+    return RunRecord(config, history, record.get("finished", True),
                      record.get("system", {}), record.get("params_sha256"),
                      unsure_below if config.models == 1 else None)
 
@@ -467,4 +467,4 @@ def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Param
         raise RunError(str(e)) from None
     finally:
         checkpointer.close()
-    return record._replace(history=history), state.params
+    return record._replace(history=hist.upgrade(history, config)), state.params
