@@ -5,19 +5,19 @@
 
 Each train step calls it with a key of its own (`steps.train_step` folds the step count into the
 state's key), so a resumed run draws the same changes as one that never stopped. Evaluation and
-prediction never augment. A new augmentation is one function here and its name in
-`config.Augment` (docs/extending.md).
+prediction never augment. A new augmentation is one function here, one entry of AUGMENTATIONS
+(with the settings it reads) and its name in `config.Augment` (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import Choice, TrainConfig
 
 
 def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array:
@@ -33,8 +33,14 @@ def random_shift(key: jax.Array, images: jax.Array, max_shift: int) -> jax.Array
     return jax.vmap(crop)(padded, shifts)
 
 
+# Each augmentation: config -> (key, images) -> images, or None for none.
+AUGMENTATIONS: Mapping[str, Choice] = {
+    "none": Choice(lambda config: None),
+    "shift": Choice(lambda config: functools.partial(random_shift, max_shift=config.augment_shift),
+                    reads=("augment_shift",)),
+}
+
+
 def augmentation_for(config: TrainConfig) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
     """The augmentation `config` trains with, or None for none."""
-    if config.augment == "shift":
-        return functools.partial(random_shift, max_shift=config.augment_shift)
-    return None
+    return AUGMENTATIONS[config.augment].build(config)

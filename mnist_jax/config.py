@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import typing
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from mnist_jax.errors import ConfigError, finite, quoted
@@ -40,6 +41,17 @@ OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "t
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One value of a setting that picks a part of the run (`--optimizer adamw`, `--augment shift`,
+    `--network cnn`, ...): how that part is built, and which other settings it reads. Each part's
+    declarations (optimizer.OPTIMIZERS, ...) are all that `mnist_jax.choices.check` needs to refuse
+    a setting that none of a run's parts would read."""
+
+    build: Callable[..., Any]
+    reads: tuple[str, ...] = ()
 
 
 def setting(default: Any, help: str, *, minimum: float | None = None, above: float | None = None,
@@ -209,14 +221,11 @@ class TrainConfig(_Checked):
         if self.schedule == "warmup_cosine" and not self.warmup_epochs < self.epochs:
             raise ConfigError(f"--warmup-epochs {self.warmup_epochs:g} must be shorter than the run's --epochs "
                               f"{self.epochs}: warmup_cosine rises over it and then decays")
-        if self.augment == "none" and self.augment_shift != type(self).augment_shift:  # the field's default
-            raise ConfigError(f"--augment-shift {self.augment_shift} has no effect without --augment shift")
+        # The sweep, parsed once: `sweep_name` and `sweep_values`; `sweep` itself in one spelling.
+        name, values = parse_sweep(self.sweep) if self.sweep is not None else (None, ())
+        object.__setattr__(self, "_sweep", (name, values))
         if self.sweep is not None:
-            name, values = parse_sweep(self.sweep)
-            object.__setattr__(self, "sweep", f"{name}={','.join(map(repr, values))}")  # one spelling
-            needs = {"weight_decay": ("optimizer", "adamw"), "warmup_epochs": ("schedule", "warmup_cosine")}.get(name)
-            if needs and getattr(self, needs[0]) != needs[1]:
-                raise ConfigError(f"--sweep {name} has no effect without --{needs[0]} {needs[1]}")
+            object.__setattr__(self, "sweep", f"{name}={','.join(map(repr, values))}")
             for value in values:
                 try:
                     dataclasses.replace(self, sweep=None, **{name: value})
@@ -227,16 +236,26 @@ class TrainConfig(_Checked):
                               f"{self.seed + self.seeds - 1}), got {self.seed}")
 
     @property
+    def sweep_name(self) -> str | None:
+        """The setting a sweep varies (learning_rate, not lr), or None."""
+        return self._sweep[0]
+
+    @property
+    def sweep_values(self) -> tuple[float, ...]:
+        """A sweep's values in the order given; () without a sweep."""
+        return self._sweep[1]
+
+    @property
     def models(self) -> int:
         """How many models the run trains at once: the seeds, times the sweep's values."""
-        return self.seeds * (len(parse_sweep(self.sweep)[1]) if self.sweep else 1)
+        return self.seeds * max(len(self.sweep_values), 1)
 
     def model_configs(self) -> list[TrainConfig]:
         """The single-model config of each model the run trains, in the order of the stacked state's
         leading axis: each swept value in turn, and within it each seed."""
-        name, values = parse_sweep(self.sweep) if self.sweep else (None, [None])
-        return [dataclasses.replace(self, sweep=None, seeds=1, seed=self.seed + i, **({name: v} if name else {}))
-                for v in values for i in range(self.seeds)]
+        swept = [{self.sweep_name: value} for value in self.sweep_values] or [{}]
+        return [dataclasses.replace(self, sweep=None, seeds=1, seed=self.seed + i, **setting)
+                for setting in swept for i in range(self.seeds)]
 
 
 # The settings a sweep may vary: the optimizer's numbers, which its one program holds as arrays.

@@ -1,50 +1,24 @@
 """The networks that `--network` can name, each declared once with the settings it reads.
 
-    model = NETWORKS["cnn"].model(TrainConfig())  # LinenModel(Classifier()), the notebook's CNN
+    model = NETWORKS["cnn"].build(TrainConfig())  # LinenModel(Classifier()), the notebook's CNN
     params = model.init(jax.random.key(0))
     print(model_summary(params))                  # one row per parameter array, then the total
 
-A network is one `NetworkSpec`: how to build its `Model` from a config, and which of the settings
-in NETWORK_SETTINGS it reads. Another network is a name in `config.Network`, one spec, and one
-entry in NETWORKS; a setting it does not read is refused unless left at its default. What a run
-trains is `mnist_jax.fast.model_for(config)`: this module's model, or its faster formulation.
+A network is one entry of NETWORKS: how to build its `Model` from a config, and which settings it
+reads (mnist_jax.choices refuses the others unless left at their defaults). Another network is one
+entry here and its name in `config.Network`. What a run trains is `mnist_jax.fast.model_for(config)`:
+this module's model, or its faster formulation.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import jax
 import numpy as np
 
-from mnist_jax.config import TrainConfig
-from mnist_jax.config import fields as config_fields
-from mnist_jax.errors import ConfigError
+from mnist_jax.config import Choice, TrainConfig
 from mnist_jax.model import Classifier, LinenModel, Model, Params
-
-# The settings that only shape the network: each network says which of them it reads.
-NETWORK_SETTINGS = ("model", "conv", "precision")
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkSpec:
-    """A network that `--network NAME` trains: `build` makes its `Model` from a config, reading
-    only the settings of NETWORK_SETTINGS that are in `settings`."""
-
-    name: str
-    build: Callable[[TrainConfig], Model]
-    settings: tuple[str, ...]
-
-    def model(self, config: TrainConfig) -> Model:
-        """`build(config)`; a ConfigError if `config` changed a setting that this network ignores."""
-        for field in config_fields(TrainConfig):
-            value = getattr(config, field.name)
-            if field.name in NETWORK_SETTINGS and field.name not in self.settings and value != field.default:
-                raise ConfigError(f"{field.flag} {value} has no effect on the {self.name} network")
-        return self.build(config)
-
 
 def build_cnn(config: TrainConfig) -> Model:
     """The notebook's CNN, as a linen module or its NNX twin (`--model`); `--conv` picks its
@@ -56,13 +30,15 @@ def build_cnn(config: TrainConfig) -> Model:
     return LinenModel(Classifier(config.precision))
 
 
-CNN = NetworkSpec("cnn", build_cnn, settings=("model", "conv", "precision"))
-NETWORKS: Mapping[str, NetworkSpec] = types.MappingProxyType({spec.name: spec for spec in (CNN,)})
+# Each network: config -> its `Model` (mnist_jax.model), and the settings it reads.
+NETWORKS: Mapping[str, Choice] = {
+    "cnn": Choice(build_cnn, reads=("model", "conv", "precision")),
+}
 
 
 def param_shapes(config: TrainConfig) -> Params:
     """The shapes and dtypes of `config`'s params, computing nothing."""
-    return jax.eval_shape(NETWORKS[config.network].model(config).init, jax.random.key(0))
+    return jax.eval_shape(NETWORKS[config.network].build(config).init, jax.random.key(0))
 
 
 def count_params(params: Params) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mnist_jax import metrics
-from mnist_jax.config import TrainConfig, parse_sweep
+from mnist_jax.config import TrainConfig
 
 
 def value_name(name: str, value: float) -> str:
@@ -31,7 +31,7 @@ def model_dir_names(config: TrainConfig) -> list[str]:
     the seeds of a plain run; NAME=VALUE (and NAME=VALUE-seed-S with several seeds) in a sweep."""
     if config.sweep is None:
         return [f"seed-{member.seed}" for member in config.model_configs()]
-    name, _ = parse_sweep(config.sweep)
+    name = config.sweep_name
     return [value_name(name, getattr(member, name)) + (f"-seed-{member.seed}" if config.seeds > 1 else "")
             for member in config.model_configs()]
 
@@ -39,7 +39,7 @@ def model_dir_names(config: TrainConfig) -> list[str]:
 def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """An epoch's record split by swept value: (NAME=VALUE, its seeds' record), as a run of
     `config.seeds` seeds would have it (floats for one seed, lists for several)."""
-    name, values = parse_sweep(config.sweep)
+    name, values = config.sweep_name, config.sweep_values
     per_model = {m.key for m in metrics.METRICS if not m.shared} | {metrics.RATE_KEY, "train_batch_loss"}
     seeds = config.seeds
     split = []
@@ -58,7 +58,7 @@ def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str
 def summary(config: TrainConfig, history: metrics.History) -> list[dict[str, Any]]:
     """Per swept value: its value, the final and the best test accuracy (mean over its seeds), the
     epoch of the best, and the seeds' min and max of the final."""
-    name, values = parse_sweep(config.sweep)
+    values = config.sweep_values
     accuracy = np.asarray(history["test_accuracy"], np.float64).reshape(-1, len(values), config.seeds)
     rows = []
     for j, value in enumerate(values):
@@ -77,7 +77,7 @@ def best_model(config: TrainConfig, history: metrics.History) -> int:
 
 def table(config: TrainConfig, history: metrics.History) -> list[str]:
     """The sweep's result as a Markdown table, best final accuracy marked."""
-    name, _ = parse_sweep(config.sweep)
+    name = config.sweep_name
     rows = summary(config, history)
     best = max(range(len(rows)), key=lambda i: rows[i]["final"])
     spread = " (seeds' min-max)" if config.seeds > 1 else ""

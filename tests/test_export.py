@@ -19,7 +19,7 @@ from conftest import DRAWN_DIGITS, SMALL, pad_drawing
 from mnist_jax import cli, networks
 from mnist_jax import config as config_module
 from mnist_jax.apps import inference, web
-from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.config import Choice, RunOptions, TrainConfig
 from mnist_jax.fast import model_for
 from mnist_jax.model import NUM_CLASSES, LinenModel
 from mnist_jax.run import experiment, rundir
@@ -154,7 +154,7 @@ class MLP(nn.Module):
         return nn.Dense(NUM_CLASSES)(nn.relu(nn.Dense(32)(x)))
 
 
-MLP_NETWORK = networks.NetworkSpec("mlp", lambda config: LinenModel(MLP()), settings=())
+MLP_NETWORK = Choice(lambda config: LinenModel(MLP()))
 
 
 @pytest.fixture

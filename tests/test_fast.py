@@ -1,6 +1,7 @@
 """mnist_jax.fast gives the core's numbers: the faster formulations against mnist_jax.model, the
 compiled epoch against mnist_jax.steps.train_epoch, the sliced gradient against the whole batch's."""
 
+import dataclasses
 import functools
 
 import jax
@@ -65,7 +66,7 @@ def test_the_compiled_epoch_is_the_cores_epoch(mnist):
     want_state, want_sums = core(jax.jit(functools.partial(create_train_state, REFERENCE, optimizer))(
         jax.random.key(config.seed)), images, labels)
     for fast, exact in ((dict(conv="xla", microbatch=128), True), (dict(conv="custom_vjp", microbatch=32), False)):
-        fast_config = TrainConfig(**{**vars(config), **fast})
+        fast_config = dataclasses.replace(config, **fast)
         programs = train_programs(fast_config, num_batches(1100, 128))
         state, sums = run_epoch(programs, initial_state(fast_config), images, labels, chunks=3)
         assert int(state.step) == int(want_state.step) == 9

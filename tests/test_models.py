@@ -1,22 +1,23 @@
 """mnist_jax.networks: the model a config trains, the networks it can name, the summary of any params."""
 
-import typing
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
 
-from mnist_jax import config as config_module
+import dataclasses
+
+from mnist_jax import choices, networks
 from mnist_jax import model_nnx
-from mnist_jax.config import TrainConfig
+from mnist_jax.config import Choice, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel
 from mnist_jax.fast import model_for
 from mnist_jax.fast.cnn import Classifier as FastClassifier
 from mnist_jax.fast.kernels import resolve_conv_impl
 from mnist_jax.fast.programs import eval_program
-from mnist_jax.networks import NETWORK_SETTINGS, NETWORKS, NetworkSpec, count_params, model_summary, param_shapes
+from mnist_jax.networks import count_params, model_summary, param_shapes
 
 
 class MLP(nn.Module):
@@ -28,17 +29,13 @@ class MLP(nn.Module):
         return nn.Dense(NUM_CLASSES, name="out")(x)
 
 
-MLP_NETWORK = NetworkSpec("mlp", lambda config: LinenModel(MLP()), settings=("model",))
+MLP_NETWORK = Choice(lambda config: LinenModel(MLP()), reads=("model",))
 
 
-def test_every_network_the_config_can_name_has_an_entry():
-    names = typing.get_args(config_module.Network)
-    assert set(NETWORKS) == set(names) and all(NETWORKS[name].name == name for name in names)
-    for spec in NETWORKS.values():
-        assert set(spec.settings) <= set(NETWORK_SETTINGS) <= {f.name for f in config_module.fields(TrainConfig)}
+def test_a_network_the_config_does_not_declare_cannot_be_asked_for():
     assert TrainConfig().network == "cnn"
     with pytest.raises(ConfigError, match=r"^network must be cnn, got 'mlp'$"):
-        TrainConfig(network="mlp")  # a network the config does not declare cannot be asked for
+        TrainConfig(network="mlp")
 
 
 def test_the_config_builds_the_cnn_in_either_flax_api():
@@ -57,13 +54,17 @@ def test_equal_configs_build_models_that_share_one_compiled_program():
     assert eval_program(model_for(TrainConfig(conv="xla")), 256) is not program
 
 
-def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_default():
-    model = MLP_NETWORK.model(TrainConfig(model="linen"))
-    assert model == LinenModel(MLP())
-    with pytest.raises(ConfigError, match=r"^--conv xla has no effect on the mlp network$"):
-        MLP_NETWORK.model(TrainConfig(conv="xla"))
-    with pytest.raises(ConfigError, match=r"^--precision highest has no effect on the mlp network$"):
-        MLP_NETWORK.model(TrainConfig(precision="highest"))
+def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_default(monkeypatch):
+    monkeypatch.setattr(networks, "NETWORKS", {**networks.NETWORKS, "mlp": MLP_NETWORK})
+    config = TrainConfig(model="linen")
+    object.__setattr__(config, "network", "mlp")  # as if "mlp" were in config.Network
+    choices.check(config)
+    assert model_for(config) == LinenModel(MLP())
+    for setting, value in (("conv", "xla"), ("precision", "highest")):
+        changed = dataclasses.replace(config, network="cnn", **{setting: value})
+        object.__setattr__(changed, "network", "mlp")
+        with pytest.raises(ConfigError, match=rf"^--{setting} {value} has no effect without --network cnn$"):
+            choices.check(changed)
 
 
 def test_the_summary_lists_any_params_and_their_total():

@@ -3,13 +3,10 @@ the single run with that value, written as runs the other commands read, resumed
 
 import contextlib
 import io
-import json
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from conftest import SMALL, SMALL_FLAGS
 

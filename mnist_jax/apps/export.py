@@ -77,10 +77,9 @@ def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
 
 
 def _onnx_model(config: TrainConfig) -> Model:
-    """`config`'s model for ONNX: in the "matmul" formulation where its network reads `conv` (its
-    `NetworkSpec.settings`); a network without formulations is built as it is, since setting a
-    setting it does not read is refused."""
-    if "conv" in networks.NETWORKS[config.network].settings:
+    """`config`'s model for ONNX: in the "matmul" formulation where its network reads `conv`
+    (networks.NETWORKS); a network without formulations is built as it is."""
+    if "conv" in networks.NETWORKS[config.network].reads:
         config = dataclasses.replace(config, conv="matmul")
     return model_for(config)
 

@@ -19,7 +19,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_jax.config import TrainConfig, parse_sweep
+from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
 from mnist_jax.apps.inference import predict
@@ -84,7 +84,7 @@ def plot_sweep(config: TrainConfig, history: Mapping[str, Sequence]) -> Figure:
     """A sweep (`mnist_jax.sweep`): each value's test accuracy per epoch (left, the mean over its
     seeds), and its final and best test accuracy against the value (right; with several seeds the
     final's min-max as error bars), on a log axis for the learning rate and the weight decay."""
-    name, values = parse_sweep(config.sweep)
+    name, values = config.sweep_name, config.sweep_values
     accuracy = np.asarray(history["test_accuracy"], dtype=float).reshape(-1, len(values), config.seeds).mean(2)
     rows = summary(config, history)
     fig = Figure(figsize=(12, 5))

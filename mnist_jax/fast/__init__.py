@@ -23,6 +23,6 @@ FASTER = {"cnn": fast_cnn}
 def model_for(config: TrainConfig) -> Model:
     """The model that `config` trains: its network (mnist_jax.networks), in the formulation that
     `--conv` names where the network has faster ones (auto: the fastest measured on this backend)."""
-    network = networks.NETWORKS[config.network]
-    model = network.model(config)  # refuses the settings the network does not read
-    return FASTER[config.network](config) if config.network in FASTER else model
+    if config.network in FASTER:
+        return FASTER[config.network](config)
+    return networks.NETWORKS[config.network].build(config)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from mnist_jax import metrics
 from mnist_jax.augment import augmentation_for
-from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig, parse_sweep
+from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
 from mnist_jax.fast import model_for, parallel
 from mnist_jax.hooks import Hook
 from mnist_jax.model import Model, Params
@@ -191,7 +191,7 @@ def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None) ->
         return jax.jit(create, out_shardings=sharding)
     if config.sweep is None:
         return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
-    name = parse_sweep(config.sweep)[0]
+    name = config.sweep_name
 
     def create_member(seed: jax.Array, value: jax.Array) -> TrainState:
         state = create(jax.random.key(seed))

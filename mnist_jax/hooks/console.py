@@ -16,7 +16,7 @@ import sys
 
 import jax
 
-from mnist_jax.config import Progress, TrainConfig, parse_sweep
+from mnist_jax.config import Progress, TrainConfig
 from mnist_jax.metrics import epoch_entry, format_epoch
 from mnist_jax.hooks import Hook, Start
 from mnist_jax.networks import model_summary, param_shapes
@@ -54,7 +54,7 @@ class Printer(Hook):
             shift = f" of up to {config.augment_shift} pixels" if config.augment == "shift" else ""
             print(f"Network: {config.network} (Flax {config.model}); augmentation: {config.augment}{shift}")
         if config.sweep is not None:
-            name, values = parse_sweep(config.sweep)
+            name, values = config.sweep_name, config.sweep_values
             seeds = f" x {config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1})" if config.seeds > 1 else ""
             print(f"Sweep of {name}: {', '.join(f'{v:g}' for v in values)}{seeds}, {config.models} models in one "
                   f"program; one line per value{', each value the mean +- std over its seeds' if seeds else ''}")

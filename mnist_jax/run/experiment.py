@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 
+from mnist_jax import choices
 from mnist_jax.hooks import console
 from mnist_jax import data
 from mnist_jax.run import environment, loop, memory
@@ -52,6 +53,7 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
     current directory), which must hold no run unless `options.overwrite`. `hooks` replace the
     default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
     `mnist-jax train --hook` does)."""
+    choices.check(config)  # before anything is written: a setting none of its parts reads
     workdir = Path(workdir) if workdir is not None else default_workdir()
     try:
         fresh = not any(workdir.iterdir())  # default_workdir made it empty

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
+from mnist_jax import choices
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.fast import model_for, parallel
@@ -61,6 +62,8 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
     `mesh` (from `parallel.make_mesh`) spreads the seeds, or each batch, over its devices.
     Continuing from a checkpoint gives the same numbers, bit for bit, as never stopping.
     """
+    if start is None:
+        choices.check(config)  # a new run: refuse a setting that none of its parts reads
     hooks = Hooks(hooks)
     train_images, train_labels = (a[:config.train_examples] for a in train_data)  # [:None] keeps all
     test_images, test_labels = (a[:config.test_examples] for a in test_data)
