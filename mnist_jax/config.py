@@ -22,7 +22,7 @@ from mnist_jax.errors import ConfigError, finite, quoted
 
 # The names of mnist_jax.data.DATASETS (this module does not import data, which imports TFDS).
 DatasetName = Literal["mnist", "fashion_mnist"]
-Network = Literal["cnn"]
+Network = Literal["cnn", "cnn_bn"]
 ConvImpl = Literal["auto", "matmul", "custom_vjp", "xla"]
 ModelForm = Literal["linen", "nnx"]
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -196,7 +196,10 @@ class TrainConfig(_Checked):
     test_examples: int | None = setting(None, "evaluate each epoch on only the first N test examples (quick runs)",
                                         minimum=1, default_text="all", metavar="N")
     network: Network = setting("cnn", "the network: cnn, the notebook's (two 3x3 convolutions, ReLU and 2x2 max "
-                                      "pooling, then one dense layer; see mnist_jax.networks)")
+                                      "pooling, then one dense layer), or cnn_bn, the same with batch norm after "
+                                      "each convolution and --dropout before the dense layer (mnist_jax.networks)")
+    dropout: float = setting(0.25, "cnn_bn's dropout rate before its dense layer", minimum=0, maximum=0.9,
+                             metavar="RATE")
     augment: Augment = setting("none", "random changes to each training batch, drawn on the device with each "
                                        "step's own key: none (the notebook's) or shift (each digit moved by up to "
                                        "--augment-shift pixels each way)")

@@ -70,15 +70,29 @@ class Classifier(nn.Module):
 
 
 class Model(Protocol):
-    """What training, evaluation and prediction need of a model: pure functions of its params."""
+    """What training, evaluation and prediction need of a model: pure functions of its params.
+
+    A network that keeps running statistics (batch norm's) holds them in its params beside its
+    weights, as PyTorch's `state_dict` does: {"params": ..., "batch_stats": ...}; the optimizer's
+    update leaves them alone and each train step replaces them with what `train_apply` returns.
+    """
 
     def init(self, key: jax.Array) -> Params:
         """Fresh parameters, drawn from `key`."""
 
     def apply(self, params: Params, images: jax.Array, *, train: bool = False,
               key: jax.Array | None = None) -> jax.Array:
-        """Logits (N, 10) of uint8 images (N, 28, 28, 1). `train`: in a train step, where `key`
-        (that step's own) draws what a network draws then, such as dropout's mask."""
+        """Logits (N, 10) of uint8 images (N, 28, 28, 1), as evaluation and prediction see them;
+        `train` with a `key` as a train step sees them (dropout drawn from the key)."""
+
+    def train_apply(self, params: Params, images: jax.Array, key: jax.Array) -> tuple[jax.Array, Params]:
+        """A train step's logits (`key`: that step's own draws, such as dropout's mask) and the
+        running statistics that the batch updates ({} for a network without)."""
+
+
+def _variables(params: Params) -> Params:
+    """Flax's variables from a model's params: the network's weights, and its statistics if it keeps any."""
+    return params if "params" in params else {"params": params}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +103,21 @@ class LinenModel:
     module: nn.Module
 
     def init(self, key: jax.Array) -> Params:
-        return self.module.init(key, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))["params"]
+        variables = self.module.init(key, jnp.zeros((1, *IMAGE_SHAPE), jnp.float32))
+        return variables["params"] if set(variables) == {"params"} else dict(variables)
 
     def apply(self, params: Params, images: jax.Array, *, train: bool = False,
               key: jax.Array | None = None) -> jax.Array:
+        if train and "params" in params:  # training mode updates the statistics: here they are dropped
+            return self.train_apply(params, images, key)[0]
         rngs = None if key is None else {"dropout": key}
-        return self.module.apply({"params": params}, to_float(images), train=train, rngs=rngs)
+        return self.module.apply(_variables(params), to_float(images), train=train, rngs=rngs)
+
+    def train_apply(self, params: Params, images: jax.Array, key: jax.Array) -> tuple[jax.Array, Params]:
+        variables = _variables(params)
+        statistics = [collection for collection in variables if collection != "params"]
+        if not statistics:
+            return self.module.apply(variables, to_float(images), train=True, rngs={"dropout": key}), {}
+        logits, updated = self.module.apply(variables, to_float(images), train=True, rngs={"dropout": key},
+                                            mutable=statistics)
+        return logits, dict(updated)

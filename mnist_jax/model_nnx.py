@@ -81,3 +81,6 @@ class NnxModel:
         graph, state = nnx.split(nnx.eval_shape(lambda: self.module(nnx.Rngs(0))))
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(graph, state)(to_float(images))
+
+    def train_apply(self, params: Params, images: jax.Array, key: jax.Array) -> tuple[jax.Array, Params]:
+        return self.apply(params, images, train=True, key=key), {}  # no dropout, no statistics

@@ -50,26 +50,33 @@ def create_train_state(model: Model, optimizer: optax.GradientTransformation, ke
     return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32), key=shuffle_key)
 
 
-def batch_losses(params: Params, batch: Batch, model: Model, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Each example's cross-entropy, zero for padding (mask), and the logits; a `key` for a train step."""
-    logits = model.apply(params, batch.images, train=key is not None, key=key)
+def batch_losses(params: Params, batch: Batch, model: Model,
+                 key: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, Params]]:
+    """Each example's cross-entropy, zero for padding (mask); the logits and the running statistics
+    the batch updates. With a `key`, as a train step computes them; without, as evaluation does."""
+    if key is None:
+        logits, statistics = model.apply(params, batch.images), {}
+    else:
+        logits, statistics = model.train_apply(params, batch.images, key)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
-    return losses * batch.mask.astype(losses.dtype), logits
+    return losses * batch.mask.astype(losses.dtype), (logits, statistics)
 
 
-def mean_loss(params: Params, batch: Batch, model: Model, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy over the batch's real examples, and the logits."""
-    losses, logits = batch_losses(params, batch, model, key)
-    return jnp.sum(losses) / jnp.sum(batch.mask), logits
+def mean_loss(params: Params, batch: Batch, model: Model,
+              key: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, Params]]:
+    """Mean cross-entropy over the batch's real examples; the logits and statistics."""
+    losses, aux = batch_losses(params, batch, model, key)
+    return jnp.sum(losses) / jnp.sum(batch.mask), aux
 
 
-def loss_and_gradient(params: Params, batch: Batch, model: Model, key: jax.Array) -> tuple[jax.Array, jax.Array, Params]:
-    """The batch's mean loss, its logits, and the gradient of the mean loss."""
-    (loss, logits), grads = jax.value_and_grad(mean_loss, has_aux=True)(params, batch, model, key)
-    return loss, logits, grads
+def loss_and_gradient(params: Params, batch: Batch, model: Model,
+                      key: jax.Array) -> tuple[jax.Array, tuple[jax.Array, Params], Params]:
+    """The batch's mean loss, (its logits, the statistics it updates), and the mean loss's gradient."""
+    (loss, aux), grads = jax.value_and_grad(mean_loss, has_aux=True)(params, batch, model, key)
+    return loss, aux, grads
 
 
-Gradient = Callable[[Params, Batch, Model, jax.Array], tuple[jax.Array, jax.Array, Params]]
+Gradient = Callable[[Params, Batch, Model, jax.Array], tuple[jax.Array, tuple[jax.Array, Params], Params]]
 
 
 def train_step(state: TrainState, batch: Batch, *, model: Model, optimizer: optax.GradientTransformation,
@@ -81,10 +88,13 @@ def train_step(state: TrainState, batch: Batch, *, model: Model, optimizer: opta
     key = jax.random.fold_in(state.key, state.step)
     if augment is not None:
         batch = batch._replace(images=augment(key, batch.images))
-    loss, logits, grads = gradient(state.params, batch, model, jax.random.fold_in(key, 1))
+    loss, (logits, statistics), grads = gradient(state.params, batch, model, jax.random.fold_in(key, 1))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    state = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
-                          step=state.step + 1)
+    # Running statistics (batch norm's) are the batch's, not the optimizer's: their gradient is zero.
+    params = optax.apply_updates(state.params, updates)
+    if statistics:
+        params = {**params, **statistics}
+    state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
     result = metrics.StepResult(loss, None, logits, batch.labels, batch.mask, grads)
     return state, metrics.step_sums(metrics.METRICS, "train", result)
 
@@ -155,7 +165,7 @@ def evaluate(params: Params, images: jax.Array, labels: jax.Array, *, model: Mod
     def step(carry: None, batch: tuple[jax.Array, jax.Array]) -> tuple[None, tuple[metrics.Sums, jax.Array]]:
         idx, batch_mask = batch
         batch = Batch(images[idx], labels[idx], batch_mask)
-        losses, logits = batch_losses(params, batch, model)
+        losses, (logits, _) = batch_losses(params, batch, model)
         result = metrics.StepResult(jnp.sum(losses) / jnp.sum(batch.mask), losses, logits, batch.labels, batch.mask)
         confusion = confusion_matrix(batch.labels, jnp.argmax(logits, -1), logits.shape[-1], batch.mask)
         return None, (metrics.step_sums(metrics.METRICS, "test", result), confusion)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mnist_jax
 from mnist_jax.config import TrainConfig
-from mnist_jax.fast.cnn import fast_cnn
+from mnist_jax.fast.cnn import fast_cnn, fast_cnn_bn
 from mnist_jax.model import Model
 from mnist_jax import networks
 from mnist_jax.networks import NETWORKS, count_params, model_summary, param_shapes  # noqa: F401 (mnist_jax.models)
@@ -17,7 +17,7 @@ from mnist_jax.networks import NETWORKS, count_params, model_summary, param_shap
 __getattr__ = mnist_jax.lazy_submodules(__name__, __path__)
 
 # The networks with faster formulations here, and how to build them from a config.
-FASTER = {"cnn": fast_cnn}
+FASTER = {"cnn": fast_cnn, "cnn_bn": fast_cnn_bn}
 
 
 def model_for(config: TrainConfig) -> Model:

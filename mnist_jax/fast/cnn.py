@@ -13,9 +13,11 @@ import flax.linen as nn
 import jax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.fast.kernels import Formulation, conv_relu_pool, resolve_conv_impl
+from mnist_jax.fast.kernels import (Formulation, conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2,
+                                    max_pool_first, resolve_conv_impl)
 from mnist_jax.model import NUM_CLASSES, LinenModel, Model, matmul_precision, torch_uniform
 from mnist_jax.model import Classifier as Reference
+from mnist_jax.networks import NormalizedClassifier as NormalizedReference
 
 
 class ConvReluPool(nn.Module):
@@ -48,6 +50,46 @@ class Classifier(nn.Module):
         x = x.reshape(x.shape[0], -1)
         init = torch_uniform(x.shape[-1])
         return nn.Dense(NUM_CLASSES, name="linear", precision=precision, kernel_init=init, bias_init=init)(x)
+
+
+class Conv(nn.Module):
+    """A 3x3 VALID convolution without bias in the formulation `impl`; `kernel` as `nn.Conv`'s."""
+
+    features: int
+    impl: Formulation
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", torch_uniform(3 * 3 * x.shape[-1]), (3, 3, x.shape[-1], self.features))
+        if self.impl == "custom_vjp":
+            return conv_im2col(x, kernel)
+        return conv_as_matmul(x, kernel)
+
+
+class NormalizedClassifier(nn.Module):
+    """mnist_jax.networks.NormalizedClassifier with its convolutions and pooling in the formulation
+    `impl` ("matmul" or "custom_vjp"); the same params and statistics."""
+
+    impl: Formulation
+    dropout: float = 0.25
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        pool = max_pool_first if self.impl == "custom_vjp" else max_pool_2x2
+        for name, features in (("conv1", 32), ("conv2", 64)):
+            x = Conv(features, self.impl, name=name)(x)
+            x = pool(nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"{name}_norm")(x)))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x.reshape(x.shape[0], -1))
+        init = torch_uniform(x.shape[-1])
+        return nn.Dense(NUM_CLASSES, kernel_init=init, bias_init=init, name="linear")(x)
+
+
+def fast_cnn_bn(config: TrainConfig) -> Model:
+    """cnn_bn in the formulation its `conv` names ("xla": mnist_jax.networks' own)."""
+    impl = resolve_conv_impl(config.conv)
+    if impl == "xla":
+        return LinenModel(NormalizedReference(config.dropout))
+    return LinenModel(NormalizedClassifier(impl, config.dropout))
 
 
 def fast_cnn(config: TrainConfig) -> Model:

@@ -101,6 +101,9 @@ class SplitBatches:
     def apply(self, params: Any, images: jax.Array, **train: Any) -> jax.Array:
         return self.model.apply(params, jax.lax.with_sharding_constraint(images, self.sharding), **train)
 
+    def train_apply(self, params: Any, images: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
+        return self.model.train_apply(params, jax.lax.with_sharding_constraint(images, self.sharding), key)
+
 
 def split_batches(model: Any, mesh: Mesh | None) -> Any:
     """`model`, its batches split over `mesh` where the mesh splits batches (`batch_sharding`)."""

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mnist_jax import metrics
+from mnist_jax import metrics, networks
 from mnist_jax.augment import augmentation_for
 from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
 from mnist_jax.fast import model_for, parallel
@@ -63,8 +63,8 @@ _MICROBATCH_BY_BACKEND = {"cpu": 32}
 def gradient_slices(config: TrainConfig, mesh: jax.sharding.Mesh | None = None) -> int:
     """In how many slices each batch's gradient is computed (`sliced_gradient`): one for a batch
     split over devices, else batch_size / microbatch (auto: the backend's, if it divides)."""
-    if parallel.batch_sharding(mesh) is not None:
-        return 1
+    if parallel.batch_sharding(mesh) is not None or "microbatch" not in networks.NETWORKS[config.network].reads:
+        return 1  # a network that does not read --microbatch (batch norm's statistics are the whole batch's)
     size = config.microbatch or _MICROBATCH_BY_BACKEND.get(jax.default_backend(), config.batch_size)
     return config.batch_size // size if config.batch_size % size == 0 else 1
 
@@ -78,7 +78,7 @@ def sliced_gradient(slices: int) -> Callable:
 
     def gradient(params: Params, batch: Batch, model: Model, key: jax.Array):
         def summed_loss(params: Params, part: Batch, part_key: jax.Array) -> tuple[jax.Array, jax.Array]:
-            losses, logits = batch_losses(params, part, model, part_key)
+            losses, (logits, _) = batch_losses(params, part, model, part_key)
             return jnp.sum(losses), logits
 
         def add_slice(total, part_and_index):
@@ -91,7 +91,9 @@ def sliced_gradient(slices: int) -> Callable:
         zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
         (loss_sum, grads), logits = jax.lax.scan(add_slice, zeros, (parts, jnp.arange(slices)))
         count = jnp.sum(batch.mask)
-        return loss_sum / count, logits.reshape(-1, logits.shape[-1]), jax.tree_util.tree_map(lambda g: g / count, grads)
+        # No running statistics: a network that keeps them (batch norm's) is not sliced (gradient_slices).
+        return (loss_sum / count, (logits.reshape(-1, logits.shape[-1]), {}),
+                jax.tree_util.tree_map(lambda g: g / count, grads))
 
     return gradient
 

@@ -1,0 +1,98 @@
+"""The second network, cnn_bn (mnist_jax.networks.NormalizedClassifier): batch norm's running
+statistics carried in the params and the checkpoints, dropout drawn from each step's own key;
+trained, stopped and resumed bit for bit, evaluated and exported through the command line."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import SMALL
+from test_cli import mnist_jax
+from test_experiment import Stop
+
+from mnist_jax.apps import inference
+from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.fast import model_for
+from mnist_jax.run import experiment, rundir
+
+CONFIG = TrainConfig(network="cnn_bn", epochs=2, **SMALL)
+
+
+def leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cnn_bn") / "run"
+    return run_dir, experiment.run(CONFIG, run_dir, RunOptions(data_dir=data_dir), hooks=[])
+
+
+def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mnist):
+    _, outcome = straight
+    params = jax.device_get(outcome.state.params)
+    fresh = model_for(CONFIG).init(jax.random.key(CONFIG.seed))
+    assert set(params) == {"params", "batch_stats"}
+    for before, after in zip(leaves(fresh["batch_stats"]), leaves(params["batch_stats"])):
+        assert not np.allclose(before, after)  # every batch moved them
+    images = mnist["test"][0][:256]
+    model = model_for(CONFIG)
+    evaluated = model.apply(params, images)
+    with_fresh_statistics = model.apply({**params, "batch_stats": fresh["batch_stats"]}, images)
+    assert not np.allclose(evaluated, with_fresh_statistics)  # evaluation reads the running statistics
+    assert float(np.mean(np.argmax(evaluated, -1) == mnist["test"][1][:256])) > 0.5  # chance: 0.1
+
+
+def test_dropout_is_drawn_from_the_steps_key_and_only_in_training(straight, mnist):
+    params = jax.device_get(straight[1].state.params)
+    model, images = model_for(CONFIG), mnist["test"][0][:64]
+    a, _ = model.train_apply(params, images, jax.random.key(1))
+    b, _ = model.train_apply(params, images, jax.random.key(1))
+    c, _ = model.train_apply(params, images, jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    np.testing.assert_array_equal(model.apply(params, images), model.apply(params, images))
+
+
+def test_a_stopped_run_resumes_bit_for_bit(straight, data_dir, tmp_path):
+    run_dir, whole = straight
+    options = RunOptions(data_dir=data_dir)
+    stopped = experiment.run(CONFIG, tmp_path / "run", options, hooks=[Stop(lambda epoch, done: True)])
+    assert stopped.status == "stopped"
+    resumed = experiment.resume(tmp_path / "run", {}, options, hooks=[])
+    assert resumed.history["test_loss"] == whole.history["test_loss"]
+    for a, b in zip(leaves(resumed.state.params), leaves(whole.state.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_evaluate_and_export_read_its_statistics(straight, data_dir, mnist, tmp_path):
+    run_dir, outcome = straight
+    code, out, err = mnist_jax("evaluate", run_dir, "--data-dir", data_dir)
+    assert code == 0, err
+    _, _, params = rundir.load_run(run_dir)
+    images, labels = mnist["test"]
+    accuracy = np.mean(np.argmax(inference.classify(params, images, model_for(CONFIG)), -1) == labels)
+    assert f"accuracy: {accuracy:.4f} (10000 test examples" in out
+    onnxruntime = pytest.importorskip("onnxruntime")
+    code, _, err = mnist_jax("export", run_dir, "--out", tmp_path / "model.onnx")
+    assert code == 0, err
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    images = mnist["test"][0][:32]
+    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(got, inference.classify(params, images, model_for(CONFIG)), atol=1e-5)
+
+
+def test_the_faster_formulations_keep_its_params_statistics_and_numbers(mnist):
+    reference = model_for(TrainConfig(network="cnn_bn", conv="xla"))
+    params = reference.init(jax.random.key(0))
+    images = jnp.asarray(mnist["test"][0][:64])
+    for conv in ("matmul", "custom_vjp"):
+        model = model_for(TrainConfig(network="cnn_bn", conv=conv))
+        for a, b in zip(leaves(model.init(jax.random.key(0))), leaves(params)):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(model.apply(params, images), reference.apply(params, images), atol=1e-5)
+        got, want = model.train_apply(params, images, jax.random.key(1)), reference.train_apply(params, images, jax.random.key(1))
+        for a, b in zip(leaves(got), leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
