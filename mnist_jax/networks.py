@@ -37,6 +37,10 @@ class NormalizedClassifier(nn.Module):
 
         mnist-jax train --network cnn_bn --epochs 3
 
+    Reached 0.9644 +- 0.0014 test accuracy after 3 epochs with the notebook's other settings over
+    seeds 0-2 (0.9646, 0.9657, 0.9630; the notebook's CNN: 0.9136 after 3), 35,114 parameters, in
+    65-90 s of training on 2 AMD EPYC (Zen 4) cores beside other work, JAX 0.10.2.
+
     Its running statistics live in its params beside the weights ({"params": ..., "batch_stats":
     ...}); each batch's statistics are the whole batch's, so its gradient is never computed in slices.
     """
