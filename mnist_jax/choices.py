@@ -11,7 +11,7 @@ it must keep its default, and a sweep may not vary it. Checked when a run is con
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from mnist_jax import augment, networks, optimizer
 from mnist_jax.config import Choice, ConfigError, TrainConfig, fields
@@ -35,13 +35,15 @@ def readers(setting: str) -> list[str]:
             for name, part in parts.items() if setting in part.reads]
 
 
-def check(config: TrainConfig) -> None:
+def check(config: TrainConfig, changed: Collection[str] | None = None) -> None:
     """A ConfigError, in one line, for the first setting that `config` gives (or sweeps) and that
-    none of its parts reads."""
+    none of its parts reads; only among `changed` where given (what a resume changes)."""
     read = settings_read(config)
     for field in fields(TrainConfig):
         value = getattr(config, field.name)
+        if changed is not None and field.name not in changed:
+            continue
         if field.name not in read and readers(field.name) and value != field.default:
             raise ConfigError(f"{field.flag} {value} has no effect without {' or '.join(readers(field.name))}")
-    if config.sweep is not None and config.sweep_name not in read and readers(config.sweep_name):
+    if changed is None and config.sweep is not None and config.sweep_name not in read and readers(config.sweep_name):
         raise ConfigError(f"--sweep {config.sweep_name} has no effect without {' or '.join(readers(config.sweep_name))}")

@@ -2,7 +2,7 @@
 statistics carried in the params and the checkpoints, dropout drawn from each step's own key;
 trained, stopped and resumed bit for bit, evaluated and exported through the command line."""
 
-import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ from test_experiment import Stop
 
 from mnist_jax.apps import inference
 from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.errors import ConfigError
 from mnist_jax.fast import model_for
 from mnist_jax.run import experiment, rundir
 
@@ -65,6 +66,13 @@ def test_a_stopped_run_resumes_bit_for_bit(straight, data_dir, tmp_path):
     assert resumed.history["test_loss"] == whole.history["test_loss"]
     for a, b in zip(leaves(resumed.state.params), leaves(whole.state.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_resume_may_not_ask_for_gradient_slices_it_would_ignore(straight, data_dir, tmp_path):
+    run_dir, _ = straight
+    shutil.copytree(run_dir, tmp_path / "run")
+    with pytest.raises(ConfigError, match="^--microbatch 32 has no effect without --network cnn$"):
+        experiment.resume(tmp_path / "run", {"epochs": 3, "microbatch": 32}, RunOptions(data_dir=data_dir), hooks=[])
 
 
 def test_evaluate_and_export_read_its_statistics(straight, data_dir, mnist, tmp_path):

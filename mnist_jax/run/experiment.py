@@ -77,6 +77,9 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
     that differs from the run's is refused (`config.RESUMABLE_CHANGES`)."""
     run_dir = rd.RunDir.resume(workdir, dict(changes or {}), primary=parallel.is_primary())
     with run_dir:
+        # What the resume changes must be read by the run's parts; what the run had is not judged again.
+        changed = [name for name, value in (changes or {}).items() if value != getattr(run_dir.saved.config, name)]
+        choices.check(run_dir.config, changed)
         done = hist.epochs_done(run_dir.saved.history)
         if run_dir.saved.finished and done >= run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} already trained {done} epochs; pass --epochs N with N larger to "
