@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.apps.inference import predict
+from mnist_jax.apps.inference import classify, predict
 from mnist_jax.model import Model, Params
 from mnist_jax.sweep import summary, value_name
 
@@ -170,6 +170,17 @@ def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilitie
     fig.suptitle(f"Most confident mistakes ({len(wrong)} errors in all)", fontsize=15)
     fig.tight_layout()
     return fig
+
+
+def test_errors(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the error figures show: the probabilities of each test image (N, classes) and the
+    confusion matrix (true class by predicted class)."""
+    from mnist_jax.steps import confusion_matrix
+
+    probabilities = classify(params, images, model, batch_size=batch_size)
+    confusion = np.asarray(confusion_matrix(labels, probabilities.argmax(1), probabilities.shape[1]))
+    return probabilities, confusion
 
 
 def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:

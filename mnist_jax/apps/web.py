@@ -95,6 +95,17 @@ def _written_by(directory: Path) -> Any:
         return None
 
 
+def manifest(config: Any, history: dict[str, Any], unsure_below: float | None, run: str) -> dict[str, Any]:
+    """manifest.json: what the page says of the run named `run` (a `TrainConfig`, its history and
+    its threshold of "unsure", None for a run older than it) and the pad's sizes."""
+    from mnist_jax.apps import drawing
+    from mnist_jax.data.datasets import DATASETS
+
+    return {"run": run, "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
+            "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
+            "unsure_below": unsure_below, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
+
+
 def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
     """The site's files by relative path: the page, the model, the manifest and, when given,
     onnxruntime-web's files in ORT_FOLDER (else the page loads them from ORT_CDN)."""

@@ -1,0 +1,65 @@
+"""What every command shares: the exit statuses, the parser that errs in one line, the one-line
+output, the JAX settings, and the saved run a command reads."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mnist_jax.errors import one_line
+
+EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
+EXIT_DIVERGED = 3
+ERROR_LIMIT = 5000  # characters in an error line: room for a path of 4,096 bytes and what is wrong with it
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake said in one line and a pointer to --help instead of the usage."""
+
+    def error(self, message: str):
+        line = one_line(f"{self.prog}: error: {message} (see {self.prog} --help)", ERROR_LIMIT)
+        self.exit(EXIT_USER_ERROR, line + "\n")
+
+
+def say(text: str, file=None) -> None:
+    """Print one line of output: names from the file system may hold newlines or bytes that are
+    not UTF-8 (errors.one_line), and an error past a path's 4,096 bytes is cut."""
+    error = file is sys.stderr
+    print(one_line(text, limit=ERROR_LIMIT if error else None), file=sys.stdout if file is None else file)
+
+
+def configure(args: argparse.Namespace, distributed=None) -> None:
+    """JAX's settings for a command: the compilation cache its flags name, and multi-host."""
+    from mnist_jax.run import environment
+
+    cache = None if args.no_compile_cache else (args.compile_cache or environment.default_compile_cache())
+    environment.configure(compile_cache=cache, distributed=distributed)
+
+
+def run_dir(args: argparse.Namespace) -> Path:
+    """The run a command reads: RUN_DIR, or the weights bundled in the package."""
+    from mnist_jax.run import rundir
+
+    return args.run_dir or rundir.BUNDLED_RUN
+
+
+def load(args: argparse.Namespace):
+    """The run of `args.run_dir`, or the weights bundled in the package: (config, history, params)."""
+    from mnist_jax.run import rundir
+
+    return rundir.load_run(run_dir(args))
+
+
+def load_record(args: argparse.Namespace):
+    """`load`'s run with the whole record of its history.json (its threshold of "unsure", None for
+    a run older than it): (record, params)."""
+    from mnist_jax.run import rundir
+
+    return rundir.load_record_and_params(run_dir(args))
+
+
+def params_phrase(history) -> str:
+    """Which params a run holds, for a line that reports them."""
+    done = len(history["train_loss"])
+    return f"params after epoch {done - 1}" if done else "params before any training (the history has no epoch)"
