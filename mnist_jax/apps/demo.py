@@ -21,7 +21,7 @@ import errno
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 
 from PIL import Image, ImageDraw
@@ -100,6 +100,20 @@ def check_port(host: str, port: int) -> None:
     except OSError as e:
         reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
         raise UserError(f"cannot serve on {host} port {port}: {reason}") from None
+
+
+def announce(host: str, port: int) -> Callable[[str], None]:
+    """`serve`'s on_start for the command: where the pad is, and a warning when other machines can reach it."""
+    import ipaddress
+    import sys
+
+    def started(url: str) -> None:
+        print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True)
+        if not ipaddress.ip_address(socket.getaddrinfo(host, port)[0][4][0]).is_loopback:
+            print(f"warning: serving on {host}, so other machines that can reach this one can use the pad too",
+                  file=sys.stderr, flush=True)
+
+    return started
 
 
 def read_digit(params: Params, model: Model, picture: Image.Image | None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import jax
 import matplotlib
@@ -181,6 +182,14 @@ def test_errors(params: Params, model: Model, images: np.ndarray, labels: np.nda
     probabilities = classify(params, images, model, batch_size=batch_size)
     confusion = np.asarray(confusion_matrix(labels, probabilities.argmax(1), probabilities.shape[1]))
     return probabilities, confusion
+
+
+def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, confusion: np.ndarray,
+                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> None:
+    """`plot-errors`' figures from `test_errors`' data: out_dir/confusion.svg and out_dir/mistakes.svg."""
+    save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
+    save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
+                out_dir / "mistakes.svg")
 
 
 def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:

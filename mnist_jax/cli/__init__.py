@@ -1,18 +1,15 @@
 """The `mnist-jax` command: parse the flags, call the library, print, and turn errors into exits.
 
     mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
-    mnist-jax evaluate [RUN_DIR]      mnist-jax predict IMAGE... [--run RUN_DIR]
-    mnist-jax plot-history [RUN_DIR]  mnist-jax plot-classification [RUN_DIR]  mnist-jax plot-errors [RUN_DIR]
-    mnist-jax export [RUN_DIR] --out FILE [--format onnx]
+    mnist-jax evaluate | plot-history | plot-classification | plot-errors [RUN_DIR]
+    mnist-jax predict | explain IMAGE... [--run RUN_DIR]    mnist-jax export [RUN_DIR] --out FILE [--format onnx]
     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
 
-`python scripts/NAME.py ...` runs the same commands. The flags of `train` are made from the fields
-of `config.TrainConfig` and `config.RunOptions` (cli/flags.py). Exit status: 0 done; 2 a user error
-(one line on stderr: `PROG: error: ...`, from any `mnist_jax.errors.UserError`, or from the flags);
-3 the loss diverged; 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM), resumable.
-
-Each command is a function of the parsed flags in cli/training.py, cli/figures.py or cli/using.py;
-the work it asks for is the library's.
+`python scripts/NAME.py ...` runs the same commands; each is a function of its parsed flags in
+cli/training.py, cli/figures.py or cli/using.py, and `train`'s flags are the config's fields
+(cli/flags.py). Exit status: 0 done; 2 a user error (one line on stderr: `PROG: error: ...`, from
+any `mnist_jax.errors.UserError`, or from the flags); 3 the loss diverged; 128 + N stopped by
+signal N (130 Ctrl-C, 143 SIGTERM), resumable.
 """
 
 from __future__ import annotations
@@ -27,12 +24,9 @@ from pathlib import Path
 
 import mnist_jax
 from mnist_jax.cli import figures, training, using
-from mnist_jax.cli.common import EXIT_DIVERGED, EXIT_USER_ERROR, Parser, say
-from mnist_jax.cli.flags import flag_table, given, with_flag_tables
+from mnist_jax.cli.common import EXIT_DIVERGED, EXIT_USER_ERROR, Parser, say  # noqa: F401 (the exits, named here too)
+from mnist_jax.cli.flags import flag_table, given, with_flag_tables  # noqa: F401 (for scripts/flag_tables.py, tests)
 from mnist_jax.errors import CheckpointError, UserError
-
-__all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "execute", "flag_table", "given", "main", "parser", "script_main",
-           "with_flag_tables"]
 
 # The commands in the order --help lists them.
 COMMANDS = (training.add_train, figures.add_evaluate, using.add_predict, using.add_explain, figures.add_plot_history,
@@ -59,13 +53,10 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
 
 def execute(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = None, *,
             leave_after_checkpoint_error: bool = False) -> int:
-    """Parse `argv` and run the command; `command` fixes it (as `python scripts/train.py` does),
-    and error messages then start with `prog` alone.
-
-    `leave_after_checkpoint_error` (for a process of its own): after a checkpoint error, end the
-    process at once with exit status 2: a failed Orbax save leaves threads mid-write that can crash
-    the interpreter as it shuts down (seen as SIGSEGV after the error line on this project's CPU).
-    """
+    """Parse `argv` and run the command; `command` fixes it (as `python scripts/train.py` does), and
+    error messages then start with `prog` alone. `leave_after_checkpoint_error` (for a process of its
+    own): after a checkpoint error, end the process at once with exit status 2, since a failed Orbax
+    save leaves threads mid-write that can crash the interpreter as it shuts down (seen as SIGSEGV)."""
     top, parsers = parser(prog)
     if command is not None:
         parsers[command].prog = prog

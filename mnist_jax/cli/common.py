@@ -59,6 +59,14 @@ def load_record(args: argparse.Namespace):
     return rundir.load_record_and_params(run_dir(args))
 
 
+def model_and_names(config):
+    """The model of a run's `config` and its dataset's class names."""
+    from mnist_jax.data.datasets import DATASETS
+    from mnist_jax.fast import model_for
+
+    return model_for(config), DATASETS[config.dataset].class_names
+
+
 def params_phrase(history) -> str:
     """Which params a run holds, for a line that reports them."""
     done = len(history["train_loss"])

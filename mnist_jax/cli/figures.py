@@ -1,12 +1,11 @@
-"""The commands that measure a saved run and redraw its figures: evaluate, plot-history,
-plot-classification, plot-errors."""
+"""The commands that measure a saved run and redraw its figures: evaluate, plot-history, -classification, -errors."""
 
 from __future__ import annotations
 
 import argparse
 
 from mnist_jax import config as cfg
-from mnist_jax.cli.common import configure, load, params_phrase, say
+from mnist_jax.cli.common import configure, load, model_and_names, params_phrase, say
 from mnist_jax.cli.flags import common_flags, data_flag, grid_flags, number, path, run_flags
 
 
@@ -42,14 +41,12 @@ def plot_classification(args: argparse.Namespace) -> int:
 
     from mnist_jax import data
     from mnist_jax.apps import plotting
-    from mnist_jax.fast import model_for
     from mnist_jax.run import rundir
 
     config, _, params = load(args)
-    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
+    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
     key = jax.random.key(config.seed if args.seed is None else args.seed)
-    fig = plotting.classification_sample(params, model_for(config), images, labels, key, size=(args.rows, args.cols),
-                                         class_names=data.DATASETS[config.dataset].class_names)
+    fig = plotting.classification_sample(params, model, images, labels, key, size=(args.rows, args.cols), class_names=names)
     out = args.out or rundir.figure_path(args.run_dir, "classification.svg")
     plotting.save_figure(fig, out)
     say(f"Wrote {out}")
@@ -63,20 +60,16 @@ def plot_errors(args: argparse.Namespace) -> int:
 
     from mnist_jax import data
     from mnist_jax.apps import plotting
-    from mnist_jax.fast import model_for
     from mnist_jax.run import memory, rundir
     from mnist_jax.run.history import class_accuracy
 
     config, _, params = load(args)
-    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
-    names = data.DATASETS[config.dataset].class_names
+    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
     memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
-    probs, confusion = plotting.test_errors(params, model_for(config), images, labels, config.test_batch_size)
+    probs, confusion = plotting.test_errors(params, model, images, labels, config.test_batch_size)
     out_dir = args.out_dir or rundir.figure_path(args.run_dir, ".")
     rundir.check_writable(out_dir)
-    plotting.save_figure(plotting.plot_confusion_matrix(confusion, names), out_dir / "confusion.svg")
-    plotting.save_figure(plotting.plot_confident_mistakes(images, labels, probs, size=(args.rows, args.cols),
-                                                          class_names=names), out_dir / "mistakes.svg")
+    plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
     print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(class_accuracy(confusion))))
     say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
         f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")

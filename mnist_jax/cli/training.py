@@ -40,45 +40,29 @@ def train(args: argparse.Namespace) -> int:
 
 def report(outcome, prog: str) -> int:
     """Say how training ended; the exit status."""
-    import numpy as np
-
     from mnist_jax.fast import parallel
     from mnist_jax.hooks import console
-    from mnist_jax.run import history as hist, rundir
+    from mnist_jax.run import experiment
 
     if outcome.status == "diverged":
         say(f"{prog}: error: {outcome.message}", file=sys.stderr)
         return EXIT_DIVERGED
-    last = len(outcome.history["train_loss"]) - 1
     if outcome.status == "stopped":
+        last = len(outcome.history["train_loss"]) - 1
         say(console.stopped_line(outcome.workdir, last, mid_epoch=outcome.state is None), file=sys.stderr)
         return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not parallel.is_primary():
         return 0
-    what = console.epochs_phrase(outcome.first_epoch, last) if last >= outcome.first_epoch else "no epoch (all were done)"
-    config, final = outcome.config, outcome.history["test_accuracy"][-1]
-    figures = rundir.FIGURE_FILES
+    config = outcome.config
     if config.sweep is not None:
         from mnist_jax import sweep
 
-        what += f" of {config.models} models"
         for line in sweep.table(config, outcome.history):
             print(line)
         name = cfg.parse_sweep(config.sweep)[0]
         say(f"Each model's run is in {outcome.workdir}/{name}=VALUE{'-seed-S' if config.seeds > 1 else ''}")
-        figures = (rundir.SWEEP_FIGURE, "classification.svg")
-    elif np.ndim(final):
-        what += f" of {len(final)} seeds"
-        say(console.seeds_summary(final, outcome.workdir))
-    if hist.reached(outcome.history, config.stop_at_accuracy):
-        print(f"Test accuracy {np.min(final):.4f} after epoch {last} reached --stop-at-accuracy "
-              f"{config.stop_at_accuracy:g}: the run ends there")
-    say(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
-        f"{{{rundir.HISTORY_FILE}, {rundir.PARAMS_FILE}, {', '.join(figures)}}}")
-    if outcome.copied_figures:
-        replaced = sum(was for _, was in outcome.copied_figures)
-        say(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"
-            + (f" (replacing the {replaced} there before)" if replaced else ""))
+    for line in experiment.finished_lines(outcome):
+        say(line)
     return 0
 
 

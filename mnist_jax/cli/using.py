@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, params_phrase, run_dir, say
+from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, model_and_names, params_phrase, run_dir, say
 from mnist_jax.cli.flags import common_flags, number, path, run_flags
 from mnist_jax.errors import UserError
 
@@ -30,22 +30,16 @@ def predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mnist_jax.apps import images, inference
-    from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.fast import model_for
     from mnist_jax.run import rundir
 
     record, params = load_record(args)
-    config, unsure_below = record.config, record.unsure_below
-    names = DATASETS[config.dataset].class_names
     if args.save_inputs:
         rundir.check_writable(args.save_inputs)
     inputs, paths, digits = _read_digits(args)
     if digits:
-        probabilities = inference.classify(params, np.stack(digits), model_for(config))
-        for path, probs in zip(paths, probabilities):
-            ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in inference.top_k(probs, min(args.top, 10)))
-            unsure = unsure_below is not None and probs.max() < unsure_below
-            say(f"{path}: {ranked}{'  unsure' if unsure else ''}")
+        model, names = model_and_names(record.config)
+        for path, probs in zip(paths, inference.classify(params, np.stack(digits), model)):
+            say(f"{path}: {inference.prediction_line(probs, names, min(args.top, 10), record.unsure_below)}")
     if args.save_inputs and digits:
         for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
             images.save_digit(digit, out)
@@ -58,24 +52,21 @@ def explain(args: argparse.Namespace) -> int:
     configure(args)
     import numpy as np
 
-    from mnist_jax.apps import explain as explaining, images, plotting
-    from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.fast import model_for
+    from mnist_jax.apps import explain as explaining, images, inference, plotting
     from mnist_jax.run import rundir
 
     config, _, params = load(args)
-    names = DATASETS[config.dataset].class_names
+    model, names = model_and_names(config)
     rundir.check_writable(args.out_dir)
     inputs, paths, digits = _read_digits(args)
     if digits:
-        explained = explaining.explain(params, np.stack(digits), model_for(config), top=args.top, steps=args.steps)
+        found = explaining.explain(params, np.stack(digits), model, top=args.top, steps=args.steps)
         outs = images.input_files(paths, args.out_dir, suffix="-explained.svg")
         for i, (path, out) in enumerate(zip(paths, outs)):
-            classes, probabilities = explained.classes[i], explained.probabilities[i]
-            plotting.save_figure(plotting.plot_explanation(digits[i], classes, probabilities,
-                                                           explained.attributions[i], names), out)
-            ranked = "  ".join(f"{names[c]} ({p:.4f})" for c, p in zip(classes, probabilities))
-            say(f"{path}: {ranked}  -> {out}")
+            classes, probabilities = found.classes[i], found.probabilities[i]
+            figure = plotting.plot_explanation(digits[i], classes, probabilities, found.attributions[i], names)
+            plotting.save_figure(figure, out)
+            say(f"{path}: {inference.ranked(zip(classes, probabilities), names)}  -> {out}")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
@@ -140,29 +131,13 @@ def demo(args: argparse.Namespace) -> int:
         raise UserError("the demo needs Gradio, which the core install leaves out: "
                         "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
     configure(args)
-    from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.fast import model_for
-
     record, params = load_record(args)
+    model, names = model_and_names(record.config)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
-    pad.serve(params, model_for(record.config), source, args.host, args.port, on_start=_demo_started(args),
-              class_names=DATASETS[record.config.dataset].class_names, unsure_below=record.unsure_below)
+    pad.serve(params, model, source, args.host, args.port, on_start=pad.announce(args.host, args.port),
+              class_names=names, unsure_below=record.unsure_below)
     print("stopped")
     return 0
-
-
-def _demo_started(args: argparse.Namespace):
-    """What the demo says once it serves: where, and a warning when other machines can reach it."""
-    import ipaddress
-    import socket
-
-    def started(url: str) -> None:
-        print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True)
-        if not ipaddress.ip_address(socket.getaddrinfo(args.host, args.port)[0][4][0]).is_loopback:
-            print(f"warning: serving on {args.host}, so other machines that can reach this one can use the pad too",
-                  file=sys.stderr, flush=True)
-
-    return started
 
 
 def add_predict(command) -> None:
@@ -178,9 +153,8 @@ def add_explain(command) -> None:
     p.add_argument("images", nargs="+", type=path, metavar="IMAGE", help=IMAGES_HELP)
     p.add_argument("--top", type=number("top", minimum=1, maximum=10), default=2,
                    help="classes explained per image, most probable first (default: %(default)s)")
-    p.add_argument("--steps", type=number("steps", minimum=1, maximum=1024), default=64,
-                   help="points on the path from the blank digit (default: %(default)s, within 1%% of the "
-                        "logit gain on test digits)")
+    p.add_argument("--steps", type=number("steps", minimum=1, maximum=1024), default=64, help="points on the path "
+                   "from the blank digit (default: %(default)s, within 1%% of the logit gain on test digits)")
     p.add_argument("--out-dir", type=path, default=Path("explanations"), metavar="DIR",
                    help="where each NAME-explained.svg goes (default: %(default)s)")
 
@@ -195,9 +169,8 @@ def add_export(command) -> None:
                    help="jax: a jax.export artifact (StableHLO); onnx: an ONNX model, with the onnx extra; web: a "
                         "static page running the model in the browser (default: onnx for a FILE named .onnx, else jax)")
     p.add_argument("--ort-dir", type=path, default=None, metavar="DIR",
-                   help="for --format web: onnxruntime-web's files to copy into the site, so that it needs no "
-                        "network (node_modules/onnxruntime-web/dist after npm install; default: the page loads "
-                        "them from a public URL)")
+                   help="for --format web: onnxruntime-web's files to copy into the site, so that it needs no network "
+                        "(node_modules/onnxruntime-web/dist after npm install; default: the page loads them from a public URL)")
 
 
 def add_demo(command) -> None:

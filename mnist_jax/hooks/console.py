@@ -186,3 +186,4 @@ def stopped_line(workdir, last: int, mid_epoch: bool) -> str:
     where = "mid-epoch" if mid_epoch else f"after epoch {last}"
     return (f"Stopped {where}; the checkpoint after epoch {last} and the history are in {workdir}. "
             f"Resume with: mnist-jax train --resume {shlex.quote(str(workdir))}")
+
