@@ -102,6 +102,15 @@ def check_port(host: str, port: int) -> None:
         raise UserError(f"cannot serve on {host} port {port}: {reason}") from None
 
 
+def require_gradio() -> None:
+    """A UserError saying how to install Gradio, if it is missing: the core install leaves it out."""
+    try:
+        import gradio  # noqa: F401  (only to say at once that it is missing)
+    except ImportError:
+        raise UserError("the demo needs Gradio, which the core install leaves out: "
+                        "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
+
+
 def announce(host: str, port: int) -> Callable[[str], None]:
     """`serve`'s on_start for the command: where the pad is, and a warning when other machines can reach it."""
     import ipaddress

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
+from mnist_jax.files import write_atomic
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
 from mnist_jax import networks
 from mnist_jax.fast import model_for
@@ -88,6 +89,14 @@ def export_file(params: Params, config: TrainConfig, format: str, output: Output
         return export_onnx(params, config, output), "onnxruntime.InferenceSession(path).run(None, {'images': images})"
     return (export_classifier(params, model_for(config), output),
             "jax.export.deserialize(open(path, 'rb').read()).call(images) (pip install jax flatbuffers)")
+
+
+def write_file(out: Path, content: bytes) -> None:
+    """Write an export to `out` whole; a UserError naming it if it cannot be written."""
+    try:
+        write_atomic(out, content)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write ({e.strerror or e})") from None
 
 
 def _onnx_model(config: TrainConfig) -> Model:

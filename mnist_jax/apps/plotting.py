@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -190,6 +190,16 @@ def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np
     save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
     save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
                 out_dir / "mistakes.svg")
+
+
+def save_explanations(digits: Sequence[np.ndarray], explained, outs: Sequence[Path],
+                      class_names: Sequence[str] | None = None) -> Iterator[tuple[Sequence[int], Sequence[float]]]:
+    """Write each digit's explanation (an `explain.Explanation` of `digits`) to its file in `outs`,
+    yielding its classes and probabilities once it is written."""
+    for i, out in enumerate(outs):
+        classes, probabilities = explained.classes[i], explained.probabilities[i]
+        save_figure(plot_explanation(digits[i], classes, probabilities, explained.attributions[i], class_names), out)
+        yield classes, probabilities
 
 
 def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:

@@ -127,6 +127,20 @@ def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str,
     return files
 
 
+def write_run_site(directory: Path, params: Any, config: Any, manifest: dict[str, Any],
+                   ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
+    """The site of a run's `params` and `config` (a `TrainConfig`), written whole into `directory`;
+    its files. A UserError naming `directory` if it cannot be written."""
+    from mnist_jax.apps.export import export_page_onnx
+
+    files = site_files(export_page_onnx(params, config), manifest, ort_files)
+    try:
+        write_site(directory, files)
+    except OSError as e:
+        raise UserError(f"{directory}: cannot write ({e.strerror or e})") from None
+    return files
+
+
 def write_site(directory: Path, files: dict[str, bytes]) -> None:
     """Write the site into `directory` whole: built in a folder beside it, then renamed into place,
     so that the folder holds the earlier site or all of the new one, never a mixture."""

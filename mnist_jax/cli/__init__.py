@@ -6,7 +6,7 @@
     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
 
 `python scripts/NAME.py ...` runs the same commands; each is a function of its parsed flags in
-cli/training.py, cli/figures.py or cli/using.py, and `train`'s flags are the config's fields
+cli/training.py or cli/saved.py, and `train`'s flags are the config's fields
 (cli/flags.py). Exit status: 0 done; 2 a user error (one line on stderr: `PROG: error: ...`, from
 any `mnist_jax.errors.UserError`, or from the flags); 3 the loss diverged; 128 + N stopped by
 signal N (130 Ctrl-C, 143 SIGTERM), resumable.
@@ -23,14 +23,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import mnist_jax
-from mnist_jax.cli import figures, training, using
+from mnist_jax.cli import saved, training
 from mnist_jax.cli.common import EXIT_DIVERGED, EXIT_USER_ERROR, Parser, say  # noqa: F401 (the exits, named here too)
 from mnist_jax.cli.flags import flag_table, given, with_flag_tables  # noqa: F401 (for scripts/flag_tables.py, tests)
 from mnist_jax.errors import CheckpointError, UserError
 
 # The commands in the order --help lists them.
-COMMANDS = (training.add_train, figures.add_evaluate, using.add_predict, using.add_explain, figures.add_plot_history,
-            figures.add_plot_classification, figures.add_plot_errors, using.add_export, using.add_demo)
+COMMANDS = (training.add_train, saved.add_evaluate, saved.add_predict, saved.add_explain, saved.add_plot_history,
+            saved.add_plot_classification, saved.add_plot_errors, saved.add_export, saved.add_demo)
 
 
 def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -1,4 +1,6 @@
-"""The commands that use a trained model: predict, explain, export and demo."""
+"""The commands that read a saved run: evaluate, plot-history, plot-classification, plot-errors,
+predict, explain, export and demo. Each loads the run (RUN_DIR, or the weights bundled in the
+package), calls the library and says what it did."""
 
 from __future__ import annotations
 
@@ -7,11 +9,79 @@ import shlex
 import sys
 from pathlib import Path
 
+from mnist_jax import config as cfg
 from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, model_and_names, params_phrase, run_dir, say
-from mnist_jax.cli.flags import common_flags, number, path, run_flags
+from mnist_jax.cli.flags import common_flags, data_flag, grid_flags, number, path, run_flags
 from mnist_jax.errors import UserError
 
 IMAGES_HELP = "image files (PNG, JPEG, ...), or folders of them (every file in each, sorted by name)"
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Report the test loss and accuracy of a saved run (an unfinished run: its latest checkpoint)."""
+    configure(args)
+    from mnist_jax.run.evaluation import evaluate_on_test_set
+
+    config, history, params = load(args)
+    summary, count = evaluate_on_test_set(config, params, args.data_dir, args.batch_size)
+    print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
+          f"({count} test examples, {params_phrase(history)})")
+    return 0
+
+
+def plot_history(args: argparse.Namespace) -> int:
+    """Redraw the training-history figure of a saved run, without retraining."""
+    configure(args)
+    from mnist_jax.apps import plotting
+    from mnist_jax.run import rundir
+
+    _, history = rundir.load_history(args.run_dir or rundir.BUNDLED_RUN)
+    out = args.out or rundir.figure_path(args.run_dir, "training.svg")
+    plotting.save_figure(plotting.plot_history(history), out)
+    say(f"Wrote {out}")
+    return 0
+
+
+def plot_classification(args: argparse.Namespace) -> int:
+    """Redraw the classification figure of a saved run: random test digits with label and prediction."""
+    configure(args)
+    import jax
+
+    from mnist_jax import data
+    from mnist_jax.apps import plotting
+    from mnist_jax.run import rundir
+
+    config, _, params = load(args)
+    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
+    key = jax.random.key(config.seed if args.seed is None else args.seed)
+    fig = plotting.classification_sample(params, model, images, labels, key, size=(args.rows, args.cols), class_names=names)
+    out = args.out or rundir.figure_path(args.run_dir, "classification.svg")
+    plotting.save_figure(fig, out)
+    say(f"Wrote {out}")
+    return 0
+
+
+def plot_errors(args: argparse.Namespace) -> int:
+    """Where a trained run fails: the confusion matrix and the most confidently wrong test digits."""
+    configure(args)
+    import numpy as np
+
+    from mnist_jax import data
+    from mnist_jax.apps import plotting
+    from mnist_jax.run import memory, rundir
+    from mnist_jax.run.history import class_accuracy
+
+    config, _, params = load(args)
+    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
+    memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
+    probs, confusion = plotting.test_errors(params, model, images, labels, config.test_batch_size)
+    out_dir = args.out_dir or rundir.figure_path(args.run_dir, ".")
+    rundir.check_writable(out_dir)
+    plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
+    print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(class_accuracy(confusion))))
+    say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
+        f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
+    return 0
 
 
 def _read_digits(args: argparse.Namespace):
@@ -62,11 +132,8 @@ def explain(args: argparse.Namespace) -> int:
     if digits:
         found = explaining.explain(params, np.stack(digits), model, top=args.top, steps=args.steps)
         outs = images.input_files(paths, args.out_dir, suffix="-explained.svg")
-        for i, (path, out) in enumerate(zip(paths, outs)):
-            classes, probabilities = found.classes[i], found.probabilities[i]
-            figure = plotting.plot_explanation(digits[i], classes, probabilities, found.attributions[i], names)
-            plotting.save_figure(figure, out)
-            say(f"{path}: {inference.ranked(zip(classes, probabilities), names)}  -> {out}")
+        for path, out, (classes, probs) in zip(paths, outs, plotting.save_explanations(digits, found, outs, names)):
+            say(f"{path}: {inference.ranked(zip(classes, probs), names)}  -> {out}")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
@@ -75,7 +142,7 @@ def export(args: argparse.Namespace) -> int:
     a static web page that runs it in the browser."""
     configure(args)
     from mnist_jax.apps import export as exporting
-    from mnist_jax.files import check_new_output, write_atomic
+    from mnist_jax.files import check_new_output
 
     if args.format == "web":
         return _export_web(args)
@@ -86,10 +153,7 @@ def export(args: argparse.Namespace) -> int:
     output = args.output or "probabilities"
     config, history, params = load(args)
     content, how = exporting.export_file(params, config, exporting.format_for(args.out, args.format), output)
-    try:
-        write_atomic(args.out, content)
-    except OSError as e:
-        raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    exporting.write_file(args.out, content)
     say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
         f"{output}, the {params_phrase(history)}; load it with {how}")
     return 0
@@ -97,7 +161,7 @@ def export(args: argparse.Namespace) -> int:
 
 def _export_web(args: argparse.Namespace) -> int:
     """`export --format web`: the site, written whole into --out."""
-    from mnist_jax.apps import export as exporting, web
+    from mnist_jax.apps import web
 
     if args.output not in (None, "probabilities"):
         raise UserError("--format web shows probabilities on its page; leave out --output")
@@ -106,11 +170,7 @@ def _export_web(args: argparse.Namespace) -> int:
     record, params = load_record(args)
     name = "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(args.run_dir).name
     manifest = web.manifest(record.config, record.history, record.unsure_below, name)
-    files = web.site_files(exporting.export_page_onnx(params, record.config), manifest, ort_files)
-    try:
-        web.write_site(args.out, files)
-    except OSError as e:
-        raise UserError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    files = web.write_run_site(args.out, params, record.config, manifest, ort_files)
     ort = (f"onnxruntime-web {web.ORT_VERSION} in {web.ORT_FOLDER}/" if ort_files is not None
            else f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}, checked by its SHA-384")
     say(f"Wrote the site {args.out} ({sum(map(len, files.values())) / 1e6:.1f} MB: the page, {web.MODEL_FILE} "
@@ -125,11 +185,7 @@ def demo(args: argparse.Namespace) -> int:
     from mnist_jax.apps import demo as pad
 
     pad.check_port(args.host, args.port)  # before Gradio: a taken port is the commonest reason the demo cannot start
-    try:
-        import gradio  # noqa: F401  (only to say at once that it is missing)
-    except ImportError:
-        raise UserError("the demo needs Gradio, which the core install leaves out: "
-                        "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
+    pad.require_gradio()
     configure(args)
     record, params = load_record(args)
     model, names = model_and_names(record.config)
@@ -138,6 +194,34 @@ def demo(args: argparse.Namespace) -> int:
               class_names=names, unsure_below=record.unsure_below)
     print("stopped")
     return 0
+
+
+def add_evaluate(command) -> None:
+    p = command("evaluate", evaluate, [run_flags(True), common_flags(), data_flag()])
+    p.add_argument("--batch-size", type=number("batch_size", minimum=1), default=None,
+                   help="evaluation batch (default: the run's)")
+
+
+def add_plot_history(command) -> None:
+    p = command("plot-history", plot_history, [run_flags(True), common_flags()])
+    p.add_argument("--out", type=path, default=None,
+                   help="output file, .svg or .png (default: RUN_DIR/training.svg; ./training.svg for the bundled run)")
+
+
+def add_plot_classification(command) -> None:
+    p = command("plot-classification", plot_classification, [run_flags(True), common_flags(), data_flag()])
+    p.add_argument("--out", type=path, default=None, help="output file, .svg or .png (default: RUN_DIR/"
+                                                          "classification.svg; ./classification.svg for the bundled run)")
+    p.add_argument("--seed", type=number("seed", minimum=0, maximum=cfg.MAX_SEED), default=None,
+                   help="which digits to show (default: the run's seed)")
+    grid_flags(p, 2, 3, "digits")
+
+
+def add_plot_errors(command) -> None:
+    p = command("plot-errors", plot_errors, [run_flags(True), common_flags(), data_flag()])
+    p.add_argument("--out-dir", type=path, default=None,
+                   help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
+    grid_flags(p, 3, 6, "mistakes")
 
 
 def add_predict(command) -> None:
