@@ -1,5 +1,4 @@
-"""What every command shares: the exit statuses, the parser that errs in one line, the one-line
-output, the JAX settings, and the saved run a command reads."""
+"""What the commands share: exit statuses, one-line errors and output, JAX's settings, the saved run."""
 
 from __future__ import annotations
 
@@ -7,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mnist_jax import run  # its modules import on first use
 from mnist_jax.errors import one_line
 
 EXIT_USER_ERROR = 2  # argparse uses 2 for bad flags too
@@ -23,40 +23,32 @@ class Parser(argparse.ArgumentParser):
 
 
 def say(text: str, file=None) -> None:
-    """Print one line of output: names from the file system may hold newlines or bytes that are
-    not UTF-8 (errors.one_line), and an error past a path's 4,096 bytes is cut."""
+    """Print one line: a name from the file system may hold newlines or bytes that are not UTF-8
+    (errors.one_line), and an error past a path's 4,096 bytes is cut."""
     error = file is sys.stderr
     print(one_line(text, limit=ERROR_LIMIT if error else None), file=sys.stdout if file is None else file)
 
 
 def configure(args: argparse.Namespace, distributed=None) -> None:
     """JAX's settings for a command: the compilation cache its flags name, and multi-host."""
-    from mnist_jax.run import environment
-
-    cache = None if args.no_compile_cache else (args.compile_cache or environment.default_compile_cache())
-    environment.configure(compile_cache=cache, distributed=distributed)
+    cache = None if args.no_compile_cache else (args.compile_cache or run.environment.default_compile_cache())
+    run.environment.configure(compile_cache=cache, distributed=distributed)
 
 
 def run_dir(args: argparse.Namespace) -> Path:
     """The run a command reads: RUN_DIR, or the weights bundled in the package."""
-    from mnist_jax.run import rundir
-
-    return args.run_dir or rundir.BUNDLED_RUN
+    return args.run_dir or run.rundir.BUNDLED_RUN
 
 
 def load(args: argparse.Namespace):
-    """The run of `args.run_dir`, or the weights bundled in the package: (config, history, params)."""
-    from mnist_jax.run import rundir
-
-    return rundir.load_run(run_dir(args))
+    """The run a command reads: (config, history, params)."""
+    return run.rundir.load_run(run_dir(args))
 
 
 def load_record(args: argparse.Namespace):
-    """`load`'s run with the whole record of its history.json (its threshold of "unsure", None for
-    a run older than it): (record, params)."""
-    from mnist_jax.run import rundir
-
-    return rundir.load_record_and_params(run_dir(args))
+    """The run a command reads, with the whole record of its history.json (its threshold of
+    "unsure", None for a run older than it): (record, params)."""
+    return run.rundir.load_record_and_params(run_dir(args))
 
 
 def model_and_names(config):

@@ -9,10 +9,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from mnist_jax import apps, run  # packages whose modules import on first use, so --help stays instant
 from mnist_jax import config as cfg
 from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, model_and_names, params_phrase, run_dir, say
 from mnist_jax.cli.flags import common_flags, data_flag, grid_flags, number, path, run_flags
 from mnist_jax.errors import UserError
+from mnist_jax.files import check_new_output
 
 IMAGES_HELP = "image files (PNG, JPEG, ...), or folders of them (every file in each, sorted by name)"
 
@@ -20,10 +22,8 @@ IMAGES_HELP = "image files (PNG, JPEG, ...), or folders of them (every file in e
 def evaluate(args: argparse.Namespace) -> int:
     """Report the test loss and accuracy of a saved run (an unfinished run: its latest checkpoint)."""
     configure(args)
-    from mnist_jax.run.evaluation import evaluate_on_test_set
-
     config, history, params = load(args)
-    summary, count = evaluate_on_test_set(config, params, args.data_dir, args.batch_size)
+    summary, count = run.evaluation.evaluate_on_test_set(config, params, args.data_dir, args.batch_size)
     print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
           f"({count} test examples, {params_phrase(history)})")
     return 0
@@ -32,12 +32,9 @@ def evaluate(args: argparse.Namespace) -> int:
 def plot_history(args: argparse.Namespace) -> int:
     """Redraw the training-history figure of a saved run, without retraining."""
     configure(args)
-    from mnist_jax.apps import plotting
-    from mnist_jax.run import rundir
-
-    _, history = rundir.load_history(args.run_dir or rundir.BUNDLED_RUN)
-    out = args.out or rundir.figure_path(args.run_dir, "training.svg")
-    plotting.save_figure(plotting.plot_history(history), out)
+    _, history = run.rundir.load_history(run_dir(args))
+    out = args.out or run.rundir.figure_path(args.run_dir, "training.svg")
+    apps.plotting.save_figure(apps.plotting.plot_history(history), out)
     say(f"Wrote {out}")
     return 0
 
@@ -48,15 +45,13 @@ def plot_classification(args: argparse.Namespace) -> int:
     import jax
 
     from mnist_jax import data
-    from mnist_jax.apps import plotting
-    from mnist_jax.run import rundir
 
     config, _, params = load(args)
     (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
     key = jax.random.key(config.seed if args.seed is None else args.seed)
-    fig = plotting.classification_sample(params, model, images, labels, key, size=(args.rows, args.cols), class_names=names)
-    out = args.out or rundir.figure_path(args.run_dir, "classification.svg")
-    plotting.save_figure(fig, out)
+    fig = apps.plotting.classification_sample(params, model, images, labels, key, (args.rows, args.cols), names)
+    out = args.out or run.rundir.figure_path(args.run_dir, "classification.svg")
+    apps.plotting.save_figure(fig, out)
     say(f"Wrote {out}")
     return 0
 
@@ -67,18 +62,16 @@ def plot_errors(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mnist_jax import data
-    from mnist_jax.apps import plotting
-    from mnist_jax.run import memory, rundir
-    from mnist_jax.run.history import class_accuracy
 
     config, _, params = load(args)
     (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
-    memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
-    probs, confusion = plotting.test_errors(params, model, images, labels, config.test_batch_size)
-    out_dir = args.out_dir or rundir.figure_path(args.run_dir, ".")
-    rundir.check_writable(out_dir)
-    plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
-    print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(class_accuracy(confusion))))
+    run.memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
+    probs, confusion = apps.plotting.test_errors(params, model, images, labels, config.test_batch_size)
+    out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
+    run.rundir.check_writable(out_dir)
+    apps.plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
+    accuracy = run.history.class_accuracy(confusion)
+    print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)))
     say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
         f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
     return 0
@@ -86,9 +79,7 @@ def plot_errors(args: argparse.Namespace) -> int:
 
 def _read_digits(args: argparse.Namespace):
     """`images.read_digits` of the images named, its notes and errors said on stderr."""
-    from mnist_jax.apps import images
-
-    read = images.read_digits(args.images)
+    read = apps.images.read_digits(args.images)
     for line in [*(f"note: {note}" for note in read.notes), *(f"error: {error}" for error in read.errors)]:
         say(f"{args.prog}: {line}", file=sys.stderr)
     return read.inputs, read.paths, read.digits
@@ -99,20 +90,17 @@ def predict(args: argparse.Namespace) -> int:
     configure(args)
     import numpy as np
 
-    from mnist_jax.apps import images, inference
-    from mnist_jax.run import rundir
-
     record, params = load_record(args)
     if args.save_inputs:
-        rundir.check_writable(args.save_inputs)
+        run.rundir.check_writable(args.save_inputs)
     inputs, paths, digits = _read_digits(args)
     if digits:
         model, names = model_and_names(record.config)
-        for path, probs in zip(paths, inference.classify(params, np.stack(digits), model)):
-            say(f"{path}: {inference.prediction_line(probs, names, min(args.top, 10), record.unsure_below)}")
+        for path, probs in zip(paths, apps.inference.classify(params, np.stack(digits), model)):
+            say(f"{path}: {apps.inference.prediction_line(probs, names, min(args.top, 10), record.unsure_below)}")
     if args.save_inputs and digits:
-        for digit, out in zip(digits, images.input_files(paths, args.save_inputs)):
-            images.save_digit(digit, out)
+        for digit, out in zip(digits, apps.images.input_files(paths, args.save_inputs)):
+            apps.images.save_digit(digit, out)
         say(f"Wrote the 28x28 images the model saw to {args.save_inputs}/ (NAME-28x28.png)")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
@@ -122,18 +110,15 @@ def explain(args: argparse.Namespace) -> int:
     configure(args)
     import numpy as np
 
-    from mnist_jax.apps import explain as explaining, images, inference, plotting
-    from mnist_jax.run import rundir
-
     config, _, params = load(args)
     model, names = model_and_names(config)
-    rundir.check_writable(args.out_dir)
+    run.rundir.check_writable(args.out_dir)
     inputs, paths, digits = _read_digits(args)
     if digits:
-        found = explaining.explain(params, np.stack(digits), model, top=args.top, steps=args.steps)
-        outs = images.input_files(paths, args.out_dir, suffix="-explained.svg")
-        for path, out, (classes, probs) in zip(paths, outs, plotting.save_explanations(digits, found, outs, names)):
-            say(f"{path}: {inference.ranked(zip(classes, probs), names)}  -> {out}")
+        found = apps.explain.explain(params, np.stack(digits), model, top=args.top, steps=args.steps)
+        outs = apps.images.input_files(paths, args.out_dir, suffix="-explained.svg")
+        for path, out, (classes, probs) in zip(paths, outs, apps.plotting.save_explanations(digits, found, outs, names)):
+            say(f"{path}: {apps.inference.ranked(zip(classes, probs), names)}  -> {out}")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
 
 
@@ -141,9 +126,6 @@ def export(args: argparse.Namespace) -> int:
     """Save a trained classifier: a jax.export artifact that runs with JAX alone, an ONNX model, or
     a static web page that runs it in the browser."""
     configure(args)
-    from mnist_jax.apps import export as exporting
-    from mnist_jax.files import check_new_output
-
     if args.format == "web":
         return _export_web(args)
     if args.ort_dir is not None:
@@ -152,8 +134,8 @@ def export(args: argparse.Namespace) -> int:
     check_new_output(args.out, apart_from=run_dir(args))
     output = args.output or "probabilities"
     config, history, params = load(args)
-    content, how = exporting.export_file(params, config, exporting.format_for(args.out, args.format), output)
-    exporting.write_file(args.out, content)
+    content, how = apps.export.export_file(params, config, apps.export.format_for(args.out, args.format), output)
+    apps.export.write_file(args.out, content)
     say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
         f"{output}, the {params_phrase(history)}; load it with {how}")
     return 0
@@ -161,8 +143,7 @@ def export(args: argparse.Namespace) -> int:
 
 def _export_web(args: argparse.Namespace) -> int:
     """`export --format web`: the site, written whole into --out."""
-    from mnist_jax.apps import web
-
+    web = apps.web
     if args.output not in (None, "probabilities"):
         raise UserError("--format web shows probabilities on its page; leave out --output")
     web.check_site_dir(args.out, apart_from=run_dir(args))
@@ -182,8 +163,7 @@ def _export_web(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Serve a drawing pad in the browser: draw a digit and watch the model read it (needs the demo extra)."""
-    from mnist_jax.apps import demo as pad
-
+    pad = apps.demo
     pad.check_port(args.host, args.port)  # before Gradio: a taken port is the commonest reason the demo cannot start
     pad.require_gradio()
     configure(args)

@@ -7,7 +7,8 @@ import signal
 import sys
 
 from mnist_jax import config as cfg
-from mnist_jax.cli.common import EXIT_DIVERGED, say
+from mnist_jax import hooks, run  # packages whose modules import on first use
+from mnist_jax.cli.common import EXIT_DIVERGED, configure, say
 from mnist_jax.cli.flags import add_fields, common_flags, given, number, path
 from mnist_jax.errors import UserError
 
@@ -16,40 +17,33 @@ DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
 
 def train(args: argparse.Namespace) -> int:
     """Train the notebook's CNN on MNIST and reproduce its log and figures."""
-    from mnist_jax.cli.common import configure
-    from mnist_jax.run import environment
-
-    distributed = environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
+    distributed = run.environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
     configure(args, distributed if args.distributed else None)
     from mnist_jax import recipes
-    from mnist_jax.hooks.spec import load_hook
-    from mnist_jax.run import experiment
 
     settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
-    extra = [load_hook(spec) for spec in args.hook]
+    extra = [hooks.spec.load_hook(spec) for spec in args.hook]
     swept = cfg.parse_sweep(settings["sweep"])[0] if settings.get("sweep") else None
     if swept in settings:
         raise UserError(f"--{swept.replace('_', '-')} and --sweep {settings['sweep']} both set {swept}; give one")
     if args.resume:
-        outcome = experiment.resume(args.resume, settings, options, extra_hooks=extra)
+        outcome = run.experiment.resume(args.resume, settings, options, extra_hooks=extra)
     else:
         config = recipes.config(args.recipe or "notebook", **settings)  # a flag given wins over the recipe
-        outcome = experiment.run(config, args.run_dir, options, extra_hooks=extra)
+        outcome = run.experiment.run(config, args.run_dir, options, extra_hooks=extra)
     return report(outcome, args.prog)
 
 
 def report(outcome, prog: str) -> int:
     """Say how training ended; the exit status."""
     from mnist_jax.fast import parallel
-    from mnist_jax.hooks import console
-    from mnist_jax.run import experiment
 
     if outcome.status == "diverged":
         say(f"{prog}: error: {outcome.message}", file=sys.stderr)
         return EXIT_DIVERGED
     if outcome.status == "stopped":
         last = len(outcome.history["train_loss"]) - 1
-        say(console.stopped_line(outcome.workdir, last, mid_epoch=outcome.state is None), file=sys.stderr)
+        say(hooks.console.stopped_line(outcome.workdir, last, mid_epoch=outcome.state is None), file=sys.stderr)
         return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not parallel.is_primary():
         return 0
@@ -61,7 +55,7 @@ def report(outcome, prog: str) -> int:
             print(line)
         name = cfg.parse_sweep(config.sweep)[0]
         say(f"Each model's run is in {outcome.workdir}/{name}=VALUE{'-seed-S' if config.seeds > 1 else ''}")
-    for line in experiment.finished_lines(outcome):
+    for line in run.experiment.finished_lines(outcome):
         say(line)
     return 0
 
