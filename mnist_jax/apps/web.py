@@ -141,6 +141,18 @@ def write_run_site(directory: Path, params: Any, config: Any, manifest: dict[str
     return files
 
 
+def site_summary(directory: Path, files: dict[str, bytes], params: str, ort_copied: bool) -> str:
+    """What a written site holds (`params`: which params its model has) and how to open it."""
+    import shlex
+
+    ort = (f"onnxruntime-web {ORT_VERSION} in {ORT_FOLDER}/" if ort_copied
+           else f"onnxruntime-web {ORT_VERSION} from {ORT_CDN}, checked by its SHA-384")
+    return (f"{directory} ({sum(map(len, files.values())) / 1e6:.1f} MB: the page, {MODEL_FILE} "
+            f"({len(files[MODEL_FILE]) / 1e3:.0f} kB) with the {params}, {ort}); "
+            f"serve it, e.g. python -m http.server -d {shlex.quote(str(directory))} 8000, and open "
+            f"http://127.0.0.1:8000 (a browser will not load its model from a file:// page)")
+
+
 def write_site(directory: Path, files: dict[str, bytes]) -> None:
     """Write the site into `directory` whole: built in a folder beside it, then renamed into place,
     so that the folder holds the earlier site or all of the new one, never a mixture."""

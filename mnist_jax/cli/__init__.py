@@ -5,11 +5,10 @@
     mnist-jax predict | explain IMAGE... [--run RUN_DIR]    mnist-jax export [RUN_DIR] --out FILE [--format onnx]
     mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
 
-`python scripts/NAME.py ...` runs the same commands; each is a function of its parsed flags in
-cli/training.py or cli/saved.py, and `train`'s flags are the config's fields
-(cli/flags.py). Exit status: 0 done; 2 a user error (one line on stderr: `PROG: error: ...`, from
-any `mnist_jax.errors.UserError`, or from the flags); 3 the loss diverged; 128 + N stopped by
-signal N (130 Ctrl-C, 143 SIGTERM), resumable.
+`python scripts/NAME.py ...` runs the same commands, each a function of its parsed flags in
+cli/training.py or cli/saved.py; `train`'s flags are the config's fields (cli/flags.py). Exit status:
+0 done; 2 a user error (one line on stderr: `PROG: error: ...`, from any `mnist_jax.errors.UserError`,
+or from the flags); 3 the loss diverged; 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM), resumable.
 """
 
 from __future__ import annotations
@@ -25,12 +24,11 @@ from pathlib import Path
 import mnist_jax
 from mnist_jax.cli import saved, training
 from mnist_jax.cli.common import EXIT_DIVERGED, EXIT_USER_ERROR, Parser, say  # noqa: F401 (the exits, named here too)
+from mnist_jax.cli.flags import add_cache_flags, add_data_flag, add_run_flag
 from mnist_jax.cli.flags import flag_table, given, with_flag_tables  # noqa: F401 (for scripts/flag_tables.py, tests)
 from mnist_jax.errors import CheckpointError, UserError
 
-# The commands in the order --help lists them.
-COMMANDS = (training.add_train, saved.add_evaluate, saved.add_predict, saved.add_explain, saved.add_plot_history,
-            saved.add_plot_classification, saved.add_plot_errors, saved.add_export, saved.add_demo)
+COMMANDS = (training.add_train, saved.add_commands)  # in the order --help lists them
 
 
 def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -40,9 +38,15 @@ def parser(prog: str = "mnist-jax") -> tuple[argparse.ArgumentParser, dict[str, 
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     parsers = {}
 
-    def command(name: str, func: Callable, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable, run: str | None = None, data: bool = False) -> argparse.ArgumentParser:
+        """A subcommand calling `func`: its RUN_DIR (`run` "positional" or "--run"), the cache flags, --data-dir."""
         summary = func.__doc__.splitlines()[0]
-        parsers[name] = p = sub.add_parser(name, parents=list(parents), help=summary, description=summary)
+        parsers[name] = p = sub.add_parser(name, help=summary, description=summary)
+        if run is not None:
+            add_run_flag(p, positional=run == "positional")
+        add_cache_flags(p)
+        if data:
+            add_data_flag(p)
         p.set_defaults(func=func)
         return p
 

@@ -46,8 +46,7 @@ def load(args: argparse.Namespace):
 
 
 def load_record(args: argparse.Namespace):
-    """The run a command reads, with the whole record of its history.json (its threshold of
-    "unsure", None for a run older than it): (record, params)."""
+    """The run a command reads with its history.json's whole record (its "unsure" threshold): (record, params)."""
     return run.rundir.load_record_and_params(run_dir(args))
 
 

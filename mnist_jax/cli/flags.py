@@ -93,31 +93,25 @@ def with_flag_tables(markdown: str) -> str:
     return markdown
 
 
-# The flags several commands share, as argparse parents.
+# The flags several commands share.
 
-def common_flags() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def add_cache_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile-cache", metavar="DIR", default=None,
                    help="JAX's persistent compilation cache, so later runs skip compiling "
                         "(default: $JAX_COMPILATION_CACHE_DIR, else ~/.cache/mnist-jax/jax-compile)")
     p.add_argument("--no-compile-cache", action="store_true", help="compile from scratch, cache nothing")
-    return p
 
 
-def data_flag() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def add_data_flag(p: argparse.ArgumentParser) -> None:
     add_fields(p, cfg.RunOptions, ["data_dir"])
     p.set_defaults(data_dir=None)
-    return p
 
 
-def run_flags(positional: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def add_run_flag(p: argparse.ArgumentParser, positional: bool) -> None:
     names, kwargs = (["run_dir"], {"nargs": "?"}) if positional else (["--run"], {"dest": "run_dir", "metavar": "RUN_DIR"})
     p.add_argument(*names, type=path, default=None, **kwargs,
                    help="a run directory written by mnist-jax train; one seed's (RUN_DIR/seed-S) for a run of several "
                         "seeds (default: the weights bundled in the package, the notebook's 30 epochs)")
-    return p
 
 
 def grid_flags(p: argparse.ArgumentParser, rows: int, cols: int, what: str) -> None:

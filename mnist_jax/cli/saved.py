@@ -5,14 +5,13 @@ package), calls the library and says what it did."""
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
 from mnist_jax import apps, run  # packages whose modules import on first use, so --help stays instant
 from mnist_jax import config as cfg
 from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, model_and_names, params_phrase, run_dir, say
-from mnist_jax.cli.flags import common_flags, data_flag, grid_flags, number, path, run_flags
+from mnist_jax.cli.flags import grid_flags, number, path
 from mnist_jax.errors import UserError
 from mnist_jax.files import check_new_output
 
@@ -152,12 +151,7 @@ def _export_web(args: argparse.Namespace) -> int:
     name = "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(args.run_dir).name
     manifest = web.manifest(record.config, record.history, record.unsure_below, name)
     files = web.write_run_site(args.out, params, record.config, manifest, ort_files)
-    ort = (f"onnxruntime-web {web.ORT_VERSION} in {web.ORT_FOLDER}/" if ort_files is not None
-           else f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}, checked by its SHA-384")
-    say(f"Wrote the site {args.out} ({sum(map(len, files.values())) / 1e6:.1f} MB: the page, {web.MODEL_FILE} "
-        f"({len(files[web.MODEL_FILE]) / 1e3:.0f} kB) with the {params_phrase(record.history)}, {ort}); "
-        f"serve it, e.g. python -m http.server -d {shlex.quote(str(args.out))} 8000, and open "
-        f"http://127.0.0.1:8000 (a browser will not load its model from a file:// page)")
+    say(f"Wrote the site {web.site_summary(args.out, files, params_phrase(record.history), ort_files is not None)}")
     return 0
 
 
@@ -176,44 +170,17 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluate(command) -> None:
-    p = command("evaluate", evaluate, [run_flags(True), common_flags(), data_flag()])
+def add_commands(command) -> None:
+    """The commands that read a saved run, with their flags, in the order --help lists them."""
+    p = command("evaluate", evaluate, "positional", data=True)
     p.add_argument("--batch-size", type=number("batch_size", minimum=1), default=None,
                    help="evaluation batch (default: the run's)")
-
-
-def add_plot_history(command) -> None:
-    p = command("plot-history", plot_history, [run_flags(True), common_flags()])
-    p.add_argument("--out", type=path, default=None,
-                   help="output file, .svg or .png (default: RUN_DIR/training.svg; ./training.svg for the bundled run)")
-
-
-def add_plot_classification(command) -> None:
-    p = command("plot-classification", plot_classification, [run_flags(True), common_flags(), data_flag()])
-    p.add_argument("--out", type=path, default=None, help="output file, .svg or .png (default: RUN_DIR/"
-                                                          "classification.svg; ./classification.svg for the bundled run)")
-    p.add_argument("--seed", type=number("seed", minimum=0, maximum=cfg.MAX_SEED), default=None,
-                   help="which digits to show (default: the run's seed)")
-    grid_flags(p, 2, 3, "digits")
-
-
-def add_plot_errors(command) -> None:
-    p = command("plot-errors", plot_errors, [run_flags(True), common_flags(), data_flag()])
-    p.add_argument("--out-dir", type=path, default=None,
-                   help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
-    grid_flags(p, 3, 6, "mistakes")
-
-
-def add_predict(command) -> None:
-    p = command("predict", predict, [run_flags(False), common_flags()])
+    p = command("predict", predict, "--run")
     p.add_argument("images", nargs="+", type=path, metavar="IMAGE", help=IMAGES_HELP)
     p.add_argument("--top", type=number("top", minimum=1), default=3, help="classes shown per image (default: %(default)s)")
     p.add_argument("--save-inputs", type=path, default=None, metavar="DIR",
                    help="also write the 28x28 image the model saw for each input, as DIR/NAME-28x28.png")
-
-
-def add_explain(command) -> None:
-    p = command("explain", explain, [run_flags(False), common_flags()])
+    p = command("explain", explain, "--run")
     p.add_argument("images", nargs="+", type=path, metavar="IMAGE", help=IMAGES_HELP)
     p.add_argument("--top", type=number("top", minimum=1, maximum=10), default=2,
                    help="classes explained per image, most probable first (default: %(default)s)")
@@ -221,10 +188,20 @@ def add_explain(command) -> None:
                    "from the blank digit (default: %(default)s, within 1%% of the logit gain on test digits)")
     p.add_argument("--out-dir", type=path, default=Path("explanations"), metavar="DIR",
                    help="where each NAME-explained.svg goes (default: %(default)s)")
-
-
-def add_export(command) -> None:
-    p = command("export", export, [run_flags(True), common_flags()])
+    p = command("plot-history", plot_history, "positional")
+    p.add_argument("--out", type=path, default=None,
+                   help="output file, .svg or .png (default: RUN_DIR/training.svg; ./training.svg for the bundled run)")
+    p = command("plot-classification", plot_classification, "positional", data=True)
+    p.add_argument("--out", type=path, default=None, help="output file, .svg or .png (default: RUN_DIR/"
+                                                          "classification.svg; ./classification.svg for the bundled run)")
+    p.add_argument("--seed", type=number("seed", minimum=0, maximum=cfg.MAX_SEED), default=None,
+                   help="which digits to show (default: the run's seed)")
+    grid_flags(p, 2, 3, "digits")
+    p = command("plot-errors", plot_errors, "positional", data=True)
+    p.add_argument("--out-dir", type=path, default=None,
+                   help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
+    grid_flags(p, 3, 6, "mistakes")
+    p = command("export", export, "positional")
     p.add_argument("--out", type=path, required=True, metavar="PATH",
                    help="the file to write; for --format web, the site's folder (new, empty, or an earlier site)")
     p.add_argument("--output", choices=("probabilities", "logits"), default=None,
@@ -235,10 +212,7 @@ def add_export(command) -> None:
     p.add_argument("--ort-dir", type=path, default=None, metavar="DIR",
                    help="for --format web: onnxruntime-web's files to copy into the site, so that it needs no network "
                         "(node_modules/onnxruntime-web/dist after npm install; default: the page loads them from a public URL)")
-
-
-def add_demo(command) -> None:
-    p = command("demo", demo, [run_flags(False), common_flags()])
+    p = command("demo", demo, "--run")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=number("port", minimum=1, maximum=65535), default=7860, help="port (default: %(default)s)")

@@ -9,7 +9,7 @@ import sys
 from mnist_jax import config as cfg
 from mnist_jax import hooks, run  # packages whose modules import on first use
 from mnist_jax.cli.common import EXIT_DIVERGED, configure, say
-from mnist_jax.cli.flags import add_fields, common_flags, given, number, path
+from mnist_jax.cli.flags import add_fields, given, number, path
 from mnist_jax.errors import UserError
 
 DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
@@ -64,7 +64,7 @@ def add_train(command) -> None:
     """`train` and its flags: the recipe, every config field, where the run goes, hooks, multi-host."""
     from mnist_jax.recipes import RECIPES
 
-    p = command("train", train, [common_flags()])
+    p = command("train", train)
     p.add_argument("--recipe", choices=RECIPES, default=None,
                    help="named settings with the results they reached (mnist_jax/recipes.py); the flags below "
                         "change what they name (default: notebook)")
