@@ -173,8 +173,8 @@ def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilitie
     return fig
 
 
-def test_errors(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
-                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def error_figures_data(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
+                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """What the error figures show: the probabilities of each test image (N, classes) and the
     confusion matrix (true class by predicted class)."""
     from mnist_jax.steps import confusion_matrix
@@ -186,7 +186,7 @@ def test_errors(params: Params, model: Model, images: np.ndarray, labels: np.nda
 
 def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, confusion: np.ndarray,
                        out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> None:
-    """`plot-errors`' figures from `test_errors`' data: out_dir/confusion.svg and out_dir/mistakes.svg."""
+    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.svg and out_dir/mistakes.svg."""
     save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
     save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
                 out_dir / "mistakes.svg")

@@ -65,7 +65,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     config, _, params = load(args)
     (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
     run.memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
-    probs, confusion = apps.plotting.test_errors(params, model, images, labels, config.test_batch_size)
+    probs, confusion = apps.plotting.error_figures_data(params, model, images, labels, config.test_batch_size)
     out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
     run.rundir.check_writable(out_dir)
     apps.plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
