@@ -6,10 +6,12 @@ The package in layers, each importing only those before it (tests/test_layout.py
   state, loss, step, epoch and evaluation); beside them the settings (`config`, `sweep`, `recipes`),
   the other networks and the NNX twin (`networks`, `model_nnx`), `augment`, and `errors`, `files`;
 - `data/` the datasets, declared once, through TFDS;
+- `hooks/` what watches a run: the hook protocol, the console, TensorBoard, the profiler, logs,
+  `--hook`'s spec;
 - `fast/` the same numbers sooner: the convolution's formulations, the compiled programs, devices;
-- `hooks/` what watches a run: the hook protocol, the console, TensorBoard, the profiler, logs;
 - `apps/` what uses a trained model: inference, explain, images, drawing, plotting, export, web, demo;
-- `run/` a run's lifecycle: the loop, the experiment, the run directory, history, checkpoints;
+- `run/` a run's lifecycle: the loop, the experiment, the run directory, history, checkpoints,
+  evaluation;
 - `cli/` the command line.
 
 `import mnist_jax` is instant: a submodule is imported when first used. The modules' names from

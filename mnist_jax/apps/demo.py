@@ -21,7 +21,7 @@ import errno
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 
 from PIL import Image, ImageDraw
@@ -100,6 +100,29 @@ def check_port(host: str, port: int) -> None:
     except OSError as e:
         reason = "already in use; pick another with --port" if e.errno == errno.EADDRINUSE else e.strerror
         raise UserError(f"cannot serve on {host} port {port}: {reason}") from None
+
+
+def require_gradio() -> None:
+    """A UserError saying how to install Gradio, if it is missing: the core install leaves it out."""
+    try:
+        import gradio  # noqa: F401  (only to say at once that it is missing)
+    except ImportError:
+        raise UserError("the demo needs Gradio, which the core install leaves out: "
+                        "pip install 'mnist-jax[demo]' (from a clone: pip install -e '.[demo]')") from None
+
+
+def announce(host: str, port: int) -> Callable[[str], None]:
+    """`serve`'s on_start for the command: where the pad is, and a warning when other machines can reach it."""
+    import ipaddress
+    import sys
+
+    def started(url: str) -> None:
+        print(f"The drawing pad is at {url} (Ctrl-C stops it)", flush=True)
+        if not ipaddress.ip_address(socket.getaddrinfo(host, port)[0][4][0]).is_loopback:
+            print(f"warning: serving on {host}, so other machines that can reach this one can use the pad too",
+                  file=sys.stderr, flush=True)
+
+    return started
 
 
 def read_digit(params: Params, model: Model, picture: Image.Image | None,

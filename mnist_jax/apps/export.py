@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import jax
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
+from mnist_jax.files import write_atomic
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
 from mnist_jax import networks
 from mnist_jax.fast import model_for
@@ -74,6 +76,27 @@ def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
 
     return _to_onnx(page, jax.ShapeDtypeStruct((drawing.PAD_SIZE, drawing.PAD_SIZE), jnp.uint8), "mnist_jax_page",
                     ["ink"], ["digit", "probabilities"])
+
+
+def format_for(out: Path, format: str | None) -> str:
+    """The format an export writes: `format` as asked, else onnx for a file named .onnx, else jax."""
+    return format or ("onnx" if out.suffix == ".onnx" else "jax")
+
+
+def export_file(params: Params, config: TrainConfig, format: str, output: Output) -> tuple[bytes, str]:
+    """The artifact of `format` ("jax" or "onnx") and a line of Python that loads and runs it."""
+    if format == "onnx":
+        return export_onnx(params, config, output), "onnxruntime.InferenceSession(path).run(None, {'images': images})"
+    return (export_classifier(params, model_for(config), output),
+            "jax.export.deserialize(open(path, 'rb').read()).call(images) (pip install jax flatbuffers)")
+
+
+def write_file(out: Path, content: bytes) -> None:
+    """Write an export to `out` whole; a UserError naming it if it cannot be written."""
+    try:
+        write_atomic(out, content)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write ({e.strerror or e})") from None
 
 
 def _onnx_model(config: TrainConfig) -> Model:

@@ -30,6 +30,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -103,6 +104,32 @@ def expand_folders(paths: list[Path]) -> tuple[list[Path], list[str]]:
             notes.append(f"{path}: {len(folders)} subfolder{'s' if len(folders) > 1 else ''} left out "
                          f"({folders[0].name}{', ...' if len(folders) > 1 else ''}); name them to classify them too")
     return inputs, notes
+
+
+class DigitsRead(NamedTuple):
+    """The images named on a command line, read: every input (folders expanded), the paths and
+    digits of those read, notes on the folders, and one error line for each input not read."""
+
+    inputs: list[Path]
+    paths: list[Path]
+    digits: list[np.ndarray]
+    notes: list[str]
+    errors: list[str]
+
+
+def read_digits(names: list[Path]) -> DigitsRead:
+    """The digits of the files `names` and of the files in the folders among them; an input that
+    cannot be read is an error line in the result, and the others are read."""
+    (inputs, notes), paths, digits, errors = expand_folders(names), [], [], []
+    for path in inputs:
+        try:
+            if is_folder(path):
+                raise ImageError(f"{path}: a folder with no files in it (or none this user can read)")
+            digits.append(load_image(path))
+            paths.append(path)
+        except ImageError as e:
+            errors.append(str(e))
+    return DigitsRead(inputs, paths, digits, notes, errors)
 
 
 def is_folder(path: Path) -> bool:

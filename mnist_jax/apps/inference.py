@@ -74,3 +74,15 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     """The k most probable classes of one image, most probable first."""
     order = np.argsort(probabilities)[::-1][:k]
     return [(int(c), float(probabilities[c])) for c in order]
+
+
+def ranked(classes_and_probabilities, class_names) -> str:
+    """Classes and their probabilities as the commands print them: "7 (0.9812)  1 (0.0101)"."""
+    return "  ".join(f"{class_names[c]} ({p:.4f})" for c, p in classes_and_probabilities)
+
+
+def prediction_line(probabilities: np.ndarray, class_names, k: int, unsure_below: float | None = None) -> str:
+    """One image's `k` most probable classes, ranked, and "unsure" where the most probable is
+    below `unsure_below` (a run's threshold; None: never)."""
+    unsure = unsure_below is not None and probabilities.max() < unsure_below
+    return ranked(top_k(probabilities, k), class_names) + ("  unsure" if unsure else "")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import jax
 import matplotlib
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.apps.inference import predict
+from mnist_jax.apps.inference import classify, predict
 from mnist_jax.model import Model, Params
 from mnist_jax.sweep import summary, value_name
 
@@ -170,6 +171,35 @@ def plot_confident_mistakes(images: np.ndarray, labels: np.ndarray, probabilitie
     fig.suptitle(f"Most confident mistakes ({len(wrong)} errors in all)", fontsize=15)
     fig.tight_layout()
     return fig
+
+
+def error_figures_data(params: Params, model: Model, images: np.ndarray, labels: np.ndarray,
+                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the error figures show: the probabilities of each test image (N, classes) and the
+    confusion matrix (true class by predicted class)."""
+    from mnist_jax.steps import confusion_matrix
+
+    probabilities = classify(params, images, model, batch_size=batch_size)
+    confusion = np.asarray(confusion_matrix(labels, probabilities.argmax(1), probabilities.shape[1]))
+    return probabilities, confusion
+
+
+def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, confusion: np.ndarray,
+                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> None:
+    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.svg and out_dir/mistakes.svg."""
+    save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
+    save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
+                out_dir / "mistakes.svg")
+
+
+def save_explanations(digits: Sequence[np.ndarray], explained, outs: Sequence[Path],
+                      class_names: Sequence[str] | None = None) -> Iterator[tuple[Sequence[int], Sequence[float]]]:
+    """Write each digit's explanation (an `explain.Explanation` of `digits`) to its file in `outs`,
+    yielding its classes and probabilities once it is written."""
+    for i, out in enumerate(outs):
+        classes, probabilities = explained.classes[i], explained.probabilities[i]
+        save_figure(plot_explanation(digits[i], classes, probabilities, explained.attributions[i], class_names), out)
+        yield classes, probabilities
 
 
 def figure_bytes(fig: Figure, fmt: str = "svg") -> bytes:

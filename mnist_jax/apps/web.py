@@ -95,6 +95,17 @@ def _written_by(directory: Path) -> Any:
         return None
 
 
+def manifest(config: Any, history: dict[str, Any], unsure_below: float | None, run: str) -> dict[str, Any]:
+    """manifest.json: what the page says of the run named `run` (a `TrainConfig`, its history and
+    its threshold of "unsure", None for a run older than it) and the pad's sizes."""
+    from mnist_jax.apps import drawing
+    from mnist_jax.data.datasets import DATASETS
+
+    return {"run": run, "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
+            "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
+            "unsure_below": unsure_below, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
+
+
 def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
     """The site's files by relative path: the page, the model, the manifest and, when given,
     onnxruntime-web's files in ORT_FOLDER (else the page loads them from ORT_CDN)."""
@@ -114,6 +125,32 @@ def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str,
     files[MODEL_FILE] = model_onnx
     files[MANIFEST_FILE] = (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode()
     return files
+
+
+def write_run_site(directory: Path, params: Any, config: Any, manifest: dict[str, Any],
+                   ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
+    """The site of a run's `params` and `config` (a `TrainConfig`), written whole into `directory`;
+    its files. A UserError naming `directory` if it cannot be written."""
+    from mnist_jax.apps.export import export_page_onnx
+
+    files = site_files(export_page_onnx(params, config), manifest, ort_files)
+    try:
+        write_site(directory, files)
+    except OSError as e:
+        raise UserError(f"{directory}: cannot write ({e.strerror or e})") from None
+    return files
+
+
+def site_summary(directory: Path, files: dict[str, bytes], params: str, ort_copied: bool) -> str:
+    """What a written site holds (`params`: which params its model has) and how to open it."""
+    import shlex
+
+    ort = (f"onnxruntime-web {ORT_VERSION} in {ORT_FOLDER}/" if ort_copied
+           else f"onnxruntime-web {ORT_VERSION} from {ORT_CDN}, checked by its SHA-384")
+    return (f"{directory} ({sum(map(len, files.values())) / 1e6:.1f} MB: the page, {MODEL_FILE} "
+            f"({len(files[MODEL_FILE]) / 1e3:.0f} kB) with the {params}, {ort}); "
+            f"serve it, e.g. python -m http.server -d {shlex.quote(str(directory))} 8000, and open "
+            f"http://127.0.0.1:8000 (a browser will not load its model from a file:// page)")
 
 
 def write_site(directory: Path, files: dict[str, bytes]) -> None:

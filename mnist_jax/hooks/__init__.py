@@ -18,15 +18,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mnist_jax.config import TrainConfig
 
-if TYPE_CHECKING:  # for the annotations only: the loop imports this module
-    from mnist_jax.run.loop import Outcome
+if TYPE_CHECKING:  # for the annotations only
     from mnist_jax.steps import TrainState
 
 Stop = Literal["after-epoch", "now"]
+
+
+class Ended(Protocol):
+    """How training ended, as `on_end` gets it: a `mnist_jax.run.loop.Outcome`, described here
+    because the loop, a higher layer, imports this module (not the other way round)."""
+
+    status: Literal["finished", "stopped", "diverged"]
+    state: TrainState | None  # the last good state (None if diverged or stopped mid-epoch)
+    history: dict[str, list]
+    config: TrainConfig | None
+    workdir: Path | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +84,7 @@ class Hook:
         """Asked after each epoch (stop if not None) and between chunks (abandon the epoch if "now")."""
         return None
 
-    def on_end(self, outcome: Outcome) -> None:
+    def on_end(self, outcome: Ended) -> None:
         """Training ended: finished, stopped or diverged."""
 
 

@@ -156,3 +156,34 @@ def default_hooks(progress: Progress = "auto") -> list[Hook]:
     show = jax.process_index() == 0 and (progress == "on" or (
         progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty()))
     return [Printer(), ProgressBar()] if show else [Printer()]
+
+
+def seeds_summary(final_accuracies, workdir) -> str:
+    """The line after a run of several seeds: their final test accuracies' mean, spread and range
+    (`final_accuracies`, one a seed), and where each seed's run is."""
+    import numpy as np
+
+    final = np.asarray(final_accuracies)
+    return (f"Final test accuracy over {len(final)} seeds: {final.mean():.4f} +- {final.std(ddof=1):.4f} "
+            f"(min {final.min():.4f}, max {final.max():.4f}); each seed's run is in {workdir}/seed-S")
+
+
+def epochs_phrase(first: int, last: int) -> str:
+    """The epochs a run trained, `first` to `last`: "30 epochs" from the start, else "epochs 3-5"."""
+    if first == 0:
+        return f"{last + 1} epoch{'s' if last else ''}"
+    return f"epoch {first}" if first == last else f"epochs {first}-{last}"
+
+
+def stopped_line(workdir, last: int, mid_epoch: bool) -> str:
+    """The line after a run stopped by a signal with `last` its last finished epoch (-1: none yet):
+    where it stands and the command that goes on."""
+    import shlex
+
+    if last < 0:
+        return (f"Stopped in the first epoch, before any checkpoint. Start again with: "
+                f"mnist-jax train --run-dir {shlex.quote(str(workdir))} --overwrite")
+    where = "mid-epoch" if mid_epoch else f"after epoch {last}"
+    return (f"Stopped {where}; the checkpoint after epoch {last} and the history are in {workdir}. "
+            f"Resume with: mnist-jax train --resume {shlex.quote(str(workdir))}")
+

@@ -217,3 +217,30 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
     unsure_below = [inference.unsure_threshold(inference.classify(p, test_images, model_for(config))) for p in models]
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()},
                    unsure_below)
+
+
+def finished_lines(outcome: loop.Outcome) -> list[str]:
+    """What `mnist-jax train` says after a run that trained to its end (a sweep's table aside): its
+    seeds' summary, the accuracy that ended it early, what it trained and wrote, where its figures went."""
+    import numpy as np
+
+    history, config, last = outcome.history, outcome.config, len(outcome.history["train_loss"]) - 1
+    final = history["test_accuracy"][-1]
+    what = console.epochs_phrase(outcome.first_epoch, last) if last >= outcome.first_epoch else "no epoch (all were done)"
+    figures, lines = rd.FIGURE_FILES, []
+    if config.sweep is not None:
+        what += f" of {config.models} models"
+        figures = (rd.SWEEP_FIGURE, "classification.svg")
+    elif np.ndim(final):
+        what += f" of {len(final)} seeds"
+        lines.append(console.seeds_summary(final, outcome.workdir))
+    if hist.reached(history, config.stop_at_accuracy):
+        lines.append(f"Test accuracy {np.min(final):.4f} after epoch {last} reached --stop-at-accuracy "
+                     f"{config.stop_at_accuracy:g}: the run ends there")
+    lines.append(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
+                 f"{{{rd.HISTORY_FILE}, {rd.PARAMS_FILE}, {', '.join(figures)}}}")
+    if outcome.copied_figures:
+        replaced = sum(was for _, was in outcome.copied_figures)
+        lines.append(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"
+                     + (f" (replacing the {replaced} there before)" if replaced else ""))
+    return lines

@@ -329,6 +329,15 @@ def check_writable(directory: Path, room: int = 0) -> None:
         raise RunError(f"{directory}: cannot write here ({e.strerror})") from None
 
 
+def figure_path(run_dir: Path | None, name: str) -> Path:
+    """Where a figure redrawn from a run goes: RUN_DIR/NAME, or ./NAME for the bundled run (None),
+    whose directory is part of the package. Not into a run that a process is still writing."""
+    if not run_dir:
+        return Path(name)
+    check_not_in_use(run_dir)
+    return run_dir / name
+
+
 def check_not_in_use(run_dir: Path) -> None:
     """A RunError if a process is writing the run in `run_dir` (holds its lock): its files are its own."""
     try:

@@ -1,0 +1,100 @@
+"""`mnist-jax train`: its flags, the run, and what the command says of how it ended."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from mnist_jax import config as cfg
+from mnist_jax import hooks, run  # packages whose modules import on first use
+from mnist_jax.cli.common import EXIT_DIVERGED, configure, say
+from mnist_jax.cli.flags import add_fields, given, number, path
+from mnist_jax.errors import UserError
+
+DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train the notebook's CNN on MNIST and reproduce its log and figures."""
+    distributed = run.environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
+    configure(args, distributed if args.distributed else None)
+    from mnist_jax import recipes
+
+    settings, options = given(args, cfg.TrainConfig), cfg.RunOptions(**given(args, cfg.RunOptions))
+    extra = [hooks.spec.load_hook(spec) for spec in args.hook]
+    swept = cfg.parse_sweep(settings["sweep"])[0] if settings.get("sweep") else None
+    if swept in settings:
+        raise UserError(f"--{swept.replace('_', '-')} and --sweep {settings['sweep']} both set {swept}; give one")
+    if args.resume:
+        outcome = run.experiment.resume(args.resume, settings, options, extra_hooks=extra)
+    else:
+        config = recipes.config(args.recipe or "notebook", **settings)  # a flag given wins over the recipe
+        outcome = run.experiment.run(config, args.run_dir, options, extra_hooks=extra)
+    return report(outcome, args.prog)
+
+
+def report(outcome, prog: str) -> int:
+    """Say how training ended; the exit status."""
+    from mnist_jax.fast import parallel
+
+    if outcome.status == "diverged":
+        say(f"{prog}: error: {outcome.message}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if outcome.status == "stopped":
+        last = len(outcome.history["train_loss"]) - 1
+        say(hooks.console.stopped_line(outcome.workdir, last, mid_epoch=outcome.state is None), file=sys.stderr)
+        return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
+    if not parallel.is_primary():
+        return 0
+    config = outcome.config
+    if config.sweep is not None:
+        from mnist_jax import sweep
+
+        for line in sweep.table(config, outcome.history):
+            print(line)
+        name = cfg.parse_sweep(config.sweep)[0]
+        say(f"Each model's run is in {outcome.workdir}/{name}=VALUE{'-seed-S' if config.seeds > 1 else ''}")
+    for line in run.experiment.finished_lines(outcome):
+        say(line)
+    return 0
+
+
+def add_train(command) -> None:
+    """`train` and its flags: the recipe, every config field, where the run goes, hooks, multi-host."""
+    from mnist_jax.recipes import RECIPES
+
+    p = command("train", train)
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="named settings with the results they reached (mnist_jax/recipes.py); the flags below "
+                        "change what they name (default: notebook)")
+    add_fields(p, cfg.TrainConfig)
+    add_fields(p, cfg.RunOptions)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", type=path, default=None,
+                       help="where to write this run (default: runs/<date>-<time> under the current directory)")
+    where.add_argument("--resume", metavar="RUN_DIR", type=path, default=None,
+                       help="continue the run in RUN_DIR from its last checkpoint (with --epochs: up to that many)")
+    p.add_argument("--hook", action="append", default=[], metavar="MODULE:NAME[:KEY=VALUE,...]",
+                   help="also call a hook, NAME(KEY='VALUE', ...) from MODULE (a mnist_jax.hooks.Hook subclass; the "
+                        "current directory is searched first), e.g. mnist_jax.hooks.logs:CsvLog:path=metrics.csv; "
+                        "repeatable")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first and run the same command on every "
+                        "host; SLURM, Open MPI, Kubernetes and Cloud TPU fill in the three flags below")
+    p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="with --distributed: the address of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=number("num_processes", minimum=1), default=None,
+                   help="with --distributed: how many processes")
+    p.add_argument("--process-id", type=number("process_id", minimum=0), default=None,
+                   help="with --distributed: this process's index, from 0")
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The contradictions among train's flags that argparse cannot see, said as its errors."""
+    if args.resume and getattr(args, "overwrite", False):
+        p.error("--resume and --overwrite contradict each other")
+    if args.resume and args.recipe is not None:
+        p.error("--recipe starts a run; a resumed run keeps its own settings")
+    if not args.distributed and any(getattr(args, k) is not None for k in DISTRIBUTED_FLAGS):
+        p.error("--coordinator, --num-processes and --process-id need --distributed")
