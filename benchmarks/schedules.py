@@ -41,9 +41,9 @@ def main() -> int:
     args = p.parse_args()
 
     from mnist_jax import data
-    from mnist_jax.run import environment, loop
     from mnist_jax.config import TrainConfig
     from mnist_jax.hooks.console import Printer
+    from mnist_jax.run import environment, loop
 
     environment.configure()
     config = TrainConfig(epochs=args.epochs, learning_rate=args.lr, schedule=args.schedule,

@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.run import environment
-from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
-from mnist_jax.fast import model_for
+from mnist_jax.fast import model_for, programs
+from mnist_jax.run import environment
 from mnist_jax.steps import Batch, mean_loss
 
 

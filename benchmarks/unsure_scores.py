@@ -36,9 +36,9 @@ def main() -> int:
     args = p.parse_args()
     from mnist_jax import data
     from mnist_jax.apps import images
-    from mnist_jax.run import rundir
-    from mnist_jax.fast.kernels import conv_relu_pool
     from mnist_jax.fast import model_for
+    from mnist_jax.fast.kernels import conv_relu_pool
+    from mnist_jax.run import rundir
 
     config, _, params = rundir.load_run(args.run or rundir.BUNDLED_RUN)
     model = model_for(config)

@@ -99,8 +99,8 @@ def _demo_latency(digit: Path, requests: int, env: dict) -> dict:
     from PIL import Image
 
     from mnist_jax.apps import demo
-    from mnist_jax.run import rundir
     from mnist_jax.fast import model_for
+    from mnist_jax.run import rundir
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     drawing = demo.png_data_url(digit.read_bytes())

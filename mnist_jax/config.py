@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from mnist_jax.errors import ConfigError, finite, quoted
@@ -138,7 +138,7 @@ def fields(cls: type) -> tuple[Field, ...]:
     return tuple(described)
 
 
-class _Checked:
+class Checked:
     """Checks every field against its type and bounds when the object is made."""
 
     def __post_init__(self):
@@ -161,7 +161,7 @@ class _Checked:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_Checked):
+class TrainConfig(Checked):
     """What a training run computes; the defaults are the notebook's."""
 
     dataset: DatasetName = setting("mnist", "what to train on: mnist (the notebook's, bundled) or fashion_mnist "
@@ -283,7 +283,7 @@ def parse_sweep(spec: str) -> tuple[str, tuple[float, ...]]:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunOptions(_Checked):
+class RunOptions(Checked):
     """How this process runs a config: data, checkpoints, extra outputs, the terminal. Not saved."""
 
     data_dir: Path | None = setting(None, "TFDS data dir for the prepared dataset", metavar="DIR",

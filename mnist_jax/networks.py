@@ -21,6 +21,7 @@ import numpy as np
 from mnist_jax.config import Choice, TrainConfig
 from mnist_jax.model import NUM_CLASSES, Classifier, LinenModel, Model, Params, torch_uniform
 
+
 def build_cnn(config: TrainConfig) -> Model:
     """The notebook's CNN, as a linen module or its NNX twin (`--model`); `--conv` picks its
     formulation in mnist_jax.fast."""

@@ -23,8 +23,8 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
 from mnist_jax import data  # noqa: E402
-from mnist_jax.run import environment
 from mnist_jax.hooks import Hook  # noqa: E402
+from mnist_jax.run import environment
 
 environment.configure()
 
@@ -156,8 +156,8 @@ def small_fits(small_data, tmp_path_factory) -> dict:
     """The small setting trained 2 epochs from scratch, in memory on one device, for one seed and for
     two seeds at once: each (a state with its params, history). The references that sharded and
     resumed runs must match; trained by the first worker that needs them, read by the others."""
-    from mnist_jax.run import loop
     from mnist_jax.config import TrainConfig
+    from mnist_jax.run import loop
 
     shared = shared_dir(tmp_path_factory)
     with exclusive(shared / "small_fits.lock"):

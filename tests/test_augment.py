@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import SMALL, StopAfterFirst
 
-from mnist_jax.run import loop
-from mnist_jax.augment import augmentation_for, random_shift
 from mnist_jax import choices
+from mnist_jax.augment import augmentation_for, random_shift
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.run import loop
 
 
 def shifted_on_the_host(image: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -7,10 +7,10 @@ import optax
 import pytest
 from conftest import SMALL, a_record
 
-from mnist_jax.run import history as hist
-from mnist_jax.run.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast.programs import initial_state
+from mnist_jax.run import history as hist
+from mnist_jax.run.checkpoints import Checkpointer, CheckpointError
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 

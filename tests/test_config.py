@@ -25,7 +25,7 @@ def test_impossible_settings_are_user_errors(bad):
 
 
 def test_a_wrong_choice_names_the_choices():
-    with pytest.raises(ConfigError, match=r"^network must be cnn, got 'resnet'$"):
+    with pytest.raises(ConfigError, match=r"^network must be cnn or cnn_bn, got 'resnet'$"):
         TrainConfig(network="resnet")
     with pytest.raises(ConfigError, match=r"^precision must be default, high or highest, got 'tf32'$"):
         TrainConfig(precision="tf32")

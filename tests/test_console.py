@@ -34,9 +34,9 @@ def test_the_printer_names_what_differs_from_the_notebook(capsys):
     from pathlib import Path
 
     from mnist_jax.config import TrainConfig
+    from mnist_jax.hooks import Start
     from mnist_jax.hooks.console import Printer
     from mnist_jax.run.history import empty
-    from mnist_jax.hooks import Start
 
     def printed(config):
         Printer().on_start(Start(config, None, Path("data"), 1024, 1024, "one device", empty()))

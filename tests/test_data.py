@@ -15,8 +15,8 @@ from conftest import SMALL_FLAGS, need_fashion_mnist
 from PIL import Image
 
 from mnist_jax import config, data
-from mnist_jax.hooks import console, tensorboard as summaries
-from mnist_jax.hooks import Hooks
+from mnist_jax.hooks import Hooks, console
+from mnist_jax.hooks import tensorboard as summaries
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -230,8 +230,8 @@ def test_an_unknown_host_is_a_one_line_error(capsys):
 
 def test_the_bars_are_named_after_the_runs_classes(tmp_path):
     from mnist_jax.apps import demo, images
-    from mnist_jax.run import rundir
     from mnist_jax.fast import model_for
+    from mnist_jax.run import rundir
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     picture = images.read_picture(pad_drawing(tmp_path / "pad.png"), "the drawing")
@@ -246,8 +246,8 @@ def test_the_bars_are_named_after_the_runs_classes(tmp_path):
 def test_the_pad_says_unsure_below_the_runs_threshold():
     """A scribble the bundled run reads as a digit at 0.38 is "unsure" with the run's threshold (0.61)."""
     from mnist_jax.apps import demo, images
-    from mnist_jax.run import rundir
     from mnist_jax.fast import model_for
+    from mnist_jax.run import rundir
 
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     threshold = rundir.read_record(rundir.BUNDLED_RUN).unsure_below

@@ -4,8 +4,8 @@ import sys
 import pytest
 
 from mnist_jax import cli
-from mnist_jax.run import environment
 from mnist_jax.errors import UserError
+from mnist_jax.run import environment
 
 
 def test_configure_turns_gpu_preallocation_off_and_keeps_a_users_choice():

@@ -10,13 +10,13 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import SMALL
 
-from mnist_jax.run import experiment, rundir
-from mnist_jax.run.checkpoints import CheckpointError, Checkpointer
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError, UserError
-from mnist_jax.run.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
-from mnist_jax.hooks import Hook
 from mnist_jax.fast.programs import initial_state
+from mnist_jax.hooks import Hook
+from mnist_jax.run import experiment, rundir
+from mnist_jax.run.checkpoints import Checkpointer, CheckpointError
+from mnist_jax.run.history import NOTEBOOK_KEYS, epoch_entry, format_epoch
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
 

@@ -9,8 +9,8 @@ import pytest
 
 from mnist_jax import cli
 from mnist_jax.apps import explain
-from mnist_jax.run import rundir
 from mnist_jax.fast import model_for
+from mnist_jax.run import rundir
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "digits"
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from conftest import a_record
 
-from mnist_jax.run import history as hist
 from mnist_jax.config import TrainConfig
+from mnist_jax.run import history as hist
 
 
 def sums(loss_sum, correct, count, split="train"):

@@ -10,9 +10,9 @@ from PIL import Image
 
 from mnist_jax.apps import images as image_files
 from mnist_jax.apps import inference
-from mnist_jax.run import rundir
-from mnist_jax.model import Classifier, LinenModel
 from mnist_jax.fast import model_for
+from mnist_jax.model import Classifier, LinenModel
+from mnist_jax.run import rundir
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"  # written by scripts/make_digit_fixtures.py
 

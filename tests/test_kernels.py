@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2,
-                               max_pool_first, max_pool_xla, resolve_conv_impl)
+from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2, max_pool_first,
+                                    max_pool_xla, resolve_conv_impl)
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 

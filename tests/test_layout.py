@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +196,14 @@ def test_the_command_line_stays_small():
 def test_the_learners_core_stays_small():
     lines = non_blank_lines(PACKAGE / name for name in CORE_FILES)
     assert lines <= MAX_CORE_LINES, f"{', '.join(CORE_FILES)} have {lines} non-blank lines, more than {MAX_CORE_LINES}"
+
+
+def test_reading_a_digit_loads_no_optax_orbax_or_tfds():
+    """`mnist-jax predict` reads the bundled run and a picture: what training needs stays unloaded."""
+    code = ("import sys; from mnist_jax.cli import main; status = main(['predict', sys.argv[1]]); "
+            "print(status, sorted(m for m in ('optax', 'orbax', 'tensorflow_datasets') if m in sys.modules))")
+    picture = Path(__file__).parent / "fixtures" / "digits" / "3-pen-clean.png"
+    result = subprocess.run([sys.executable, "-c", code, str(picture)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout
+    assert result.stdout.startswith(f"{picture}: 3 ("), result.stdout

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax.run import loop
-from mnist_jax.fast import programs
 from mnist_jax import optimizer
 from mnist_jax.config import TrainConfig
-from mnist_jax.run.history import NOTEBOOK_KEYS, seed_history
+from mnist_jax.fast import programs
 from mnist_jax.hooks import Hook
+from mnist_jax.run import loop
+from mnist_jax.run.history import NOTEBOOK_KEYS, seed_history
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
 

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from conftest import SMALL
 
-from mnist_jax.run import memory
-from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.fast import model_for, programs
 from mnist_jax.fast.programs import initial_state
-from mnist_jax.fast import model_for
+from mnist_jax.run import memory
 from mnist_jax.steps import eval_batch_size
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mnist_jax.run import history, rundir
+from mnist_jax.config import TrainConfig
 from mnist_jax.fast import programs
 from mnist_jax.networks import model_summary
-from mnist_jax.config import TrainConfig
+from mnist_jax.run import history, rundir
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK, TEXT_FORM = NOTEBOOKS / "mnist_jax.ipynb", NOTEBOOKS / "mnist_jax.pct.py"

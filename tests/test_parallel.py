@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from conftest import SMALL, SMALL_FLAGS, wait_for_output
 
-from mnist_jax.fast import parallel
 from mnist_jax.errors import ConfigError
+from mnist_jax.fast import parallel
 
 EPOCHS = 2  # as in the small_fits references
 

@@ -3,7 +3,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from mnist_jax.apps.plotting import (plot_classification, plot_confident_mistakes, plot_confusion_matrix, plot_history,
-                                save_figure)
+                                     save_figure)
 
 HISTORY = {"train_loss": [1.8, 0.7, 0.4], "test_loss": [1.1, 0.5, 0.3],
            "train_accuracy": [0.62, 0.83, 0.89], "test_accuracy": [0.79, 0.88, 0.99]}

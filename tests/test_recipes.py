@@ -9,9 +9,9 @@ import pytest
 from conftest import SMALL, SMALL_FLAGS
 
 from mnist_jax import cli, recipes
-from mnist_jax.run import experiment, rundir
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.run import experiment, rundir
 
 
 def documented_commands(name: str) -> list[list[str]]:

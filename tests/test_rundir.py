@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import SMALL, a_record
 
-from mnist_jax.run import history as hist
-from mnist_jax.run import rundir
-from mnist_jax.run.checkpoints import Checkpointer
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.fast.programs import initial_state
+from mnist_jax.run import history as hist
+from mnist_jax.run import rundir
+from mnist_jax.run.checkpoints import Checkpointer
 
 CONFIG = TrainConfig(epochs=1, **SMALL)
 

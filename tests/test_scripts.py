@@ -16,8 +16,8 @@ import pytest
 from conftest import SMALL_FLAGS, wait_for_output
 
 from mnist_jax import cli
-
 from mnist_jax.run import rundir
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

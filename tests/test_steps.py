@@ -9,7 +9,8 @@ import optax
 
 from mnist_jax.metrics import summarize
 from mnist_jax.model import Classifier, LinenModel
-from mnist_jax.steps import Batch, create_train_state, evaluate, mean_loss, padded_batches, shuffle, train_epoch, train_steps
+from mnist_jax.steps import (Batch, create_train_state, evaluate, mean_loss, padded_batches, shuffle, train_epoch,
+                             train_steps)
 
 # The reference model, in full float32 wherever numbers are compared across programs or batch sizes:
 # under TF32 (a GPU's default) rounding would differ by more than these tolerances allow.

@@ -11,11 +11,11 @@ import pytest
 from conftest import SMALL, SMALL_FLAGS
 
 from mnist_jax import cli
-from mnist_jax.run import loop, rundir
-from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig, parse_sweep
 from mnist_jax.errors import ConfigError
+from mnist_jax.fast import programs
 from mnist_jax.optimizer import make_optimizer, swept_values
+from mnist_jax.run import loop, rundir
 
 # The second value is the suite's small setting (1e-3): its model must be the small_fits reference.
 SWEEP = "lr=3e-3,1e-3"

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
+from mnist_jax.apps.torch_params import params_from_torch
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
-from mnist_jax.apps.torch_params import params_from_torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_parity.npz"
 

@@ -27,8 +27,8 @@ from PIL import Image
 
 from mnist_jax import cli
 from mnist_jax.apps import drawing, images, web
-from mnist_jax.run import rundir
 from mnist_jax.fast import model_for
+from mnist_jax.run import rundir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)

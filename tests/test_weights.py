@@ -5,11 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from mnist_jax.run import history as hist
-from mnist_jax.run import environment, rundir
-from mnist_jax.fast import programs
 from mnist_jax.config import TrainConfig
-from mnist_jax.fast import model_for
+from mnist_jax.fast import model_for, programs
+from mnist_jax.run import environment, rundir
+from mnist_jax.run import history as hist
 
 
 def test_the_bundled_run_is_the_notebooks_30_epochs():

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.apps.images import (DIGIT_BOX, DIGIT_SIDE, FULL_INK_PERCENTILE, HALF_MARGIN, SMALL_SIDE, SMOOTHING,
-                              SOFT_EDGE, WORK_SIDE)
+                                   SOFT_EDGE, WORK_SIDE)
 
 # The drawing pad's canvas, here and in the web page: 280 pixels a side, strokes 24 wide, so that a
 # digit drawn 200 pixels tall has strokes 2.4 pixels wide in its 20, as MNIST's.

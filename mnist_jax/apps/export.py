@@ -36,13 +36,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from mnist_jax import networks
 from mnist_jax.apps import drawing
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
+from mnist_jax.fast import model_for
 from mnist_jax.files import write_atomic
 from mnist_jax.model import IMAGE_SHAPE, Model, Params
-from mnist_jax import networks
-from mnist_jax.fast import model_for
 
 Output = Literal["probabilities", "logits"]
 

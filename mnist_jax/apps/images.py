@@ -38,7 +38,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mnist_jax.errors import UserError
 from mnist_jax.files import read_regular
 
-
 # A 48-megapixel phone photo is 8000 x 6000; decoding one takes about 200 MB as float32 here. Larger
 # images are refused from their header, before any pixel is decoded.
 MAX_PIXELS = 50_000_000

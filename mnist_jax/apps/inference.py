@@ -23,6 +23,14 @@ import numpy as np
 from mnist_jax.model import NUM_CLASSES, Model, Params
 
 
+def model_and_names(config):
+    """The model of a run's `config` and its dataset's class names."""
+    from mnist_jax.data.datasets import DATASETS
+    from mnist_jax.fast import model_for
+
+    return model_for(config), DATASETS[config.dataset].class_names
+
+
 def probabilities(params: Params, images: jax.Array, *, model: Model, batch_size: int) -> jax.Array:
     """Class probabilities (N, 10) of uint8 images, computed `batch_size` at a time (N a multiple)."""
     batches = images.reshape(-1, batch_size, *images.shape[1:])

@@ -20,10 +20,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from mnist_jax.apps.inference import classify, predict
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.apps.inference import classify, predict
 from mnist_jax.model import Model, Params
 from mnist_jax.sweep import summary, value_name
 
@@ -185,11 +185,17 @@ def error_figures_data(params: Params, model: Model, images: np.ndarray, labels:
 
 
 def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, confusion: np.ndarray,
-                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> None:
-    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.svg and out_dir/mistakes.svg."""
+                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> list[str]:
+    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.svg and out_dir/mistakes.svg;
+    what the command says of them (each class's accuracy, the errors, the files)."""
     save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
     save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
                 out_dir / "mistakes.svg")
+    names = class_names or [str(c) for c in range(len(confusion))]
+    accuracy = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
+    return ["per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)),
+            f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
+            f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}"]
 
 
 def save_explanations(digits: Sequence[np.ndarray], explained, outs: Sequence[Path],

@@ -1,14 +1,9 @@
 """The `mnist-jax` command: parse the flags, call the library, print, and turn errors into exits.
 
-    mnist-jax train [--epochs N] [--seeds N] [--run-dir DIR | --resume DIR] ...
-    mnist-jax evaluate | plot-history | plot-classification | plot-errors [RUN_DIR]
-    mnist-jax predict | explain IMAGE... [--run RUN_DIR]    mnist-jax export [RUN_DIR] --out FILE [--format onnx]
-    mnist-jax demo [--run RUN_DIR] [--host H] [--port P]
-
-`python scripts/NAME.py ...` runs the same commands, each a function of its parsed flags in
-cli/training.py or cli/saved.py; `train`'s flags are the config's fields (cli/flags.py). Exit status:
-0 done; 2 a user error (one line on stderr: `PROG: error: ...`, from any `mnist_jax.errors.UserError`,
-or from the flags); 3 the loss diverged; 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM), resumable.
+Each command is a function of its parsed flags (cli/training.py, cli/saved.py); `train`'s flags
+are the config's fields (cli/flags.py); `python scripts/NAME.py` runs the same. Exit status: 0
+done; 2 a user error (one line: `PROG: error: ...`); 3 the loss diverged; 128 + N stopped by signal
+N (130 Ctrl-C, 143 SIGTERM), resumable.
 """
 
 from __future__ import annotations
@@ -24,8 +19,7 @@ from pathlib import Path
 import mnist_jax
 from mnist_jax.cli import saved, training
 from mnist_jax.cli.common import EXIT_DIVERGED, EXIT_USER_ERROR, Parser, say  # noqa: F401 (the exits, named here too)
-from mnist_jax.cli.flags import add_cache_flags, add_data_flag, add_run_flag
-from mnist_jax.cli.flags import flag_table, given, with_flag_tables  # noqa: F401 (for scripts/flag_tables.py, tests)
+from mnist_jax.cli.flags import add_cache_flags, add_data_flag, add_run_flag, given  # noqa: F401 (for tests)
 from mnist_jax.errors import CheckpointError, UserError
 
 COMMANDS = (training.add_train, saved.add_commands)  # in the order --help lists them

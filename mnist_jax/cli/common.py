@@ -25,8 +25,7 @@ class Parser(argparse.ArgumentParser):
 def say(text: str, file=None) -> None:
     """Print one line: a name from the file system may hold newlines or bytes that are not UTF-8
     (errors.one_line), and an error past a path's 4,096 bytes is cut."""
-    error = file is sys.stderr
-    print(one_line(text, limit=ERROR_LIMIT if error else None), file=sys.stdout if file is None else file)
+    print(one_line(text, limit=ERROR_LIMIT if file is sys.stderr else None), file=file or sys.stdout)
 
 
 def configure(args: argparse.Namespace, distributed=None) -> None:
@@ -38,27 +37,3 @@ def configure(args: argparse.Namespace, distributed=None) -> None:
 def run_dir(args: argparse.Namespace) -> Path:
     """The run a command reads: RUN_DIR, or the weights bundled in the package."""
     return args.run_dir or run.rundir.BUNDLED_RUN
-
-
-def load(args: argparse.Namespace):
-    """The run a command reads: (config, history, params)."""
-    return run.rundir.load_run(run_dir(args))
-
-
-def load_record(args: argparse.Namespace):
-    """The run a command reads with its history.json's whole record (its "unsure" threshold): (record, params)."""
-    return run.rundir.load_record_and_params(run_dir(args))
-
-
-def model_and_names(config):
-    """The model of a run's `config` and its dataset's class names."""
-    from mnist_jax.data.datasets import DATASETS
-    from mnist_jax.fast import model_for
-
-    return model_for(config), DATASETS[config.dataset].class_names
-
-
-def params_phrase(history) -> str:
-    """Which params a run holds, for a line that reports them."""
-    done = len(history["train_loss"])
-    return f"params after epoch {done - 1}" if done else "params before any training (the history has no epoch)"

@@ -1,5 +1,5 @@
-"""Flags made from the config: a field's kind, choices and bounds become its argparse flag, and
-the docs' tables of them (docs/command-line.md, written by scripts/flag_tables.py)."""
+"""Flags made from the config: a field's kind, choices and bounds become its argparse flag
+(scripts/flag_tables.py writes the docs' tables of them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from mnist_jax import config as cfg
 from mnist_jax.errors import ConfigError
 
 MAX_GRID = 16  # rows or columns of digits in a figure: 16 x 16 = 256 digits is already hard to read
-TABLE_MARKS = ("<!-- flag table of {} (python scripts/flag_tables.py writes it) -->", "<!-- end of the flag table -->")
 
 
 def value_parser(field: cfg.Field) -> Callable[[str], object]:
@@ -59,38 +58,17 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] 
         elif f.choices is not None:
             kwargs["choices"] = f.choices
         else:
-            kwargs.update(type=value_parser(f), metavar=_metavar(f))
+            kwargs.update(type=value_parser(f), metavar=metavar(f))
         parser.add_argument(f.flag, *f.aliases, dest=f.name, **kwargs)
 
 
-def _metavar(f: cfg.Field) -> str | None:
+def metavar(f: cfg.Field) -> str | None:
     return f.metavar or {int: "N", float: "X", Path: "DIR"}.get(f.kind)
 
 
 def given(args: argparse.Namespace, cls: type) -> dict:
     """The fields of `cls` given on the command line."""
     return {f.name: getattr(args, f.name) for f in cfg.fields(cls) if hasattr(args, f.name)}
-
-
-def flag_table(cls: type) -> str:
-    """The flags of a config class as a Markdown table, as docs/command-line.md shows them."""
-    rows = ["| flag | default | meaning |", "| --- | --- | --- |"]
-    for f in cfg.fields(cls):
-        value = "" if f.kind is bool else f" {{{','.join(f.choices)}}}" if f.choices else f" {_metavar(f)}"
-        flags = ", ".join(f"`{flag}{value}`" for flag in (f.flag, *f.aliases))
-        rows.append(f"| {flags} | {f.shown_default()} | {f.help} |")
-    return "\n".join(rows)
-
-
-def with_flag_tables(markdown: str) -> str:
-    """`markdown` with each marked flag table (see TABLE_MARKS) written anew from the config."""
-    for cls in (cfg.TrainConfig, cfg.RunOptions):
-        begin, end = TABLE_MARKS[0].format(cls.__name__), TABLE_MARKS[1]
-        if begin not in markdown:
-            raise ValueError(f"no {begin!r} in the page")
-        head, rest = markdown.split(begin, 1)
-        markdown = f"{head}{begin}\n{flag_table(cls)}\n{end}{rest.split(end, 1)[1]}"
-    return markdown
 
 
 # The flags several commands share.

@@ -1,6 +1,5 @@
-"""The commands that read a saved run: evaluate, plot-history, plot-classification, plot-errors,
-predict, explain, export and demo. Each loads the run (RUN_DIR, or the weights bundled in the
-package), calls the library and says what it did."""
+"""The commands that read a saved run (RUN_DIR, or the bundled weights): each loads it, calls the
+library and says what it did."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from mnist_jax import apps, run  # packages whose modules import on first use, so --help stays instant
 from mnist_jax import config as cfg
-from mnist_jax.cli.common import EXIT_USER_ERROR, configure, load, load_record, model_and_names, params_phrase, run_dir, say
+from mnist_jax.cli.common import EXIT_USER_ERROR, configure, run_dir, say
 from mnist_jax.cli.flags import grid_flags, number, path
 from mnist_jax.errors import UserError
 from mnist_jax.files import check_new_output
@@ -21,10 +20,10 @@ IMAGES_HELP = "image files (PNG, JPEG, ...), or folders of them (every file in e
 def evaluate(args: argparse.Namespace) -> int:
     """Report the test loss and accuracy of a saved run (an unfinished run: its latest checkpoint)."""
     configure(args)
-    config, history, params = load(args)
+    config, history, params = run.rundir.load_run(args.run_dir)
     summary, count = run.evaluation.evaluate_on_test_set(config, params, args.data_dir, args.batch_size)
     print(f"Test loss: {summary['test_loss']:.4f} / accuracy: {summary['test_accuracy']:.4f} "
-          f"({count} test examples, {params_phrase(history)})")
+          f"({count} test examples, {run.rundir.params_phrase(history)})")
     return 0
 
 
@@ -45,8 +44,9 @@ def plot_classification(args: argparse.Namespace) -> int:
 
     from mnist_jax import data
 
-    config, _, params = load(args)
-    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
+    config, _, params = run.rundir.load_run(args.run_dir)
+    model, names = apps.inference.model_and_names(config)
+    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     key = jax.random.key(config.seed if args.seed is None else args.seed)
     fig = apps.plotting.classification_sample(params, model, images, labels, key, (args.rows, args.cols), names)
     out = args.out or run.rundir.figure_path(args.run_dir, "classification.svg")
@@ -58,21 +58,19 @@ def plot_classification(args: argparse.Namespace) -> int:
 def plot_errors(args: argparse.Namespace) -> int:
     """Where a trained run fails: the confusion matrix and the most confidently wrong test digits."""
     configure(args)
-    import numpy as np
-
     from mnist_jax import data
 
-    config, _, params = load(args)
-    (model, names), (images, labels) = model_and_names(config), data.load("test", args.data_dir, dataset=config.dataset)
+    config, _, params = run.rundir.load_run(args.run_dir)
+    model, names = apps.inference.model_and_names(config)
+    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
     run.memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
     probs, confusion = apps.plotting.error_figures_data(params, model, images, labels, config.test_batch_size)
     out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
     run.rundir.check_writable(out_dir)
-    apps.plotting.save_error_figures(images, labels, probs, confusion, out_dir, (args.rows, args.cols), names)
-    accuracy = run.history.class_accuracy(confusion)
-    print("per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)))
-    say(f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
-        f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}")
+    accuracy, written = apps.plotting.save_error_figures(images, labels, probs, confusion, out_dir,
+                                                         (args.rows, args.cols), names)
+    print(accuracy)
+    say(written)
     return 0
 
 
@@ -89,12 +87,12 @@ def predict(args: argparse.Namespace) -> int:
     configure(args)
     import numpy as np
 
-    record, params = load_record(args)
+    record, params = run.rundir.load_record_and_params(args.run_dir)
     if args.save_inputs:
         run.rundir.check_writable(args.save_inputs)
     inputs, paths, digits = _read_digits(args)
     if digits:
-        model, names = model_and_names(record.config)
+        model, names = apps.inference.model_and_names(record.config)
         for path, probs in zip(paths, apps.inference.classify(params, np.stack(digits), model)):
             say(f"{path}: {apps.inference.prediction_line(probs, names, min(args.top, 10), record.unsure_below)}")
     if args.save_inputs and digits:
@@ -109,8 +107,8 @@ def explain(args: argparse.Namespace) -> int:
     configure(args)
     import numpy as np
 
-    config, _, params = load(args)
-    model, names = model_and_names(config)
+    config, _, params = run.rundir.load_run(args.run_dir)
+    model, names = apps.inference.model_and_names(config)
     run.rundir.check_writable(args.out_dir)
     inputs, paths, digits = _read_digits(args)
     if digits:
@@ -132,11 +130,11 @@ def export(args: argparse.Namespace) -> int:
     # An output never replaces the run it is made from (its params, its history), nor a folder, link or device.
     check_new_output(args.out, apart_from=run_dir(args))
     output = args.output or "probabilities"
-    config, history, params = load(args)
+    config, history, params = run.rundir.load_run(args.run_dir)
     content, how = apps.export.export_file(params, config, apps.export.format_for(args.out, args.format), output)
     apps.export.write_file(args.out, content)
     say(f"Wrote {args.out} ({len(content) / 1e3:.0f} kB): uint8 images (N, 28, 28, 1) to (N, 10) float32 "
-        f"{output}, the {params_phrase(history)}; load it with {how}")
+        f"{output}, the {run.rundir.params_phrase(history)}; load it with {how}")
     return 0
 
 
@@ -147,11 +145,12 @@ def _export_web(args: argparse.Namespace) -> int:
         raise UserError("--format web shows probabilities on its page; leave out --output")
     web.check_site_dir(args.out, apart_from=run_dir(args))
     ort_files = web.read_ort_dir(args.ort_dir) if args.ort_dir is not None else None
-    record, params = load_record(args)
+    record, params = run.rundir.load_record_and_params(args.run_dir)
     name = "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(args.run_dir).name
     manifest = web.manifest(record.config, record.history, record.unsure_below, name)
     files = web.write_run_site(args.out, params, record.config, manifest, ort_files)
-    say(f"Wrote the site {web.site_summary(args.out, files, params_phrase(record.history), ort_files is not None)}")
+    phrase = run.rundir.params_phrase(record.history)
+    say(f"Wrote the site {web.site_summary(args.out, files, phrase, ort_files is not None)}")
     return 0
 
 
@@ -161,8 +160,8 @@ def demo(args: argparse.Namespace) -> int:
     pad.check_port(args.host, args.port)  # before Gradio: a taken port is the commonest reason the demo cannot start
     pad.require_gradio()
     configure(args)
-    record, params = load_record(args)
-    model, names = model_and_names(record.config)
+    record, params = run.rundir.load_record_and_params(args.run_dir)
+    model, names = apps.inference.model_and_names(record.config)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
     pad.serve(params, model, source, args.host, args.port, on_start=pad.announce(args.host, args.port),
               class_names=names, unsure_below=record.unsure_below)

@@ -9,15 +9,13 @@ import sys
 from mnist_jax import config as cfg
 from mnist_jax import hooks, run  # packages whose modules import on first use
 from mnist_jax.cli.common import EXIT_DIVERGED, configure, say
-from mnist_jax.cli.flags import add_fields, given, number, path
+from mnist_jax.cli.flags import add_fields, given, path
 from mnist_jax.errors import UserError
-
-DISTRIBUTED_FLAGS = ("coordinator", "num_processes", "process_id")
 
 
 def train(args: argparse.Namespace) -> int:
     """Train the notebook's CNN on MNIST and reproduce its log and figures."""
-    distributed = run.environment.Distributed(*(getattr(args, k) for k in DISTRIBUTED_FLAGS))
+    distributed = run.environment.Distributed(**given(args, run.environment.Distributed))
     configure(args, distributed if args.distributed else None)
     from mnist_jax import recipes
 
@@ -47,14 +45,6 @@ def report(outcome, prog: str) -> int:
         return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
     if not parallel.is_primary():
         return 0
-    config = outcome.config
-    if config.sweep is not None:
-        from mnist_jax import sweep
-
-        for line in sweep.table(config, outcome.history):
-            print(line)
-        name = cfg.parse_sweep(config.sweep)[0]
-        say(f"Each model's run is in {outcome.workdir}/{name}=VALUE{'-seed-S' if config.seeds > 1 else ''}")
     for line in run.experiment.finished_lines(outcome):
         say(line)
     return 0
@@ -82,12 +72,7 @@ def add_train(command) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() first and run the same command on every "
                         "host; SLURM, Open MPI, Kubernetes and Cloud TPU fill in the three flags below")
-    p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
-                   help="with --distributed: the address of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
-    p.add_argument("--num-processes", type=number("num_processes", minimum=1), default=None,
-                   help="with --distributed: how many processes")
-    p.add_argument("--process-id", type=number("process_id", minimum=0), default=None,
-                   help="with --distributed: this process's index, from 0")
+    add_fields(p, run.environment.Distributed)
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -96,5 +81,5 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--resume and --overwrite contradict each other")
     if args.resume and args.recipe is not None:
         p.error("--recipe starts a run; a resumed run keeps its own settings")
-    if not args.distributed and any(getattr(args, k) is not None for k in DISTRIBUTED_FLAGS):
+    if not args.distributed and given(args, run.environment.Distributed):
         p.error("--coordinator, --num-processes and --process-id need --distributed")

@@ -8,10 +8,10 @@ the devices (`parallel`). Each is tested against the core (mnist_jax.model, mnis
 from __future__ import annotations
 
 import mnist_jax
+from mnist_jax import networks
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast.cnn import fast_cnn, fast_cnn_bn
 from mnist_jax.model import Model
-from mnist_jax import networks
 from mnist_jax.networks import NETWORKS, count_params, model_summary, param_shapes  # noqa: F401 (mnist_jax.models)
 
 __getattr__ = mnist_jax.lazy_submodules(__name__, __path__)

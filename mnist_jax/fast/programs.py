@@ -30,8 +30,8 @@ from mnist_jax.fast import model_for, parallel
 from mnist_jax.hooks import Hook
 from mnist_jax.model import Model, Params
 from mnist_jax.optimizer import make_optimizer, swept_values
-from mnist_jax.steps import (Batch, TrainState, batch_losses, create_train_state, evaluate, loss_and_gradient,
-                             shuffle, train_steps)
+from mnist_jax.steps import (Batch, TrainState, batch_losses, create_train_state, evaluate, loss_and_gradient, shuffle,
+                             train_steps)
 
 
 @dataclasses.dataclass(frozen=True)

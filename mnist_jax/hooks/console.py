@@ -17,8 +17,8 @@ import sys
 import jax
 
 from mnist_jax.config import Progress, TrainConfig
-from mnist_jax.metrics import epoch_entry, format_epoch
 from mnist_jax.hooks import Hook, Start
+from mnist_jax.metrics import epoch_entry, format_epoch
 from mnist_jax.networks import model_summary, param_shapes
 from mnist_jax.sweep import value_records
 

@@ -17,6 +17,7 @@ import jax
 
 from mnist_jax.hooks import Hook
 
+
 class ProfileEpoch(Hook):
     """Traces epoch `epoch` into `directory` (the experiment: RUN_DIR/profile)."""
 

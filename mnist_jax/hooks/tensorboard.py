@@ -29,8 +29,8 @@ import numpy as np
 
 from mnist_jax.errors import UserError
 from mnist_jax.files import write_atomic
-from mnist_jax.metrics import Metric, declared, epoch_entry, epochs_done
 from mnist_jax.hooks import Hook, Start
+from mnist_jax.metrics import Metric, declared, epoch_entry, epochs_done
 from mnist_jax.steps import num_batches
 from mnist_jax.sweep import model_dir_names
 

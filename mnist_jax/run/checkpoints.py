@@ -33,10 +33,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnist_jax.fast import parallel
 from mnist_jax.errors import CheckpointError
-from mnist_jax.run.history import History
+from mnist_jax.fast import parallel
 from mnist_jax.hooks import Hook
+from mnist_jax.run.history import History
 from mnist_jax.steps import TrainState
 
 ITEMS = ("state", "history", "digest")

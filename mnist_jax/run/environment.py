@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_jax.config import Checked, setting
 from mnist_jax.errors import UserError
 
 _FROM_ENVIRONMENT = "from the environment"
@@ -31,12 +32,16 @@ def default_compile_cache() -> str:
 
 
 @dataclass(frozen=True)
-class Distributed:
-    """How this process joins a multi-host run; None fields are filled in by the cluster (SLURM, ...)."""
+class Distributed(Checked):
+    """How this process joins a multi-host run (`train --distributed`); None fields are filled in
+    by the cluster (SLURM, Open MPI, Kubernetes, Cloud TPU)."""
 
-    coordinator: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
+    coordinator: str | None = setting(None, "with --distributed: the address of process 0", metavar="HOST:PORT",
+                                      default_text="$JAX_COORDINATOR_ADDRESS")
+    num_processes: int | None = setting(None, "with --distributed: how many processes", minimum=1,
+                                        default_text="the cluster's")
+    process_id: int | None = setting(None, "with --distributed: this process's index, from 0", minimum=0,
+                                     default_text="the cluster's")
 
 
 class _QuietAfterFailedSave:

@@ -26,24 +26,20 @@ from typing import Any
 
 import jax
 
-from mnist_jax import choices
-from mnist_jax.hooks import console
-from mnist_jax import data
-from mnist_jax.run import environment, loop, memory
-from mnist_jax.fast import programs
+from mnist_jax import choices, data
 from mnist_jax.apps import inference
-from mnist_jax.fast import parallel
+from mnist_jax.config import RunOptions, TrainConfig
+from mnist_jax.errors import ConfigError
+from mnist_jax.fast import model_for, parallel, programs
+from mnist_jax.hooks import Hook, Hooks, Start, console
+from mnist_jax.hooks.profiling import ProfileEpoch
+from mnist_jax.hooks.tensorboard import TensorBoard
+from mnist_jax.optimizer import weight_decay
+from mnist_jax.run import environment, loop, memory
 from mnist_jax.run import history as hist
 from mnist_jax.run import rundir as rd
 from mnist_jax.run.checkpoints import Checkpointer, CheckpointHook, Restored
-from mnist_jax.config import RunOptions, TrainConfig
-from mnist_jax.errors import ConfigError
-from mnist_jax.hooks import Hook, Hooks, Start
-from mnist_jax.fast import model_for
-from mnist_jax.optimizer import weight_decay
-from mnist_jax.hooks.profiling import ProfileEpoch
 from mnist_jax.steps import eval_batch_size
-from mnist_jax.hooks.tensorboard import TensorBoard
 from mnist_jax.sweep import best_model
 
 
@@ -220,15 +216,19 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
 
 
 def finished_lines(outcome: loop.Outcome) -> list[str]:
-    """What `mnist-jax train` says after a run that trained to its end (a sweep's table aside): its
-    seeds' summary, the accuracy that ended it early, what it trained and wrote, where its figures went."""
+    """What `mnist-jax train` says after a run that trained to its end: a sweep's table, its seeds'
+    summary, the accuracy that ended it early, what it trained and wrote, where its figures went."""
     import numpy as np
+
+    from mnist_jax import sweep
 
     history, config, last = outcome.history, outcome.config, len(outcome.history["train_loss"]) - 1
     final = history["test_accuracy"][-1]
     what = console.epochs_phrase(outcome.first_epoch, last) if last >= outcome.first_epoch else "no epoch (all were done)"
     figures, lines = rd.FIGURE_FILES, []
     if config.sweep is not None:
+        lines += [*sweep.table(config, history), f"Each model's run is in {outcome.workdir}/{config.sweep_name}=VALUE"
+                  + ("-seed-S" if config.seeds > 1 else "")]
         what += f" of {config.models} models"
         figures = (rd.SWEEP_FIGURE, "classification.svg")
     elif np.ndim(final):

@@ -24,8 +24,23 @@ from typing import Any
 import numpy as np
 
 from mnist_jax.errors import finite, quoted
-from mnist_jax.metrics import (LOSS_KEY, METRICS, NOTEBOOK_KEYS, RATE_KEY, History, Metric, StepResult, Sums,  # noqa: F401
-                               class_accuracy, declared, epoch_entry, epochs_done, format_epoch, step_sums, summarize)
+from mnist_jax.metrics import (  # noqa: F401
+    LOSS_KEY,
+    METRICS,
+    NOTEBOOK_KEYS,
+    RATE_KEY,
+    History,
+    Metric,
+    StepResult,
+    Sums,
+    class_accuracy,
+    declared,
+    epoch_entry,
+    epochs_done,
+    format_epoch,
+    step_sums,
+    summarize,
+)
 
 
 def empty(metrics: Sequence[Metric] | None = None) -> History:

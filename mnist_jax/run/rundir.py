@@ -38,12 +38,12 @@ import flax.serialization
 import jax
 import numpy as np
 
-from mnist_jax.run import history as hist
 from mnist_jax.config import SWEEPABLE, TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError, quoted
 from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
 from mnist_jax.networks import param_shapes
+from mnist_jax.run import history as hist
 from mnist_jax.sweep import model_dir_names
 
 HISTORY_FILE = "history.json"
@@ -442,16 +442,23 @@ def load_params(run_dir: str | os.PathLike, config: TrainConfig, expected_sha256
     return params
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History, Params]:
-    """Config, history and params of a run: the final params (checked against their SHA-256 in
-    history.json), or for an unfinished run the latest checkpoint's (checked against its digest)."""
+def params_phrase(history: hist.History) -> str:
+    """Which params a run holds, for a line that reports them."""
+    done = len(history["train_loss"])
+    return f"params after epoch {done - 1}" if done else "params before any training (the history has no epoch)"
+
+
+def load_run(run_dir: str | os.PathLike | None = None) -> tuple[TrainConfig, hist.History, Params]:
+    """Config, history and params of a run (None: the bundled one): the final params (checked against
+    their SHA-256 in history.json), or for an unfinished run the latest checkpoint's (its digest's)."""
     record, params = load_record_and_params(run_dir)
     return record.config, record.history, params
 
 
-def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Params]:
+def load_record_and_params(run_dir: str | os.PathLike | None = None) -> tuple[RunRecord, Params]:
     """`load_run`'s, with the whole record of history.json (its unsure threshold, where it ran); for
     an unfinished run, the record's history is the latest checkpoint's."""
+    run_dir = BUNDLED_RUN if run_dir is None else run_dir
     record = read_record(run_dir)
     config = record.config
     if config.models > 1:
@@ -463,8 +470,8 @@ def load_record_and_params(run_dir: str | os.PathLike) -> tuple[RunRecord, Param
             raise RunError(f"{Path(run_dir) / HISTORY_FILE}: no SHA-256 of the params to check them against "
                            f"(written by an older mnist-jax); train the run again")
         return record, load_params(run_dir, config, record.params_sha256)
-    from mnist_jax.run.checkpoints import CheckpointError, Checkpointer  # Orbax and Optax: only for these
     from mnist_jax.fast.programs import initial_state
+    from mnist_jax.run.checkpoints import Checkpointer, CheckpointError  # Orbax and Optax: only for these
 
     checkpointer = Checkpointer(Path(run_dir) / CHECKPOINT_DIR, create=False)
     try:
