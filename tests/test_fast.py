@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import model_nnx
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
 from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, train_programs
@@ -27,32 +26,26 @@ def leaves(tree):
     return jax.tree_util.tree_leaves(tree)
 
 
+# Jitted once for the module: the reference's programs compile once, each formulation's once.
+gradient = jax.jit(loss_and_gradient, static_argnums=2)
+init = jax.jit(lambda model, key: model.init(key), static_argnums=0)
+apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
+
+
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f['model']}-{f['conv']}")
 def test_every_formulation_draws_the_references_params_and_gives_its_logits_and_gradients(form, mnist):
     model = model_for(TrainConfig(precision="highest", **form))
     key = jax.random.key(5)
-    for a, b in zip(leaves(jax.jit(model.init)(key)), leaves(jax.jit(REFERENCE.init)(key))):
+    params = init(REFERENCE, key)
+    for a, b in zip(leaves(init(model, key)), leaves(params)):
         np.testing.assert_array_equal(a, b)
-    params = jax.jit(REFERENCE.init)(key)
-    images, labels = (jnp.asarray(a[:64]) for a in mnist["test"])
-    np.testing.assert_allclose(jax.jit(model.apply)(params, images), jax.jit(REFERENCE.apply)(params, images),
-                               rtol=1e-5, atol=1e-5)
-    batch = Batch(images, labels, jnp.ones(64, bool))
-    gradient = jax.jit(loss_and_gradient, static_argnums=2)
+    images, labels = (jnp.asarray(a[:32]) for a in mnist["test"])
+    np.testing.assert_allclose(apply(model, params, images), apply(REFERENCE, params, images), rtol=1e-5, atol=1e-5)
+    batch = Batch(images, labels, jnp.ones(32, bool))
     _, _, got = gradient(params, batch, model, key)
     _, _, want = gradient(params, batch, REFERENCE, key)
     for a, b in zip(leaves(got), leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
-
-
-def test_the_nnx_twin_computes_in_each_formulation_as_linen_does(mnist):
-    params = jax.jit(REFERENCE.init)(jax.random.key(3))
-    images = mnist["test"][0][:16]
-    want = jax.jit(REFERENCE.apply)(params, images)
-    assert model_for(TrainConfig(model="nnx", conv="xla")) == model_nnx.NnxModel()
-    for conv in ("matmul", "custom_vjp", "xla"):
-        twin = model_for(TrainConfig(model="nnx", conv=conv, precision="highest"))
-        np.testing.assert_allclose(jax.jit(twin.apply)(params, images), want, rtol=1e-5, atol=1e-5)
 
 
 def test_the_compiled_epoch_is_the_cores_epoch(mnist):
