@@ -18,7 +18,7 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.fast import model_for
 from mnist_jax.run import experiment, rundir
 
-CONFIG = TrainConfig(network="cnn_bn", epochs=2, **SMALL)
+CONFIG = TrainConfig(network="cnn_bn", epochs=2, **{**SMALL, "batch_size": 128, "train_examples": 512, "test_examples": 512})
 
 
 def leaves(tree):

@@ -1,28 +1,21 @@
 """The exported classifier (mnist_jax.apps.export, `mnist-jax export`): run where only JAX is, or only
 onnxruntime, it gives the package's own numbers."""
 
-import dataclasses
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-import types
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-from conftest import DRAWN_DIGITS, SMALL, pad_drawing
 
-from mnist_jax import cli, networks
-from mnist_jax import config as config_module
-from mnist_jax.apps import inference, web
-from mnist_jax.config import Choice, RunOptions, TrainConfig
+from mnist_jax import cli
+from mnist_jax.apps import inference
 from mnist_jax.fast import model_for
-from mnist_jax.model import NUM_CLASSES, LinenModel
-from mnist_jax.run import experiment, rundir
+from mnist_jax.run import rundir
 
 # In a fresh process, with JAX and NumPy only: the exported file's outputs for the saved images.
 RUN_EXPORTED = """
@@ -142,61 +135,3 @@ def test_an_export_never_replaces_its_run_a_folder_a_link_or_a_device(tmp_path, 
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     assert rundir.load_run(run_dir)[0].epochs == 30  # still whole: its params match their SHA-256
     assert not (tmp_path / "elsewhere.jaxexport").exists() and (tmp_path / "fifo").is_fifo()
-
-
-class MLP(nn.Module):
-    """Another network, as docs/extending.md adds one: a perceptron on the flattened pixels, with
-    no formulations (it reads no `--conv`)."""
-
-    @nn.compact
-    def __call__(self, x, train=False):
-        x = x.reshape(x.shape[0], -1)
-        return nn.Dense(NUM_CLASSES)(nn.relu(nn.Dense(32)(x)))
-
-
-MLP_NETWORK = Choice(lambda config: LinenModel(MLP()))
-
-
-@pytest.fixture
-def mlp_network(monkeypatch):
-    """The MLP declared as docs/extending.md says, for this test: "mlp" among config.Network's
-    choices (the Literal, as the config's checks read it) and its spec in networks.NETWORKS."""
-    declared = config_module.fields
-
-    def fields_with_mlp(cls):
-        return tuple(dataclasses.replace(f, choices=(*f.choices, "mlp")) if f.name == "network" else f
-                     for f in declared(cls))
-
-    monkeypatch.setattr(config_module, "fields", fields_with_mlp)
-    monkeypatch.setattr(networks, "NETWORKS", types.MappingProxyType({**networks.NETWORKS, "mlp": MLP_NETWORK}))
-
-
-def test_a_network_without_formulations_exports_to_jax_onnx_and_the_web(mlp_network, data_dir, mnist, tmp_path):
-    """Export sets only the settings a network reads: the CNN's "matmul" formulation was forced on
-    every network, and the MLP refused it ("--conv matmul has no effect on the mlp network")."""
-    if importlib.util.find_spec("jax2onnx") is None and not os.environ.get("CI"):
-        pytest.skip("jax2onnx is not installed (the onnx extra; CI installs it)")
-    import onnxruntime
-
-    config = TrainConfig(network="mlp", epochs=1, **SMALL)
-    outcome = experiment.run(config, tmp_path / "run", RunOptions(data_dir=data_dir), hooks=[])
-    assert outcome.status == "finished"
-    _, _, params = rundir.load_run(outcome.workdir)
-    images = mnist["test"][0][:64]
-    want = inference.classify(params, images, LinenModel(MLP()))
-    assert np.mean(want.argmax(1) == mnist["test"][1][:64]) > 0.2  # four steps learned something: a guess scores 0.1
-
-    for form in ("jax", "onnx"):
-        assert cli.execute(["export", str(outcome.workdir), "--format", form, "--out", str(tmp_path / form)]) == 0
-    exported = jax.export.deserialize((tmp_path / "jax").read_bytes())
-    np.testing.assert_allclose(np.asarray(exported.call(images)), want, rtol=1e-5, atol=1e-6)
-    session = onnxruntime.InferenceSession(str(tmp_path / "onnx"), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"images": images})[0], want, rtol=1e-5, atol=1e-6)
-
-    # The web page's model: a drawing's ink to the digit the model sees, and its probabilities.
-    assert cli.execute(["export", str(outcome.workdir), "--format", "web", "--out", str(tmp_path / "site")]) == 0
-    page = onnxruntime.InferenceSession(str(tmp_path / "site" / web.MODEL_FILE), providers=["CPUExecutionProvider"])
-    for strokes in DRAWN_DIGITS.values():
-        digit, probabilities = page.run(None, {"ink": np.asarray(pad_drawing(strokes))[..., 3].copy()})
-        python = inference.classify(params, digit[None, :, :, None], LinenModel(MLP()))[0]
-        np.testing.assert_allclose(probabilities, python, rtol=1e-5, atol=1e-6)

@@ -1,14 +1,16 @@
 """A metric added to METRICS leaves every earlier run readable, evaluable and resumable: a run
-written with today's metrics, then read, evaluated and resumed with one more (the gradient norm of
+written before it, then read, evaluated and resumed with one more (the gradient norm of
 docs/extending.md, printed in the epoch line)."""
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import jax.numpy as jnp
 import optax
 import pytest
-from conftest import SMALL, StopAfterFirst
+from conftest import SMALL
 
 from mnist_jax import cli, metrics
 from mnist_jax.config import RunOptions, TrainConfig
@@ -22,11 +24,14 @@ GRAD_NORM = metrics.Metric("train_grad_norm", "train/grad_norm", "train",
 
 
 @pytest.fixture
-def stopped_run(data_dir, tmp_path):
-    """CONFIG's run stopped after its first epoch (its history in its checkpoint), with today's metrics."""
-    outcome = experiment.run(CONFIG, tmp_path / "run", RunOptions(data_dir=data_dir), hooks=[StopAfterFirst()])
-    assert outcome.status == "stopped"
-    return outcome.workdir
+def stopped_run(tmp_path):
+    """CONFIG's run stopped after its first epoch (its history in its checkpoint), as version 0.2.0
+    wrote it (tests/fixtures/run-0.2), before the metric existed."""
+    fixture = Path(__file__).parent / "fixtures" / "run-0.2"
+    (tmp_path / "run").mkdir()
+    shutil.copy(fixture / rundir.HISTORY_FILE, tmp_path / "run")
+    shutil.copytree(fixture / rundir.CHECKPOINT_DIR, tmp_path / "run" / rundir.CHECKPOINT_DIR)
+    return tmp_path / "run"
 
 
 def with_grad_norm(monkeypatch):

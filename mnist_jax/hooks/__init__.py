@@ -36,7 +36,6 @@ class Ended(Protocol):
     state: TrainState | None  # the last good state (None if diverged or stopped mid-epoch)
     history: dict[str, list]
     config: TrainConfig | None
-    workdir: Path | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,8 +43,18 @@ from mnist_jax.steps import eval_batch_size
 from mnist_jax.sweep import best_model
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOutcome(loop.Outcome):
+    """What `run` and `resume` return: the loop's outcome, and what became of it in the run directory."""
+
+    workdir: Path | None = None
+    message: str = ""  # for "diverged": what happened and what is kept
+    signal: int | None = None  # for "stopped": the signal that asked for it, if any
+    copied_figures: tuple[tuple[Path, bool], ...] = ()  # --figures-dir's copies, and whether each replaced a file
+
+
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
-        hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> loop.Outcome:
+        hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> RunOutcome:
     """Train `config` in a new run directory `workdir` (default: runs/<date>-<time> under the
     current directory), which must hold no run unless `options.overwrite`. `hooks` replace the
     default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
@@ -67,7 +77,7 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
 
 
 def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None, options: RunOptions = RunOptions(),
-           hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> loop.Outcome:
+           hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> RunOutcome:
     """Continue the run in `workdir` from its newest intact checkpoint, bit for bit as if it had
     never stopped. `changes` may raise `epochs` and change `conv` or `precision`; another setting
     that differs from the run's is refused (`config.RESUMABLE_CHANGES`)."""
@@ -141,7 +151,7 @@ def _load_data(dataset: str, options: RunOptions, hooks: Hook) -> tuple[loop.Dat
 
 
 def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None,
-           extra_hooks: Sequence[Hook]) -> loop.Outcome:
+           extra_hooks: Sequence[Hook]) -> RunOutcome:
     """Everything after the run directory is settled: data, checks, training, the final files."""
     config = run_dir.config
     done = start.epoch if start is not None else 0
@@ -174,7 +184,8 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         outcome = loop.train(config, train_data, test_data, mesh=mesh,
                              start=(start.state, start.history) if start is not None else None,
                              hooks=[CheckpointHook(checkpointer, run_dir.write_history), stop, hooks])
-    outcome = dataclasses.replace(outcome, workdir=run_dir.path, signal=stop.signal)
+    outcome = RunOutcome(**{f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)},
+                         workdir=run_dir.path, signal=stop.signal)
     if outcome.status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
         return dataclasses.replace(outcome, message=hist.divergence_message(
             *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config)))
@@ -215,7 +226,7 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
                    unsure_below)
 
 
-def finished_lines(outcome: loop.Outcome) -> list[str]:
+def finished_lines(outcome: RunOutcome) -> list[str]:
     """What `mnist-jax train` says after a run that trained to its end: a sweep's table, its seeds'
     summary, the accuracy that ended it early, what it trained and wrote, where its figures went."""
     import numpy as np

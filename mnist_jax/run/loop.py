@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import jax
@@ -46,11 +45,6 @@ class Outcome:
     seconds: float  # training time of this call
     diverged_at: tuple[int, dict[str, Any]] | None = None  # (epoch, record) of the epoch that diverged
     config: TrainConfig | None = None  # what was trained (its stop_at_accuracy: where the run may end early)
-    # Set by mnist_jax.run.experiment:
-    workdir: Path | None = None
-    message: str = ""  # for "diverged": what happened and what is kept
-    signal: int | None = None  # for "stopped": the signal that asked for it, if any
-    copied_figures: tuple[tuple[Path, bool], ...] = ()  # --figures-dir's copies, and whether each replaced a file
 
 
 def train(config: TrainConfig, train_data: Data, test_data: Data, *,
