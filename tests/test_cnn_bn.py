@@ -34,14 +34,14 @@ def straight(data_dir, tmp_path_factory):
 def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mnist):
     _, outcome = straight
     params = jax.device_get(outcome.state.params)
-    fresh = model_for(CONFIG).init(jax.random.key(CONFIG.seed))
+    fresh = jax.jit(model_for(CONFIG).init)(jax.random.key(CONFIG.seed))
     assert set(params) == {"params", "batch_stats"}
     for before, after in zip(leaves(fresh["batch_stats"]), leaves(params["batch_stats"])):
         assert not np.allclose(before, after)  # every batch moved them
     images = mnist["test"][0][:256]
-    model = model_for(CONFIG)
-    evaluated = model.apply(params, images)
-    with_fresh_statistics = model.apply({**params, "batch_stats": fresh["batch_stats"]}, images)
+    apply = jax.jit(model_for(CONFIG).apply)
+    evaluated = apply(params, images)
+    with_fresh_statistics = apply({**params, "batch_stats": fresh["batch_stats"]}, images)
     assert not np.allclose(evaluated, with_fresh_statistics)  # evaluation reads the running statistics
     assert float(np.mean(np.argmax(evaluated, -1) == mnist["test"][1][:256])) > 0.5  # chance: 0.1
 
@@ -49,12 +49,13 @@ def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mni
 def test_dropout_is_drawn_from_the_steps_key_and_only_in_training(straight, mnist):
     params = jax.device_get(straight[1].state.params)
     model, images = model_for(CONFIG), mnist["test"][0][:64]
-    a, _ = model.train_apply(params, images, jax.random.key(1))
-    b, _ = model.train_apply(params, images, jax.random.key(1))
-    c, _ = model.train_apply(params, images, jax.random.key(2))
+    train_apply, apply = jax.jit(model.train_apply), jax.jit(model.apply)
+    a, _ = train_apply(params, images, jax.random.key(1))
+    b, _ = train_apply(params, images, jax.random.key(1))
+    c, _ = train_apply(params, images, jax.random.key(2))
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
-    np.testing.assert_array_equal(model.apply(params, images), model.apply(params, images))
+    np.testing.assert_array_equal(apply(params, images), apply(params, images))
 
 
 def test_a_stopped_run_resumes_bit_for_bit(straight, data_dir, tmp_path):
@@ -93,14 +94,17 @@ def test_evaluate_and_export_read_its_statistics(straight, data_dir, mnist, tmp_
 
 
 def test_the_faster_formulations_keep_its_params_statistics_and_numbers(mnist):
+    init = jax.jit(lambda model, key: model.init(key), static_argnums=0)
+    apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
+    train_apply = jax.jit(lambda model, params, images, key: model.train_apply(params, images, key), static_argnums=0)
     reference = model_for(TrainConfig(network="cnn_bn", conv="xla"))
-    params = reference.init(jax.random.key(0))
-    images = jnp.asarray(mnist["test"][0][:64])
+    params = init(reference, jax.random.key(0))
+    images, key = jnp.asarray(mnist["test"][0][:64]), jax.random.key(1)
     for conv in ("matmul", "custom_vjp"):
         model = model_for(TrainConfig(network="cnn_bn", conv=conv))
-        for a, b in zip(leaves(model.init(jax.random.key(0))), leaves(params)):
+        for a, b in zip(leaves(init(model, jax.random.key(0))), leaves(params)):
             np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(model.apply(params, images), reference.apply(params, images), atol=1e-5)
-        got, want = model.train_apply(params, images, jax.random.key(1)), reference.train_apply(params, images, jax.random.key(1))
+        np.testing.assert_allclose(apply(model, params, images), apply(reference, params, images), atol=1e-5)
+        got, want = train_apply(model, params, images, key), train_apply(reference, params, images, key)
         for a, b in zip(leaves(got), leaves(want)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -7,14 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnist_jax.config import TrainConfig
+from mnist_jax.fast import model_for
 from mnist_jax.metrics import summarize
-from mnist_jax.model import Classifier, LinenModel
-from mnist_jax.steps import (Batch, create_train_state, evaluate, mean_loss, padded_batches, shuffle, train_epoch,
-                             train_steps)
+from mnist_jax.steps import (
+    Batch,
+    create_train_state,
+    evaluate,
+    mean_loss,
+    padded_batches,
+    shuffle,
+    train_epoch,
+    train_steps,
+)
 
-# The reference model, in full float32 wherever numbers are compared across programs or batch sizes:
-# under TF32 (a GPU's default) rounding would differ by more than these tolerances allow.
-MODEL = LinenModel(Classifier("highest"))
+# The steps take any `Model`: here the CNN as a run on this backend computes it (on a CPU its matmul
+# formulation; tests/test_fast.py holds it to mnist_jax.model's), in full float32 wherever numbers
+# are compared across programs or batch sizes: under TF32 (a GPU's default) rounding differs more.
+MODEL = model_for(TrainConfig(precision="highest"))
 logits_of = jax.jit(MODEL.apply)
 
 
