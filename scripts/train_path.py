@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = [
     ("scripts/train.py", None),
     ("mnist_jax/cli/__init__.py", "script_main"), ("mnist_jax/cli/__init__.py", "main"),
-    ("mnist_jax/cli/__init__.py", "execute"), ("mnist_jax/cli/__init__.py", "train"),
+    ("mnist_jax/cli/__init__.py", "execute"), ("mnist_jax/cli/training.py", "train"),
     ("mnist_jax/run/experiment.py", "run"), ("mnist_jax/run/experiment.py", "_train"),
     ("mnist_jax/run/loop.py", "train"),
     ("mnist_jax/fast/programs.py", "train_programs"), ("mnist_jax/fast/programs.py", "_train_programs"),

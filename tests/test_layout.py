@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import runpy
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -207,3 +208,13 @@ def test_reading_a_digit_loads_no_optax_orbax_or_tfds():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 []", result.stdout
     assert result.stdout.startswith(f"{picture}: 3 ("), result.stdout
+
+
+def test_one_train_step_stays_short_to_read():
+    """The learner's step through the core (docs/extending.md counts it with scripts/train_path.py):
+    about 200 lines at most, and every function the count names still exists."""
+    path = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "train_path.py"))
+    core = sum(path["length"](file, name) for file, name in path["CORE"])
+    assert core <= 200, f"one train step through the core is {core} lines: keep the speed in mnist_jax/fast"
+    assert {file for file, _ in path["CORE"]} == {f"mnist_jax/{name}" for name in CORE_FILES}
+    assert all(path["length"](file, name) > 0 for file, name in path["PRODUCT"])
