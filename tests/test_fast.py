@@ -19,8 +19,8 @@ from mnist_jax.steps import Batch, create_train_state, loss_and_gradient, num_ba
 
 # Full float32: under TF32 (a GPU's default) the formulations would differ by more than rounding.
 REFERENCE = LinenModel(Classifier("highest"))
-# Every linen formulation, and the NNX twin in the one a CPU trains with.
-FORMS = [*(dict(conv=conv, model="linen") for conv in ("matmul", "custom_vjp", "xla")), dict(conv="custom_vjp", model="nnx")]
+# Every faster linen formulation, and the NNX twin in the one a CPU trains with ("xla" is the reference).
+FORMS = [dict(conv="matmul", model="linen"), dict(conv="custom_vjp", model="linen"), dict(conv="custom_vjp", model="nnx")]
 
 
 def leaves(tree):
