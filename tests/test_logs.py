@@ -1,32 +1,21 @@
 """`mnist-jax train --hook MODULE:NAME:KEY=VALUE,...` and the logs shipped ready for it
 (mnist_jax.hooks.logs), through the command, on the small setting."""
 
-import contextlib
 import csv
 import io
 import json
 
 import pytest
 from conftest import SMALL_FLAGS, a_record
+from test_cli import mnist_jax
 
-from mnist_jax import cli, metrics
+from mnist_jax import metrics
 from mnist_jax.config import TrainConfig
 from mnist_jax.hooks import logs
 from mnist_jax.run import history as hist
 
 CSV_HOOK = "mnist_jax.hooks.logs:CsvLog:path={}"
 JSONL_HOOK = "mnist_jax.hooks.logs:JsonlLog:path={}"
-
-
-def mnist_jax(*argv) -> tuple[int, str, str]:
-    """`mnist-jax ARGV`, in-process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.execute([str(a) for a in argv])
-        except SystemExit as e:  # argparse's exits
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def saved_history(run_dir) -> dict:

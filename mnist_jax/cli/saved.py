@@ -37,16 +37,21 @@ def plot_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def plot_classification(args: argparse.Namespace) -> int:
-    """Redraw the classification figure of a saved run: random test digits with label and prediction."""
+def _run_and_test_set(args: argparse.Namespace):
+    """For the figures of a saved run: its config, params, model, class names and test set."""
     configure(args)
-    import jax
-
     from mnist_jax import data
 
     config, _, params = run.rundir.load_run(args.run_dir)
     model, names = apps.inference.model_and_names(config)
-    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
+    return config, params, model, names, data.load("test", args.data_dir, dataset=config.dataset)
+
+
+def plot_classification(args: argparse.Namespace) -> int:
+    """Redraw the classification figure of a saved run: random test digits with label and prediction."""
+    import jax
+
+    config, params, model, names, (images, labels) = _run_and_test_set(args)
     key = jax.random.key(config.seed if args.seed is None else args.seed)
     fig = apps.plotting.classification_sample(params, model, images, labels, key, (args.rows, args.cols), names)
     out = args.out or run.rundir.figure_path(args.run_dir, "classification.svg")
@@ -57,12 +62,7 @@ def plot_classification(args: argparse.Namespace) -> int:
 
 def plot_errors(args: argparse.Namespace) -> int:
     """Where a trained run fails: the confusion matrix and the most confidently wrong test digits."""
-    configure(args)
-    from mnist_jax import data
-
-    config, _, params = run.rundir.load_run(args.run_dir)
-    model, names = apps.inference.model_and_names(config)
-    images, labels = data.load("test", args.data_dir, dataset=config.dataset)
+    config, params, model, names, (images, labels) = _run_and_test_set(args)
     run.memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
     probs, confusion = apps.plotting.error_figures_data(params, model, images, labels, config.test_batch_size)
     out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
