@@ -3,7 +3,8 @@
 The package in layers, each importing only those before it (tests/test_layout.py holds this):
 
 - `mnist_jax/` the core a learner reads: `model` (the CNN), `metrics`, `optimizer`, `steps` (the
-  state, loss, step, epoch and evaluation); beside them the settings (`config`, `sweep`, `recipes`),
+  state, loss, step, epoch and evaluation); beside them the settings (`config`, `choices`: what each
+  part reads, `sweep`, `recipes`),
   the other networks and the NNX twin (`networks`, `model_nnx`), `augment`, and `errors`, `files`;
 - `data/` the datasets, declared once, through TFDS;
 - `hooks/` what watches a run: the hook protocol, the console, TensorBoard, the profiler, logs,
