@@ -218,3 +218,17 @@ def test_one_train_step_stays_short_to_read():
     assert core <= 200, f"one train step through the core is {core} lines: keep the speed in mnist_jax/fast"
     assert {file for file, _ in path["CORE"]} == {f"mnist_jax/{name}" for name in CORE_FILES}
     assert all(path["length"](file, name) > 0 for file, name in path["PRODUCT"])
+
+
+def test_the_names_of_version_0_2_still_import_as_the_moved_modules():
+    """Code written against the flat package (its README's snippet, the notebook's imports) runs on."""
+    code = ("from mnist_jax import experiment, images, inference, rundir, history, loop\n"
+            "from mnist_jax.models import model_for\n"
+            "import mnist_jax.summaries, mnist_jax.rundir, mnist_jax.run.rundir\n"
+            "assert mnist_jax.rundir is mnist_jax.run.rundir and rundir is mnist_jax.run.rundir\n"
+            "assert mnist_jax.rundir.__spec__.name == 'mnist_jax.run.rundir'\n"
+            "print(experiment.__name__, loop.__name__, mnist_jax.summaries.TensorBoard.__module__, model_for.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["mnist_jax.run.experiment", "mnist_jax.run.loop", "mnist_jax.hooks.tensorboard",
+                                     "mnist_jax.fast"]
