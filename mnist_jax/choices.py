@@ -39,11 +39,12 @@ def check(config: TrainConfig, changed: Collection[str] | None = None) -> None:
     """A ConfigError, in one line, for the first setting that `config` gives (or sweeps) and that
     none of its parts reads; only among `changed` where given (what a resume changes)."""
     read = settings_read(config)
-    for field in fields(TrainConfig):
-        value = getattr(config, field.name)
-        if changed is not None and field.name not in changed:
-            continue
-        if field.name not in read and readers(field.name) and value != field.default:
-            raise ConfigError(f"{field.flag} {value} has no effect without {' or '.join(readers(field.name))}")
-    if changed is None and config.sweep is not None and config.sweep_name not in read and readers(config.sweep_name):
-        raise ConfigError(f"--sweep {config.sweep_name} has no effect without {' or '.join(readers(config.sweep_name))}")
+    given = [(f.flag, f.name, getattr(config, f.name)) for f in fields(TrainConfig)
+             if (changed is None or f.name in changed) and getattr(config, f.name) != f.default]
+    if changed is None and config.sweep is not None:
+        given.append((f"--sweep {config.sweep_name}", config.sweep_name, None))
+    for flag, name, value in given:
+        wanted = readers(name)
+        if name not in read and wanted:
+            shown = flag if value is None else f"{flag} {value}"
+            raise ConfigError(f"{shown} has no effect without {' or '.join(wanted)}")
