@@ -12,19 +12,29 @@ from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool,
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
+def normal(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Test inputs from a seeded NumPy generator: an eager jax.random call compiles a program for each
+    new shape (0.8-1.5 s each on 2 Zen 4 cores), which is most of this file's time otherwise."""
+    return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
+def uniform(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
 def lax_conv(x, kernel):
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=DIMENSIONS, precision="highest")
 
 
 def test_matmul_formulation_equals_lax_conv_and_max_pool():
-    x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 32))
-    kernel = jax.random.normal(jax.random.key(2), (3, 3, 32, 64))
+    x = uniform(1, (4, 13, 13, 32))
+    kernel = normal(2, (3, 3, 32, 64))
     expected = jax.jit(lax_conv)(x, kernel)
     got = jax.jit(lambda x, k: conv_as_matmul(x, k, precision="highest"))(x, kernel)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(jax.jit(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))(x, kernel), got)
     # Odd sizes floor, as PyTorch's MaxPool2d(2) does on the 11x11 map.
-    y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
+    y = normal(3, (2, 11, 11, 8))
     strided = jax.jit(max_pool_2x2)(y)
     np.testing.assert_array_equal(strided, jax.jit(lambda y: nn.max_pool(y, (2, 2), strides=(2, 2)))(y))
     np.testing.assert_array_equal(jax.jit(max_pool_first)(y), strided)
@@ -32,8 +42,8 @@ def test_matmul_formulation_equals_lax_conv_and_max_pool():
 
 def test_the_xla_pooling_is_linens_max_pool_bit_for_bit():
     """The xla formulation of both the linen and the NNX module pools so; linen's used `nn.max_pool`."""
-    y = jnp.round(jax.random.normal(jax.random.key(3), (2, 11, 11, 8)))  # rounded: tied windows too
-    g = jax.random.normal(jax.random.key(6), (2, 5, 5, 8))
+    y = jnp.round(normal(3, (2, 11, 11, 8)))  # rounded: tied windows too
+    g = normal(6, (2, 5, 5, 8))
     linen = lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))  # noqa: E731
     np.testing.assert_array_equal(jax.jit(max_pool_xla)(y), jax.jit(linen)(y))
     vjp = jax.jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
@@ -41,9 +51,9 @@ def test_the_xla_pooling_is_linens_max_pool_bit_for_bit():
 
 
 def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
-    x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 32))
-    kernel = jax.random.normal(jax.random.key(2), (3, 3, 32, 64))
-    dy = jax.random.normal(jax.random.key(5), (4, 11, 11, 64))
+    x = uniform(1, (4, 13, 13, 32))
+    kernel = normal(2, (3, 3, 32, 64))
+    dy = normal(5, (4, 11, 11, 64))
 
     def vjp(conv):
         return jax.jit(lambda x, k, dy: jax.vjp(conv, x, k)[1](dy))(x, kernel, dy)
@@ -53,8 +63,8 @@ def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
     # Without ties (random values) every formulation of pooling passes each window's gradient to its maximum.
-    y = jax.random.normal(jax.random.key(3), (2, 11, 11, 8))
-    g = jax.random.normal(jax.random.key(6), (2, 5, 5, 8))
+    y = normal(3, (2, 11, 11, 8))
+    g = normal(6, (2, 5, 5, 8))
     pool_vjp = jax.jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
     np.testing.assert_array_equal(pool_vjp(max_pool_first, y, g), pool_vjp(max_pool_2x2, y, g))
     np.testing.assert_array_equal(pool_vjp(max_pool_xla, y, g), pool_vjp(max_pool_2x2, y, g))
@@ -69,9 +79,9 @@ def test_pooling_gives_a_tied_windows_gradient_to_its_first_maximum_as_pytorch()
 
 
 def test_every_formulation_of_conv_relu_pool_gives_the_same_numbers_and_gradients():
-    x = jax.random.uniform(jax.random.key(1), (4, 13, 13, 8))
-    kernel = jax.random.normal(jax.random.key(2), (3, 3, 8, 16)) / 5
-    bias = jax.random.normal(jax.random.key(3), (16,)) / 5
+    x = uniform(1, (4, 13, 13, 8))
+    kernel = normal(2, (3, 3, 8, 16)) / 5
+    bias = normal(3, (16,)) / 5
 
     def value_and_grads(impl):
         f = lambda x, k, b: conv_relu_pool(x, k, b, impl, jax.lax.Precision.HIGHEST)  # noqa: E731
