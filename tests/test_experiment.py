@@ -125,6 +125,25 @@ def test_a_history_one_epoch_behind_its_newest_checkpoint_resumes_from_the_check
     assert same_metrics(history, straight[1]) and leaves_equal(params, straight[0].params)
 
 
+def test_a_hook_failing_after_the_first_checkpoint_strands_no_epoch(straight, options, tmp_path):
+    """A hook of the user's raises after epoch 0's checkpoint, before any history write would have
+    claimed the epoch: the run resumes from that checkpoint, retraining nothing."""
+    class Broken(Hook):
+        def on_epoch(self, epoch, record, state, history):
+            raise RuntimeError("a hook's bug")
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="a hook's bug"):
+        experiment.run(CONFIG, run_dir, options, hooks=[], extra_hooks=[Broken()])
+    assert (run_dir / "checkpoints" / "1").is_dir()
+    record = rundir.read_record(run_dir)  # written at the start, with where it runs
+    assert not record.finished and record.system["backend"] == jax.default_backend()
+    outcome = experiment.resume(run_dir, {}, options, hooks=[])
+    assert outcome.status == "finished" and outcome.first_epoch == 1
+    _, history, params = rundir.load_run(run_dir)
+    assert same_metrics(history, straight[1]) and leaves_equal(params, straight[0].params)
+
+
 def test_divergence_keeps_the_last_good_checkpoint(options, tmp_path):
     run_dir = tmp_path / "run"
     experiment.run(CONFIG, run_dir, options, hooks=[Stop(lambda epoch, done: True)])
@@ -166,7 +185,7 @@ def test_history_never_claims_an_epoch_whose_checkpoint_is_not_committed(options
     monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait_then_save)
     monkeypatch.setattr(rundir.RunDir, "write_history", spy)
     outcome = experiment.run(CONFIG, tmp_path / "run", options, hooks=[Stop(lambda epoch, done: True)])
-    assert outcome.status == "stopped" and claims == [(1, True)]
+    assert outcome.status == "stopped" and claims == [(0, False), (1, True)]  # the record at the start claims none
 
 
 def test_a_second_ctrl_c_stops_mid_epoch_with_every_printed_epoch_resumable(straight, options, tmp_path):
@@ -308,5 +327,13 @@ def test_profile_epoch_traces_that_epoch_and_extra_hooks_see_each_epoch_start(st
     names = {event.get("name", "") for event in json.loads(gzip.decompress(traces[0].read_bytes()))["traceEvents"]}
     assert any("chunk_fn" in name for name in names), sorted(names)[:50]  # the epoch's training program
     assert any("evaluate" in name for name in names)  # and its test set
+    assert f"Profiled epoch 1 into {traces[0].parent} (" in experiment.finished_lines(outcome)[-1]
     with pytest.raises(ConfigError, match=r"--profile-epoch 2 is not an epoch this run trains \(0 \.\.\. 1\)"):
         experiment.run(CONFIG, tmp_path / "other", dataclasses.replace(options, profile_epoch=2), hooks=[])
+    # A file where the profile goes is refused before any epoch trains, not after the one to trace.
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / rundir.PROFILE_DIR).write_text("mine")
+    with pytest.raises(UserError, match=r"blocked/profile: cannot write the profile here \(not a folder\); move it"):
+        experiment.run(CONFIG, tmp_path / "blocked", dataclasses.replace(options, profile_epoch=1), hooks=[],
+                       extra_hooks=[events])
+    assert events.calls[4:] == [] and not (tmp_path / "blocked" / "checkpoints").exists()

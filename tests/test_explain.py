@@ -34,6 +34,23 @@ def test_the_attributions_add_up_to_the_logit_gain(explained):
     assert np.abs(sums - e.logit_gain).max() < 0.05
 
 
+def test_the_path_points_go_in_bounded_batches_with_the_same_attributions(explained, monkeypatch):
+    """However many pictures, classes and steps, no program holds more than POINTS_PER_BATCH path
+    points (all in one batch, 33 pictures peaked at 9.1 GB), and the attributions do not change."""
+    e, images, _, (params, model) = explained
+    sizes, path_gradient_sums = [], explain._path_gradient_sums
+
+    def counted(params, pictures, classes, alphas, weights, *, model):
+        sizes.append(len(pictures) * len(alphas))
+        return path_gradient_sums(params, pictures, classes, alphas, weights, model=model)
+
+    monkeypatch.setattr(explain, "POINTS_PER_BATCH", 16)
+    monkeypatch.setattr(explain, "_path_gradient_sums", counted)
+    small = explain.explain(params, images[:3], model, steps=32)  # a picture's 32 steps in two batches
+    assert max(sizes) == 16 and len(sizes) == 3 * 2 * 2
+    np.testing.assert_allclose(small.attributions, e.attributions[:3], rtol=1e-4, atol=1e-6)
+
+
 def test_erasing_the_most_attributed_stroke_pixels_costs_the_class_most(explained):
     """Set to blank the tenth of each digit's stroke pixels with the largest attribution for its
     class, or a random tenth: the first lowers the class's logit several times more (measured: 5.1
@@ -68,3 +85,12 @@ def test_the_command_writes_a_figure_per_picture_and_one_line_each(tmp_path, cap
                             rf"{re.escape(str(figure))}", line), line
         svg = figure.read_text()
         assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg" and f"evidence for {digit} (" in svg
+
+
+def test_format_png_writes_png_figures(tmp_path, capsys):
+    picture = FIXTURES / "7-pen-clean.png"
+    code = cli.execute(["explain", str(picture), "--steps", "8", "--format", "png", "--out-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    figure = tmp_path / "7-pen-clean-explained.png"
+    assert code == 0 and out.endswith(f"  -> {figure}\n"), err
+    assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and [p.name for p in tmp_path.iterdir()] == [figure.name]

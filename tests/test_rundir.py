@@ -2,6 +2,7 @@ import dataclasses
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,11 +39,12 @@ def test_a_finished_run_loads_back(tmp_path):
     assert not list(run.path.glob(".*.tmp"))  # atomic writes leave nothing behind
 
 
-@pytest.mark.parametrize("leftover", ["history.json", "checkpoints/1", "params.msgpack", "seed-3/params.msgpack"])
+@pytest.mark.parametrize("leftover", ["history.json", "checkpoints/1/_CHECKPOINT_METADATA", "params.msgpack",
+                                      "seed-3/params.msgpack"])
 def test_a_directory_holding_any_part_of_a_run_is_refused(tmp_path, leftover):
     run_dir = tmp_path / "run"
     (run_dir / leftover).parent.mkdir(parents=True, exist_ok=True)
-    (run_dir / leftover).mkdir() if "." not in leftover else (run_dir / leftover).write_text("{}")
+    (run_dir / leftover).write_text("{}")
     with pytest.raises(rundir.RunError, match="already holds a run; --resume it, .* or pass --overwrite") as info:
         rundir.RunDir.create(run_dir, CONFIG)
     assert isinstance(info.value, UserError)
@@ -86,7 +88,35 @@ def test_overwrite_leaves_nothing_of_the_earlier_run(tmp_path):
     assert (run.path / "seed-1" / "params.msgpack").exists()
     (run.path / "notes.txt").write_text("mine")
     rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
-    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "notes.txt"]  # the user's own file stays
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "history.json", "notes.txt"]  # the user's stays
+    assert rundir.read_record(run.path).history["train_loss"] == []  # the new run's, written at its start
+
+
+def test_overwrite_removes_links_as_links_and_only_the_recorded_runs_folders(tmp_path):
+    """Links in a run's own names reach another run, a shared log folder, a trace, a checkpoint:
+    --overwrite removes each link, never what it points to; folders the recorded run (two seeds)
+    never wrote stay, a seed-7 and a checkpoints/2024 of the user's among them."""
+    other, _ = finished_run(tmp_path / "other")
+    for made in ("checkpoints/3/_CHECKPOINT_METADATA", "logs/a/events.out.tfevents.1.host",
+                 "trace/plugins/profile/t/host.xplane.pb"):
+        (other.path / made).parent.mkdir(parents=True, exist_ok=True)
+        (other.path / made).write_bytes(b"theirs")
+    before = {p: p.read_bytes() for p in other.path.rglob("*") if p.is_file()}
+    run, _ = finished_run(tmp_path / "run", TrainConfig(epochs=1, seeds=2, **SMALL))
+    shutil.rmtree(run.path / "seed-0")
+    links = {"seed-0": other.path, "tensorboard": other.path / "logs", "profile": other.path / "trace",
+             "checkpoints/1": other.path / "checkpoints" / "3", "learning_rate=0.5": other.path}
+    (run.path / "checkpoints").mkdir()
+    for name, target in links.items():
+        (run.path / name).symlink_to(target, target_is_directory=True)
+    for mine in ("seed-7/params.msgpack", "checkpoints/2024/_CHECKPOINT_METADATA"):
+        (run.path / mine).parent.mkdir()
+        (run.path / mine).write_text("mine")
+    rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
+    assert {p: p.read_bytes() for p in other.path.rglob("*") if p.is_file()} == before
+    assert sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file() or p.is_symlink()) == [
+        ".lock", "checkpoints/2024/_CHECKPOINT_METADATA", "history.json", "learning_rate=0.5", "seed-7/params.msgpack"]
+    assert (run.path / "learning_rate=0.5").is_symlink()  # no sweep was recorded: not this run's, kept
 
 
 def test_overwrite_deletes_only_what_a_run_wrote(tmp_path):
@@ -98,13 +128,14 @@ def test_overwrite_deletes_only_what_a_run_wrote(tmp_path):
         (run_dir / mine).write_text("mine")
     assert not rundir.holds_a_run(run_dir)
     run, _ = finished_run(run_dir, TrainConfig(epochs=1, seeds=2, **SMALL))  # writes seed-0, seed-1 beside them
-    (run.path / "checkpoints" / "1").mkdir()  # an epoch's checkpoint, as Orbax names it
+    (run.path / "checkpoints" / "1").mkdir()  # an epoch's checkpoint, as Orbax names and commits it
+    (run.path / "checkpoints" / "1" / "_CHECKPOINT_METADATA").write_text("{}")
     (run.path / "tensorboard" / "events.out.tfevents.1.host").write_bytes(b"")
     assert rundir.holds_a_run(run.path)
     rundir.RunDir.create(run.path, CONFIG, overwrite=True).close()
     left = sorted(str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.is_file())
-    assert left == [".lock", "checkpoints/plan.txt", "profile/mine.json", "seed-3/notes.txt", "seed-papers/a.pdf",
-                    "tensorboard/README"]
+    assert left == [".lock", "checkpoints/plan.txt", "history.json", "profile/mine.json", "seed-3/notes.txt",
+                    "seed-papers/a.pdf", "tensorboard/README"]
     assert not (run.path / "seed-0").exists() and not (run.path / "checkpoints" / "1").exists()
 
 

@@ -11,11 +11,13 @@ to leave compilation out of it: epoch 0 compiles every program first.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
 
-from mnist_jax.hooks import Hook
+from mnist_jax.errors import UserError
+from mnist_jax.hooks import Hook, Start
 
 
 class ProfileEpoch(Hook):
@@ -25,6 +27,18 @@ class ProfileEpoch(Hook):
         self.epoch = epoch
         self.directory = Path(directory)
         self.tracing = False
+
+    def on_start(self, start: Start) -> None:
+        # Checked before training, not after the epoch it would trace has been trained.
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            reason = "not a folder" if self.directory.exists() and not self.directory.is_dir() else e.strerror
+            raise UserError(f"{self.directory}: cannot write the profile here ({reason}); move it away or "
+                            f"train without --profile-epoch") from None
+        if self.epoch == 0:
+            print("note: epoch 0 compiles every program first, so its trace is mostly compiling; "
+                  "--profile-epoch 1 or later shows training", file=sys.stderr)
 
     def on_epoch_start(self, epoch: int) -> None:
         if epoch == self.epoch:
@@ -46,3 +60,13 @@ class ProfileEpoch(Hook):
     def traces(self) -> list[Path]:
         """The Perfetto trace files written so far."""
         return sorted(self.directory.rglob("perfetto_trace.json.gz"))
+
+    def summary(self) -> str | None:
+        """Where the trace went, for the command's last lines; None before it is written."""
+        traces = self.traces()
+        if not traces:
+            return None
+        size = sum(p.stat().st_size for p in traces[-1].parent.iterdir() if p.is_file())
+        return (f"Profiled epoch {self.epoch} into {traces[-1].parent} ({size / 2**20:.0f} MB): "
+                f"tensorboard --logdir {self.directory} (its Profile tab needs tensorboard-plugin-profile, "
+                f"in the [profile] extra), or open {traces[-1].name} in https://ui.perfetto.dev")

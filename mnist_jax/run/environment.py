@@ -146,7 +146,7 @@ NUMERICS_FIELDS = ("backend", "device", "jax", "jaxlib", "xla_flags", "arch", "c
                    "cpu_family", "cpu_model_number", "cpu_isa", "cpu_threads", "processes", "devices")
 
 
-def system_info(seconds: float) -> dict[str, Any]:
+def system_info(seconds: float | None) -> dict[str, Any]:
     """Where a run was trained: what decides whether another machine gets the same bits
     (`numerics_key`), and what the run cost.
 
@@ -157,7 +157,8 @@ def system_info(seconds: float) -> dict[str, Any]:
       target CPU, e.g. znver3 or znver4, from them), CPU implementer and part on Arm, as written
       there, or None; cpu_isa: the sorted `CODEGEN_ISA` flags the CPU has (None without /proc/cpuinfo);
     - cpu_threads (this process's CPUs), processes, devices: how the work was split;
-    - train_seconds, peak_device_bytes (None on a CPU): the cost, not part of the numerics.
+    - train_seconds (None while the run trains), peak_device_bytes (None on a CPU): the cost, not
+      part of the numerics.
     """
     import jax
     import jaxlib

@@ -51,6 +51,7 @@ class RunOutcome(loop.Outcome):
     message: str = ""  # for "diverged": what happened and what is kept
     signal: int | None = None  # for "stopped": the signal that asked for it, if any
     copied_figures: tuple[tuple[Path, bool], ...] = ()  # --figures-dir's copies, and whether each replaced a file
+    profile: str | None = None  # with --profile-epoch: where its trace went (ProfileEpoch.summary)
 
 
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
@@ -71,8 +72,11 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
         except BaseException:
             # A run refused before training started (a setting the data refuses, a model that does
             # not build) leaves no directory behind that it made: nothing in it is worth keeping.
-            if fresh and run_dir.primary and not run_dir.checkpoint_dir.exists():
-                shutil.rmtree(workdir, ignore_errors=True)
+            if run_dir.primary and not run_dir.checkpoint_dir.exists():
+                if fresh:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                else:  # a folder of the user's: only the history written at the start goes
+                    (workdir / rd.HISTORY_FILE).unlink(missing_ok=True)
             raise
 
 
@@ -159,8 +163,10 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         raise ConfigError(f"--profile-epoch {options.profile_epoch} is not an epoch this run trains "
                           f"({done} ... {config.epochs - 1})")
     logs = [TensorBoard(run_dir.path / rd.TENSORBOARD_DIR)] if options.tensorboard and run_dir.primary else []
+    profile = None
     if options.profile_epoch is not None and run_dir.primary:
-        logs.append(ProfileEpoch(options.profile_epoch, run_dir.path / rd.PROFILE_DIR))
+        profile = ProfileEpoch(options.profile_epoch, run_dir.path / rd.PROFILE_DIR)
+        logs.append(profile)
     hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks), *extra_hooks])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
@@ -185,7 +191,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
                              start=(start.state, start.history) if start is not None else None,
                              hooks=[CheckpointHook(checkpointer, run_dir.write_history), stop, hooks])
     outcome = RunOutcome(**{f.name: getattr(outcome, f.name) for f in dataclasses.fields(outcome)},
-                         workdir=run_dir.path, signal=stop.signal)
+                         workdir=run_dir.path, signal=stop.signal, profile=profile and profile.summary())
     if outcome.status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
         return dataclasses.replace(outcome, message=hist.divergence_message(
             *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config)))
@@ -250,6 +256,8 @@ def finished_lines(outcome: RunOutcome) -> list[str]:
                      f"{config.stop_at_accuracy:g}: the run ends there")
     lines.append(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
                  f"{{{rd.HISTORY_FILE}, {rd.PARAMS_FILE}, {', '.join(figures)}}}")
+    if outcome.profile:
+        lines.append(outcome.profile)
     if outcome.copied_figures:
         replaced = sum(was for _, was in outcome.copied_figures)
         lines.append(f"Copied the figures to {', '.join(str(path) for path, _ in outcome.copied_figures)}"

@@ -43,6 +43,7 @@ from mnist_jax.errors import ConfigError, UserError, quoted
 from mnist_jax.files import read_regular, write_atomic
 from mnist_jax.model import Params
 from mnist_jax.networks import param_shapes
+from mnist_jax.run import environment
 from mnist_jax.run import history as hist
 from mnist_jax.sweep import model_dir_names
 
@@ -102,40 +103,94 @@ def _model_dirs(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.iterdir() if _MODEL_DIR.fullmatch(p.name) and p.is_dir()] if run_dir.is_dir() else []
 
 
+def _recorded_config(run_dir: Path) -> TrainConfig | None:
+    try:
+        return read_record(run_dir).config
+    except RunError:
+        return None
+
+
+def _is_checkpoint(path: Path, config: TrainConfig | None) -> bool:
+    """An epoch's checkpoint folder as Orbax writes it (its number, or N.orbax-checkpoint-tmp-...):
+    holding the metadata file Orbax commits it with, and no later than the recorded run's last epoch where that is known; so
+    a user's checkpoints/2024/ is none."""
+    match = re.fullmatch(r"(\d+)(\.orbax-checkpoint-tmp.*)?", path.name)
+    if match is None or (config is not None and int(match.group(1)) > config.epochs):
+        return False
+    return bool(match.group(2)) or path.is_symlink() or (path / "_CHECKPOINT_METADATA").exists()
+
+
+def _files_under(folder: Path, pattern: str) -> list[Path]:
+    """Files and links under `folder` whose path relative to it matches `pattern`, found without
+    entering a linked folder: a link is listed (to be removed as a link), never followed."""
+    found = []
+    for parent, dirs, files in os.walk(folder):  # os.walk does not follow links by default
+        for name in [*files, *(d for d in dirs if (Path(parent) / d).is_symlink())]:
+            path = Path(parent) / name
+            if path.relative_to(folder).match(pattern):
+                found.append(path)
+    return found
+
+
 def _written_by_a_run(run_dir: Path) -> list[Path]:
-    """What training writes in `run_dir`, and only that, as it is there: each epoch's checkpoint
-    folder (named by its number, or Orbax's temporary N.orbax-checkpoint-tmp-...), the seed runs'
-    history and params, the event files, the profile, the history, params and figures."""
+    """What training writes in `run_dir`, and only that, as it is there: the history, params and
+    figures; each epoch's checkpoint folder; the model folders' history and params; the event
+    files; the profile. Where history.json is readable, its config says which model folders and
+    checkpoint numbers the run had; where not, their standard names alone. A link in the run's own
+    names is listed as the link (removed as one), never followed out of the run directory."""
+    config = _recorded_config(run_dir)
     written = [run_dir / name for name in (HISTORY_FILE, PARAMS_FILE, *FIGURE_FILES, SWEEP_FIGURE)]
-    checkpoints = run_dir / CHECKPOINT_DIR
-    if checkpoints.is_dir():
-        written += [p for p in checkpoints.iterdir() if re.fullmatch(r"\d+(\.orbax-checkpoint-tmp.*)?", p.name)]
-    for model_dir in _model_dirs(run_dir):
-        written += [model_dir / HISTORY_FILE, model_dir / PARAMS_FILE]
-    written += (run_dir / TENSORBOARD_DIR).glob("**/events.out.tfevents.*")
-    written += (run_dir / PROFILE_DIR).glob("plugins/profile/*/*")
+    if config is None:
+        model_dirs = [p for p in run_dir.iterdir() if _MODEL_DIR.fullmatch(p.name)] if run_dir.is_dir() else []
+    else:
+        model_dirs = [run_dir / name for name in model_dir_names(config)] if config.models > 1 else []
+    for folder in (run_dir / CHECKPOINT_DIR, *model_dirs, run_dir / TENSORBOARD_DIR, run_dir / PROFILE_DIR):
+        if folder.is_symlink():
+            written.append(folder)
+        elif not folder.is_dir():
+            continue
+        elif folder.name == CHECKPOINT_DIR:
+            written += [p for p in folder.iterdir() if _is_checkpoint(p, config)]
+        elif folder.name == TENSORBOARD_DIR:
+            written += _files_under(folder, "events.out.tfevents.*")
+        elif folder.name == PROFILE_DIR:
+            written += _files_under(folder, "plugins/profile/*/*")
+        else:
+            written += [folder / HISTORY_FILE, folder / PARAMS_FILE]
     return [p for p in written if p.is_symlink() or p.exists()]
 
 
 def holds_a_run(run_dir: str | os.PathLike) -> bool:
-    """Whether anything of a run is in `run_dir`: its history, params, a checkpoint or a seed run."""
+    """Whether anything of a run is in `run_dir`: its history, params, a checkpoint or a seed run;
+    not a history that a run wrote at its start and ended before its first epoch's checkpoint."""
     figures_and_logs = {*FIGURE_FILES, SWEEP_FIGURE, TENSORBOARD_DIR, PROFILE_DIR}
-    return any(p.relative_to(run_dir).parts[0] not in figures_and_logs for p in _written_by_a_run(Path(run_dir)))
+    run_dir = Path(run_dir)
+    held = [p for p in _written_by_a_run(run_dir) if p.relative_to(run_dir).parts[0] not in figures_and_logs]
+    if held == [run_dir / HISTORY_FILE]:
+        try:
+            return hist.epochs_done(read_record(run_dir).history) > 0
+        except RunError:
+            return True
+    return bool(held)
 
 
 def _remove_run(run_dir: Path) -> None:
-    """Delete what training wrote in `run_dir` (`_written_by_a_run`), then the folders it made if
-    nothing else is left in them: a file of the user's there stays, and so does its folder."""
-    for path in _written_by_a_run(run_dir):
+    """Delete what training wrote in `run_dir` (`_written_by_a_run`), a link as a link, then the
+    folders it made if nothing else is left in them: a file of the user's there stays, and so does
+    its folder."""
+    written = _written_by_a_run(run_dir)
+    for path in written:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)  # (rmtree removes links inside as links)
         else:
             path.unlink(missing_ok=True)
-    folders = [CHECKPOINT_DIR, *(p.name for p in _model_dirs(run_dir)), TENSORBOARD_DIR, PROFILE_DIR]
-    for folder in folders:
-        for directory in sorted((run_dir / folder).glob("**/"), key=lambda d: len(d.parts), reverse=True):
+    model_dirs = {p.relative_to(run_dir).parts[0] for p in written} - {CHECKPOINT_DIR, TENSORBOARD_DIR, PROFILE_DIR}
+    for folder in (CHECKPOINT_DIR, *sorted(model_dirs), TENSORBOARD_DIR, PROFILE_DIR):
+        if (run_dir / folder).is_symlink() or not (run_dir / folder).is_dir():
+            continue
+        for parent, dirs, _ in sorted(os.walk(run_dir / folder), key=lambda w: len(Path(w[0]).parts), reverse=True):
             try:
-                directory.rmdir()  # only when empty
+                os.rmdir(parent)  # only when empty
             except OSError:
                 pass
 
@@ -218,7 +273,11 @@ class RunDir:
                     _remove_run(path)
             if primary:
                 _remove_temporaries(path)
-        return cls(path, config, primary=primary, lock_fd=lock_fd)
+        run = cls(path, config, primary=primary, lock_fd=lock_fd)
+        # Recorded before the first epoch: a checkpoint committed before the first history write
+        # (a hook or a profile failing at epoch 0) is then resumable, as every later one is.
+        run.write_history(hist.empty())
+        return run
 
     @classmethod
     def resume(cls, path: str | os.PathLike, given: Mapping[str, Any], *, primary: bool = True) -> RunDir:
@@ -261,9 +320,9 @@ class RunDir:
         return self.path / CHECKPOINT_DIR
 
     def write_history(self, history: hist.History) -> None:
-        """history.json of the run so far, not finished."""
+        """history.json of the run so far, not finished, with where it runs (its cost unknown yet)."""
         if self.primary:
-            _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, None))
+            _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, environment.system_info(None)))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
                files: Mapping[str, bytes] | None = None, unsure_below: Sequence[float] | None = None) -> None:
