@@ -303,6 +303,10 @@ class RunOptions(Checked):
                                               "Perfetto", minimum=0, default_text="none", metavar="N")
     progress: Progress = setting("auto", "a progress bar within each epoch; auto: on a CPU when stderr is a terminal "
                                          "(on a GPU an epoch takes well under a second)")
+    log_interval: int | None = setting(None, "also print a line after every N training steps at most, the epoch "
+                                             "in equal parts (off a terminal no bar is drawn; a second Ctrl-C "
+                                             "then stops at the next line)", minimum=1, metavar="N",
+                                       default_text="none")
 
 
 def resume_config(saved: TrainConfig, given: dict[str, Any]) -> TrainConfig:

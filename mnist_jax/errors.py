@@ -1,7 +1,7 @@
 """The one base class of every mistake a user can make: a bad flag value, file, run directory or image.
 
 Each module raises its own subclass (`DataError`, `RunError`, `CheckpointError`, `ImageError`,
-`ConfigError`) with a one-line message that names what is wrong. The command line turns any
+`ConfigError`, `PathError`) with a one-line message that names what is wrong. The command line turns any
 `UserError` into `PROG: error: MESSAGE` and exit status 2, in one place (`mnist_jax.cli`); anything
 else is a bug and keeps its traceback. `one_line` and `quoted` keep those messages one short line.
 """
@@ -22,6 +22,11 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, damaged, does not fit the model, or cannot be written; one line.
     (Raised by mnist_jax.run.checkpoints; defined here so that the command line can tell it apart
     without importing Orbax.)"""
+
+
+class PathError(UserError, ValueError):
+    """A path given that cannot be used as asked: a name longer than the file system allows, or an
+    output that would replace the run it is made from or files that it did not write."""
 
 
 def quoted(value: Any, limit: int = 60) -> str:

@@ -85,5 +85,5 @@ def table(config: TrainConfig, history: metrics.History) -> list[str]:
     for i, row in enumerate(rows):
         final = f"{row['final']:.4f}" + (f" ({row['final_min']:.4f}-{row['final_max']:.4f})" if config.seeds > 1 else "")
         mark = " **best**" if i == best else ""
-        lines.append(f"| {row['value']:g} | {final}{mark} | {row['best']:.4f} ({row['best_epoch']}) |")
+        lines.append(f"| {float(row['value'])!r} | {final}{mark} | {row['best']:.4f} ({row['best_epoch']}) |")
     return lines

@@ -1,6 +1,7 @@
 """The `mnist-jax` commands in-process, through their functions, on the small setting."""
 
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
@@ -503,6 +504,38 @@ def test_plot_errors_writes_confusion_and_mistakes(finished_run, data_dir, mnist
     assert errors == pytest.approx((1 - accuracy) * 10000, abs=2)  # near-ties may fall either way
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_history_of_a_sweep_draws_the_sweeps_figure(tmp_path):
+    """A sweep's history holds a column per value, not per seed: no mean of learning rates, but the sweep's figure."""
+    from mnist_jax.config import TrainConfig
+
+    run_dir = tmp_path / "sweep"
+    run_dir.mkdir()
+    history = {key: [[0.5, 0.6], [0.7, 0.9]] for key in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
+    record = {"config": dataclasses.asdict(TrainConfig(epochs=2, sweep="lr=1e-3,3e-3")), "history": history}
+    (run_dir / "history.json").write_text(json.dumps(record))
+    code, stdout, stderr = mnist_jax("plot-history", run_dir)
+    assert code == 0, stderr
+    assert stdout == f"Wrote {run_dir / 'sweep.svg'}\n" and not (run_dir / "training.svg").exists()
+    svg = (run_dir / "sweep.svg").read_text()
+    assert "Sweep of learning_rate: 2 values x 1 seed, 2 epochs" in svg and "min-max" not in svg
+    code, stdout, stderr = mnist_jax("plot-history", run_dir, "--format", "png")
+    assert code == 0 and (run_dir / "sweep.png").read_bytes().startswith(PNG_SIGNATURE), stderr
+    record["history"] = {key: [] for key in history}  # a sweep stopped before its first epoch
+    (run_dir / "history.json").write_text(json.dumps(record))
+    assert "the sweep has no epoch to draw yet" in one_line_error(mnist_jax("plot-history", run_dir))
+
+
+def test_plot_history_writes_a_png_with_format_png(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = mnist_jax("plot-history", "--format", "png")
+    assert code == 0 and stdout == "Wrote training.png\n", stderr
+    assert (tmp_path / "training.png").read_bytes().startswith(PNG_SIGNATURE) and not (tmp_path / "training.svg").exists()
+    assert "invalid choice: 'pdf'" in one_line_error(mnist_jax("plot-history", "--format", "pdf"))
+
+
 @pytest.fixture(scope="module")
 def seeds_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds")
@@ -770,3 +803,14 @@ def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
 
     want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples], model_for(config)))
     assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("argv", [["export", "--out", "NAME.onnx"], ["export", "--format", "web", "--out", "NAME"],
+                                  ["train", "--resume", "NAME"], ["export", "--out", "DEEP/classifier.onnx"]])
+def test_a_name_too_long_for_the_file_system_is_one_line(argv, tmp_path, capsys):
+    # NAME: one name of 300 bytes (255 is the most on most file systems); DEEP: 5,000 bytes of short names.
+    name, deep = str(tmp_path / ("x" * 300)), str(tmp_path / "/".join(["y" * 250] * 20))
+    code = cli.execute([arg.replace("NAME", name).replace("DEEP", deep) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "file name too long" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []

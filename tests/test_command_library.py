@@ -59,7 +59,7 @@ def test_the_console_lines_of_seeds_epochs_and_a_stop():
 def test_a_finished_runs_lines_say_what_it_trained_and_wrote():
     outcome = SimpleNamespace(history={"train_loss": [1.0, 0.5], "test_accuracy": [0.9, 0.97]}, first_epoch=0,
                               config=SimpleNamespace(sweep=None, stop_at_accuracy=0.95), workdir=Path("runs/x"),
-                              seconds=1.25, copied_figures=((Path("f/training.svg"), True),))
+                              seconds=1.25, copied_figures=((Path("f/training.svg"), True),), profile=None)
     assert experiment.finished_lines(outcome) == [
         "Test accuracy 0.9700 after epoch 1 reached --stop-at-accuracy 0.95: the run ends there",
         "Trained 2 epochs in 1.2 s. Wrote runs/x/{history.json, params.msgpack, training.svg, classification.svg}",

@@ -144,6 +144,14 @@ def test_a_hook_failing_after_the_first_checkpoint_strands_no_epoch(straight, op
     assert same_metrics(history, straight[1]) and leaves_equal(params, straight[0].params)
 
 
+def test_log_interval_prints_lines_within_each_epoch_and_changes_no_number(straight, options, tmp_path, capsys):
+    """Off a terminal no bar is drawn: --log-interval 2 of the 4 steps an epoch prints two lines in it."""
+    outcome = experiment.run(CONFIG, tmp_path / "run", dataclasses.replace(options, log_interval=2, progress="off"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if " step " in line]
+    assert [line.split(",")[0] for line in lines] == [f"[epoch  {e}] step {s}/4 ({s * 25}%)" for e in (0, 1) for s in (2, 4)]
+    assert same_metrics(outcome.history, straight[1])
+
+
 def test_divergence_keeps_the_last_good_checkpoint(options, tmp_path):
     run_dir = tmp_path / "run"
     experiment.run(CONFIG, run_dir, options, hooks=[Stop(lambda epoch, done: True)])

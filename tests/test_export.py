@@ -135,3 +135,14 @@ def test_an_export_never_replaces_its_run_a_folder_a_link_or_a_device(tmp_path, 
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     assert rundir.load_run(run_dir)[0].epochs == 30  # still whole: its params match their SHA-256
     assert not (tmp_path / "elsewhere.jaxexport").exists() and (tmp_path / "fifo").is_fifo()
+
+
+def test_an_export_takes_a_name_as_long_as_the_file_system_allows(tmp_path, capsys):
+    # Its temporary file, beside it, is named after it: a name of 255 bytes left no room for that.
+    longest = tmp_path / ("x" * (255 - len(".jaxexport")) + ".jaxexport")
+    assert cli.execute(["export", "--out", str(longest)]) == 0, capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == [longest.name] and longest.stat().st_size > 0
+    assert cli.execute(["export", "--out", str(tmp_path / ("x" + longest.name))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("over the 255 its file system allows (file name too long); "
+                                                 "give a shorter one\n"), err

@@ -14,7 +14,7 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.fast import programs
 from mnist_jax.hooks import Hook
 from mnist_jax.run import loop
-from mnist_jax.run.history import NOTEBOOK_KEYS, seed_history
+from mnist_jax.run.history import NOTEBOOK_KEYS, divergence_message, seed_history
 
 CONFIG = TrainConfig(epochs=2, **SMALL)
 
@@ -119,14 +119,21 @@ def test_absurd_learning_rate_diverges_in_epoch_zero(small_data):
 
 def test_a_divergence_from_adamws_weight_decay_names_it():
     """With adamw the weight decay can diverge a run as well as the rate: the message names both."""
-    from mnist_jax.run.history import divergence_message
-
     record = {"train_loss": 1e30, "test_loss": 1e30}
     assert divergence_message(0, record, None).endswith("; lower the learning rate; no checkpoint was written")
     assert "lower the learning rate or the weight decay (100000); the last good checkpoint (after epoch 2) is kept" in \
         divergence_message(3, record, 3, weight_decay=optimizer.weight_decay(
             dataclasses.replace(CONFIG, optimizer="adamw", weight_decay=1e5)))
     assert optimizer.weight_decay(dataclasses.replace(CONFIG, weight_decay=1e5)) is None  # Adam applies none
+
+
+def test_a_sweeps_divergence_names_the_values_that_diverged():
+    """--sweep lr=1e-3,30: the models train as one program, so one diverging ends the run; the
+    message says which value it was and what to do."""
+    record = {"train_loss": [0.3, float("nan")], "test_loss": [0.2, 1e30]}
+    message = divergence_message(0, record, None, models=["learning_rate=0.001", "learning_rate=30"])
+    assert message.startswith("epoch 0: the loss of learning_rate=30 became [nan] (train) / [1e+30] (test)")
+    assert "lower the learning rate there, or leave it out; no checkpoint was written" in message
 
 
 def test_seed_i_of_a_multi_seed_run_is_the_single_run_with_that_seed(small_fits):

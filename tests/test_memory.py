@@ -54,6 +54,10 @@ def test_a_config_that_cannot_fit_is_refused_with_its_settings_named():
     with pytest.raises(ConfigError, match=r"--seeds 8 x --batch-size 512 / --test-batch-size 1024 needs about "
                                           r"2\.3 GB, more than the 1\.0 GB free on .*; use fewer seeds"):
         memory.check(config, 10_000, available=10**9)
+    values = ",".join(f"{v:g}" for v in range(1, 5001))
+    with pytest.raises(ConfigError, match=r"^5000 values of --sweep learning_rate x --batch-size 512 .* use fewer "
+                                          r"values, fewer seeds or smaller batches$"):
+        memory.check(TrainConfig(sweep=f"lr={values}"), 10_000, available=10**9)
     # On accelerators each device has its memory: 2 seeds on each of 4 fit, 4 on each of 2 do not.
     assert memory.needed_bytes(config, 10_000, 4) < 10**9 < memory.needed_bytes(config, 10_000, 2)
     assert memory.available_bytes() > 0  # this machine's free memory, as the commands check it

@@ -63,7 +63,8 @@ def test_a_flag_wins_over_the_recipe_and_an_unknown_recipe_is_named():
 
 def test_a_run_ends_after_the_first_epoch_that_reaches_its_target_and_stays_ended(small_fits, data_dir, tmp_path):
     """Three epochs asked, the target the reference run's epoch-1 accuracy: it ends after epoch 1, as
-    a finished run, with the reference's numbers; a resume with more epochs trains none."""
+    a finished run, with the reference's numbers; a resume with more epochs is refused, as a
+    finished run's is, and writes nothing."""
     reference = small_fits[1][1]
     target = reference["test_accuracy"][1]
     assert reference["test_accuracy"][0] < target  # the reference learns between its two epochs
@@ -75,8 +76,11 @@ def test_a_run_ends_after_the_first_epoch_that_reaches_its_target_and_stays_ende
     assert record["finished"] and record["stopped_at_accuracy"] == {"epoch": 1, "target": target,
                                                                      "test_accuracy": target}
     assert rundir.load_run(tmp_path / "run")[0].stop_at_accuracy == target  # the other commands read it
-    again = experiment.resume(tmp_path / "run", {"epochs": 5}, options, hooks=[])
-    assert again.status == "finished" and len(again.history["train_loss"]) == 2
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("[!.]*") if p.is_file()}
+    with pytest.raises(rundir.RunError, match=f"ended after epoch 1, where it reached --stop-at-accuracy {target:g}; "
+                                              f"pass a higher --stop-at-accuracy to train on"):
+        experiment.resume(tmp_path / "run", {"epochs": 5}, options, hooks=[])
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").glob("[!.]*") if p.is_file()} == written
 
 
 def test_the_command_says_where_the_target_was_reached_and_refuses_a_recipe_on_resume(data_dir, tmp_path, capsys):

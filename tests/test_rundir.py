@@ -180,6 +180,12 @@ def test_a_resume_that_cannot_be_names_what_to_do_instead(tmp_path):
                                             f"resume {run.path} instead"):
         rundir.RunDir.resume(run.path / "seed-1", {"epochs": 3})
     assert not (run.path / "seed-1" / "checkpoints").exists()
+    record = json.loads((run.path / "history.json").read_text())
+    record["config"].update(seeds=1, sweep="lr=1e-3,3e-3")
+    (run.path / "history.json").write_text(json.dumps(record))
+    (run.path / "learning_rate=0.003").mkdir()
+    with pytest.raises(rundir.RunError, match=f"is one model's copy of the sweep {run.path}; resume {run.path}"):
+        rundir.RunDir.resume(run.path / "learning_rate=0.003", {})
 
 
 def test_a_run_directory_too_deep_for_the_files_inside_is_refused_up_front(tmp_path):

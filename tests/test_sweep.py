@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL, SMALL_FLAGS
+from conftest import SMALL, SMALL_FLAGS, a_record
 
 from mnist_jax import cli
 from mnist_jax.config import TrainConfig, parse_sweep
@@ -159,3 +159,13 @@ def test_a_grid_of_values_and_seeds_stacks_each_value_then_each_seed(small_data,
     low, high = min(history["test_accuracy"][-1][2:]), max(history["test_accuracy"][-1][2:])
     assert table[0].startswith("| learning_rate | final test accuracy (seeds' min-max) |")
     assert f"({low:.4f}-{high:.4f})" in table[3]
+
+
+def test_the_table_tells_apart_values_that_differ_in_their_last_digits():
+    """0.001 and 0.0010000000000000002 are two values (two folders): the table spells each exactly."""
+    from mnist_jax import sweep
+
+    config = TrainConfig(epochs=1, sweep="lr=0.001,0.0010000000000000002")
+    history = {k: [v] for k, v in a_record(seeds=2, test_accuracy=[0.9, 0.95]).items()}
+    rows = sweep.table(config, history)[2:]
+    assert [row.split("|")[1].strip() for row in rows] == ["0.001", "0.0010000000000000002"]

@@ -200,6 +200,10 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
         assert np.abs(np.array(answer["seen"]).reshape(28, 28) - want.astype(int)).max() <= 1, name
         python = np.asarray(jax.nn.softmax(model.apply(params, want[None, ..., None]), -1))[0]
         np.testing.assert_allclose(answer["probabilities"], python, atol=PROBABILITY_TOLERANCE)
+    # The bars are drawn as wide as their probabilities: the last digit's top class fills the most.
+    widths = page.evaluate("[...document.querySelectorAll('#bars .fill')].map((f) => f.getBoundingClientRect().width)")
+    best = int(np.argmax(answers["7"]["probabilities"]))
+    assert widths[best] > 0 and all(w < widths[best] for i, w in enumerate(widths) if i != best), widths
     # Cleared, the pad asks for a digit again; an uploaded picture is read as predict reads it.
     page.locator("#clear").click()
     assert page.get_by_test_id("top-class").text_content() == ""
@@ -257,12 +261,13 @@ def test_without_ort_dir_the_page_loads_the_pinned_build_checked_by_its_digest(s
 def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "notes.txt").write_text("mine")
+    (tmp_path / "theirs" / "index.html").write_text("mine")  # a file the site would replace: refused
     (tmp_path / "a-file").write_text("mine")
     (tmp_path / "link").symlink_to(tmp_path / "theirs")
     (tmp_path / "ort").mkdir()
     (tmp_path / "ort" / "ort.wasm.min.js").write_text("// another version")
     cases = [
-        (["--out", str(tmp_path / "theirs")], "holds files that are not a site of mnist-jax export --format web"),
+        (["--out", str(tmp_path / "theirs")], "index.html: the site would replace it"),
         (["--out", str(tmp_path / "a-file")], "is a file; give a folder for the site"),
         (["--out", str(tmp_path / "link")], "is a symbolic link"),
         (["--out", str(rundir.BUNDLED_RUN / "site")], "is inside"),
@@ -281,27 +286,6 @@ def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "link", "ort", "theirs"]
 
 
-def test_a_site_is_replaced_whole_and_a_failed_write_leaves_the_old_one(tmp_path, monkeypatch):
-    directory = tmp_path / "site"
-    directory.mkdir()  # an empty folder is taken as it is
-    web.check_site_dir(directory, apart_from=rundir.BUNDLED_RUN)
-    web.write_site(directory, {"index.html": b"old", web.MANIFEST_FILE: json.dumps({"written_by": web.WRITTEN_BY}).encode(),
-                               "ort/old.js": b"x"})
-    web.check_site_dir(directory, apart_from=rundir.BUNDLED_RUN)  # an earlier site may be replaced
-    web.write_site(directory, {"index.html": b"new", web.MANIFEST_FILE: b"{}"})
-    assert sorted(p.name for p in directory.rglob("*")) == ["index.html", web.MANIFEST_FILE]
-    assert (directory / "index.html").read_bytes() == b"new" and oct(directory.stat().st_mode)[-3:] == "755"
-    assert [p.name for p in tmp_path.iterdir()] == ["site"]  # nothing left beside it
-
-    def full_disk(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", full_disk)
-    with pytest.raises(OSError):
-        web.write_site(directory, {"index.html": b"newer"})
-    assert (directory / "index.html").read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["site"]
-
-
 def test_a_fashion_mnist_runs_page_names_its_classes(tmp_path, capsys):
     # The bundled weights, relabelled as a Fashion-MNIST run: the page's bars take the run's classes.
     run = tmp_path / "fashion-run"
@@ -314,3 +298,13 @@ def test_a_fashion_mnist_runs_page_names_its_classes(tmp_path, capsys):
     manifest = json.loads((tmp_path / "site" / web.MANIFEST_FILE).read_text())
     assert manifest["class_names"][0] == "T-shirt/top" and manifest["dataset"] == "fashion_mnist"
     assert manifest["run"] == "fashion-run" and not (tmp_path / "site" / web.ORT_FOLDER).exists()
+
+
+def test_package_json_names_the_project_as_its_lock_does():
+    """npm install takes an unnamed package's name from its folder and rewrites the tracked lock to match."""
+    root = Path(__file__).resolve().parent.parent
+    package = json.loads((root / "package.json").read_text())
+    lock = json.loads((root / "package-lock.json").read_text())
+    assert package["name"] == "mnist-jax" and package["private"] is True
+    assert lock["name"] == lock["packages"][""]["name"] == package["name"]
+    assert lock["packages"][""]["dependencies"] == package["dependencies"]

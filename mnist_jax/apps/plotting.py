@@ -39,36 +39,49 @@ def _named_classes(class_names: Sequence[str] | None) -> Sequence[str] | None:
     return class_names
 
 
+def _one_epoch_axis(ax) -> None:
+    """An epoch axis for a single epoch: a unit wide, its one tick, the point in the middle (matplotlib's
+    own limits for one point are -0.04 to 0.04)."""
+    ax.set_xlim(-0.5, 0.5)
+    ax.set_xticks([0])
+
+
 def plot_history(history: Mapping[str, Sequence]) -> Figure:
     """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`.
 
     For a multi-seed history (a list of values per epoch), the mean over seeds, with the band
-    from the lowest to the highest seed shaded around it.
+    from the lowest to the highest seed shaded around it. A single epoch is drawn as points.
     """
     epochs = np.arange(len(history["train_loss"]))
     seeds = np.ndim(history["train_loss"][0]) if len(epochs) else 0
+    one = len(epochs) == 1
+    marker = "o" if one else None  # a line through one point draws nothing
+    span = np.array([-0.5, 0.5]) if one else epochs  # what the band and the 0.98 line stretch across
     fig = Figure(figsize=(8, 6))
     axes = fig.subplots(2, 1)
 
     def curve(ax, key: str, label: str) -> None:
         values = np.asarray(history[key], dtype=float)
         if values.ndim == 1:
-            ax.plot(epochs, values, label=label)
+            ax.plot(epochs, values, marker=marker, label=label)
             return
-        line, = ax.plot(epochs, values.mean(1), label=f"{label} (mean)")
-        ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.25, linewidth=0,
-                        label=f"{label} (min-max)")
+        line, = ax.plot(epochs, values.mean(1), marker=marker, label=f"{label} (mean)")
+        ax.fill_between(span, np.resize(values.min(1), len(span)), np.resize(values.max(1), len(span)),
+                        color=line.get_color(), alpha=0.25, linewidth=0, label=f"{label} (min-max)")
 
-    axes[0].set_xlim(0, len(epochs))
+    for ax in axes:
+        if one:
+            _one_epoch_axis(ax)
+        else:
+            ax.set_xlim(0, len(epochs))
     curve(axes[0], "train_loss", "Train Loss")
     curve(axes[0], "test_loss", "Test Loss")
     axes[0].set_ylabel("Loss", fontsize=13)
     axes[0].legend(fontsize=13 if not seeds else 10)
 
-    axes[1].set_xlim(0, len(epochs))
     curve(axes[1], "train_accuracy", "Train Accuracy")
     curve(axes[1], "test_accuracy", "Test Accuracy")
-    axes[1].plot(epochs, [0.98] * len(epochs), "k:", label="Accuracy 0.98")
+    axes[1].plot(span, [0.98] * len(span), "k:", label="Accuracy 0.98")
     axes[1].set_ylabel("Accuracy", fontsize=13)
     axes[1].set_xlabel("Epoch", fontsize=13)
     axes[1].legend(fontsize=13 if not seeds else 10)
@@ -92,6 +105,8 @@ def plot_sweep(config: TrainConfig, history: Mapping[str, Sequence]) -> Figure:
     curves, ends = fig.subplots(1, 2)
     for j, value in enumerate(values):
         curves.plot(np.arange(len(accuracy)), accuracy[:, j], marker="o", label=value_name(name, value))
+    if len(accuracy) == 1:
+        _one_epoch_axis(curves)
     curves.set_xlabel("Epoch", fontsize=13)
     curves.set_ylabel("Test accuracy", fontsize=13)
     curves.legend(fontsize=10)
@@ -106,24 +121,41 @@ def plot_sweep(config: TrainConfig, history: Mapping[str, Sequence]) -> Figure:
     ends.set_ylabel("Test accuracy", fontsize=13)
     ends.legend(fontsize=10)
     fig.suptitle(f"Sweep of {name}: {len(values)} values x {config.seeds} seed{'s' if config.seeds > 1 else ''}, "
-                 f"{len(accuracy)} epochs", fontsize=15)
+                 f"{len(accuracy)} epoch{'s' if len(accuracy) > 1 else ''}", fontsize=15)
     fig.tight_layout()
     return fig
+
+
+def history_figure(config: TrainConfig, history: Mapping[str, Sequence], fmt: str = "svg") -> tuple[Figure, str]:
+    """What `plot-history` draws of a run, and the file name it goes to: for a sweep, whose columns
+    are its values rather than seeds, `plot_sweep` as sweep.FMT; else `plot_history` as training.FMT."""
+    if config.sweep is not None:
+        if not history["test_accuracy"]:  # a sweep's figure compares its values' epochs: none to compare yet
+            raise UserError("the sweep has no epoch to draw yet")
+        return plot_sweep(config, history), f"sweep.{fmt}"
+    return plot_history(history), f"training.{fmt}"
 
 
 def plot_classification(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int],
                         size: tuple[int, int] = (2, 3), class_names: Sequence[str] | None = None) -> Figure:
     """A grid of images titled with their label and the model's prediction."""
     rows, cols = size
-    fig = Figure(figsize=(cols * 3, rows * 3))
+    named = _named_classes(class_names) is not None
+    fig = Figure(figsize=(cols * 3, rows * (3.3 if named else 3)))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label, prediction in zip(axes.flat, images, labels, predictions):
         ax.imshow(np.asarray(image).squeeze(-1) if np.ndim(image) == 3 else image, cmap="gray")
-        ax.set_title(f"label: {_name(label, class_names)} / prediction: {_name(prediction, class_names)}", y=-0.13)
+        label, prediction = _name(label, class_names), _name(prediction, class_names)
+        if named:  # "label: T-shirt/top / prediction: Ankle boot" is wider than its image: one line each
+            ax.set_title(f"label: {label}\nprediction: {prediction}", y=-0.03, va="top")
+        else:
+            ax.set_title(f"label: {label} / prediction: {prediction}", y=-0.13)
     fig.suptitle("Classification result", fontsize=15)
     fig.tight_layout()
+    if named:  # the first pass sized the square images; the second makes room for two lines under each
+        fig.tight_layout()
     return fig
 
 
@@ -185,17 +217,19 @@ def error_figures_data(params: Params, model: Model, images: np.ndarray, labels:
 
 
 def save_error_figures(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, confusion: np.ndarray,
-                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None) -> list[str]:
-    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.svg and out_dir/mistakes.svg;
+                       out_dir: Path, size: tuple[int, int] = (3, 6), class_names: Sequence[str] | None = None,
+                       fmt: str = "svg") -> list[str]:
+    """`plot-errors`' figures from `error_figures_data`: out_dir/confusion.FMT and out_dir/mistakes.FMT;
     what the command says of them (each class's accuracy, the errors, the files)."""
-    save_figure(plot_confusion_matrix(confusion, class_names), out_dir / "confusion.svg")
+    confusion_file, mistakes_file = out_dir / f"confusion.{fmt}", out_dir / f"mistakes.{fmt}"
+    save_figure(plot_confusion_matrix(confusion, class_names), confusion_file)
     save_figure(plot_confident_mistakes(images, labels, probabilities, size=size, class_names=class_names),
-                out_dir / "mistakes.svg")
+                mistakes_file)
     names = class_names or [str(c) for c in range(len(confusion))]
     accuracy = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
     return ["per-class test accuracy: " + "  ".join(f"{names[c]}: {a:.4f}" for c, a in enumerate(accuracy)),
             f"{int(confusion.sum() - np.trace(confusion))} errors in {len(labels)}. "
-            f"Wrote {out_dir / 'confusion.svg'} and {out_dir / 'mistakes.svg'}"]
+            f"Wrote {confusion_file} and {mistakes_file}"]
 
 
 def save_explanations(digits: Sequence[np.ndarray], explained, outs: Sequence[Path],

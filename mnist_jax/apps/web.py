@@ -13,6 +13,9 @@ by its subresource integrity. model.onnx is one graph exported from JAX: the dra
 (mnist_jax.apps.drawing.to_digit, as `mnist-jax predict` reads a drawing) and the classifier
 (export.export_onnx's function), so the page and Python see the same 28x28 input.
 A browser refuses to load the model from a file:// page: serve the folder.
+
+The folder may hold other files (a GitHub Pages clone's .git, CNAME, README.md): an export replaces
+only the files of the site there before it, which its manifest.json lists, and keeps the rest.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ import base64
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mnist_jax.errors import UserError
-from mnist_jax.files import read_regular
+from mnist_jax.errors import PathError, UserError
+from mnist_jax.files import check_name_lengths, read_regular, write_staged
 
 ORT_VERSION = "1.31.1"
 # onnxruntime-web's WebAssembly-only build, the three files the page loads, with the SHA-384 of
@@ -47,6 +49,9 @@ PAGE_FILES = ("index.html", "pad.js", "app.js", "style.css")
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 WRITTEN_BY = "mnist-jax export --format web"  # in the manifest: a later export may replace such a site
+# A name a manifest may claim as the site's: one folder deep at most, none hidden (.git), no "..".
+SITE_NAME = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)?[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+SITE_ROOM = 64  # bytes a site's paths add to its folder's (ort/ort-wasm-simd-threaded.wasm, a temporary's suffix)
 
 
 def sha384(content: bytes) -> str:
@@ -70,29 +75,71 @@ def read_ort_dir(ort_dir: Path) -> dict[str, bytes]:
     return files
 
 
-def check_site_dir(directory: Path, *, apart_from: Path) -> None:
-    """A UserError unless `directory` may become the site: new, empty, or a site written by this
-    command (which is then replaced whole), and not inside the run it is made from."""
+def site_names(ort: bool) -> list[str]:
+    """The relative paths of a site's files: with `ort`, onnxruntime-web's in ORT_FOLDER too."""
+    return [*PAGE_FILES, MODEL_FILE, MANIFEST_FILE, *([f"{ORT_FOLDER}/{name}" for name in ORT_FILES] if ort else [])]
+
+
+def check_site_dir(directory: Path, *, apart_from: Path, ort: bool) -> None:
+    """A PathError unless the site (with onnxruntime-web's files where `ort`) may be written into
+    `directory`: where it replaces no file but an earlier site's own (`_check_in_the_way`), and
+    apart from the run it is made from: not the run, not inside it, not holding it."""
+    check_name_lengths(directory, room=SITE_ROOM)
+    check_name_lengths(apart_from)
     if directory.is_symlink():
-        raise UserError(f"{directory}: is a symbolic link; give the folder itself, or a new name")
+        raise PathError(f"{directory}: is a symbolic link; give the folder itself, or a new name")
     if directory.exists() and not directory.is_dir():
-        raise UserError(f"{directory}: is a file; give a folder for the site (new, empty, or an earlier site)")
-    try:
-        inside = directory.resolve().is_relative_to(apart_from.resolve())
-    except OSError:
-        inside = False
-    if inside:
-        raise UserError(f"{directory}: is inside {apart_from}, the run it is made from; write it elsewhere")
-    if directory.is_dir() and any(directory.iterdir()) and _written_by(directory) != WRITTEN_BY:
-        raise UserError(f"{directory}: holds files that are not a site of {WRITTEN_BY}; "
-                        f"give a new or empty folder")
+        raise PathError(f"{directory}: is a file; give a folder for the site (new, or one to add it to)")
+    site, run = _resolved(directory), _resolved(apart_from)
+    if site == run:
+        raise PathError(f"{directory}: is the run the site is made from; write it elsewhere")
+    if site.is_relative_to(run):
+        raise PathError(f"{directory}: is inside {apart_from}, the run it is made from; write it elsewhere")
+    if run.is_relative_to(site):
+        raise PathError(f"{directory}: holds {apart_from}, the run the site is made from; write it elsewhere")
+    _check_in_the_way(directory, site_names(ort), _own_files(directory))
 
 
-def _written_by(directory: Path) -> Any:
+def _resolved(path: Path) -> Path:
     try:
-        return json.loads(read_regular(directory / MANIFEST_FILE, 1_000_000)).get("written_by")
-    except (OSError, ValueError, AttributeError):
+        return path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: compared as it is written
+        return path.absolute()
+
+
+def _own_files(directory: Path) -> set[str] | None:
+    """The files of the site that `directory` holds, as its manifest lists them (a manifest older
+    than that list: every name a site can have); None where it holds no site of this command."""
+    try:
+        manifest = json.loads(read_regular(directory / MANIFEST_FILE, 1_000_000))
+    except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(manifest, dict) or manifest.get("written_by") != WRITTEN_BY:
+        return None
+    if not isinstance(manifest.get("files"), list):
+        return set(site_names(ort=True))
+    return {name for name in manifest["files"] if isinstance(name, str) and SITE_NAME.fullmatch(name)}
+
+
+def _check_in_the_way(directory: Path, names, own: set[str] | None) -> None:
+    """A PathError for anything that writing the files `names` into `directory` would replace or
+    write through, other than the files `own` of the site there before (None: no site there)."""
+    for name in names:
+        path = directory / name
+        for folder in [directory / above for above in reversed(Path(name).parents[:-1])]:
+            if folder.is_symlink() or folder.exists() and not folder.is_dir():
+                raise PathError(f"{folder}: is a file or a link where the site's folder {folder.name}/ goes; "
+                                f"move it, or give another folder")
+        if path.is_dir() and not path.is_symlink():
+            raise PathError(f"{path}: is a folder where the site's {name} goes; move it, or give another folder")
+        if (path.is_symlink() or path.exists()) and name not in (own or ()):
+            raise PathError(f"{path}: the site would replace it, and no {MANIFEST_FILE} of {WRITTEN_BY} "
+                            f"there lists it as the site's; move it, or give another folder")
+
+
+def run_name(run_dir: str | os.PathLike | None) -> str:
+    """How the page names the run in `run_dir` (None: the bundled run)."""
+    return "the bundled run (the notebook's 30 epochs)" if run_dir is None else Path(run_dir).name
 
 
 def manifest(config: Any, history: dict[str, Any], unsure_below: float | None, run: str) -> dict[str, Any]:
@@ -123,14 +170,15 @@ def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str,
     manifest = {**manifest, "written_by": WRITTEN_BY, "model": MODEL_FILE,
                 "ort": {"version": ORT_VERSION, "script": where + ORT_SCRIPT, "files": where}}
     files[MODEL_FILE] = model_onnx
+    manifest["files"] = sorted([*files, MANIFEST_FILE])  # what a later export replaces, and nothing else
     files[MANIFEST_FILE] = (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode()
     return files
 
 
 def write_run_site(directory: Path, params: Any, config: Any, manifest: dict[str, Any],
                    ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
-    """The site of a run's `params` and `config` (a `TrainConfig`), written whole into `directory`;
-    its files. A UserError naming `directory` if it cannot be written."""
+    """The site of a run's `params` and `config` (a `TrainConfig`), written into `directory`
+    (`write_site`); its files. A UserError naming `directory` if it cannot be written."""
     from mnist_jax.apps.export import export_page_onnx
 
     files = site_files(export_page_onnx(params, config), manifest, ort_files)
@@ -154,26 +202,64 @@ def site_summary(directory: Path, files: dict[str, bytes], params: str, ort_copi
 
 
 def write_site(directory: Path, files: dict[str, bytes]) -> None:
-    """Write the site into `directory` whole: built in a folder beside it, then renamed into place,
-    so that the folder holds the earlier site or all of the new one, never a mixture."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".building"))
-    old = None
+    """Write the site's `files` (by relative path) into `directory`, keeping whatever else is there:
+    of the site there before, the files its manifest lists that the new one lacks are removed.
+    Each file is first written whole beside its place, so that a failure then (a full disk) leaves
+    the folder as it was; then each is renamed onto its place, in an order that keeps every file
+    of ours there listed by the manifest on disk, so a later export can replace what a killed one left."""
+    own = _own_files(directory) or set()
+    _check_in_the_way(directory, files, own)
+    made: list[Path] = []
+    staged: dict[str, Path] = {}
     try:
         for name, content in files.items():
-            (building / name).parent.mkdir(parents=True, exist_ok=True)
-            (building / name).write_bytes(content)
-            os.chmod(building / name, 0o644)
-        os.chmod(building, 0o755)  # mkdtemp's 0700 would keep a web server's user out
-        if directory.is_dir() and any(directory.iterdir()):  # an earlier site, checked by check_site_dir
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
-            os.replace(directory, old / "site")
-        os.replace(building, directory)  # onto nothing, or onto an empty folder
+            made += _make_folders((directory / name).parent)
+            staged[name] = write_staged(directory / name, content)
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        if old is not None and not directory.exists():
-            os.replace(old / "site", directory)
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+        for folder in reversed(made):
+            _remove_if_empty(folder)
         raise
+    try:
+        # Old names first, old leftovers removed, then the new manifest and its new names: it never misses a file.
+        for name in [name for name in staged if name in own and name != MANIFEST_FILE]:
+            os.replace(staged.pop(name), directory / name)
+        for name in sorted(own - set(files)):
+            _remove_site_file(directory, name)
+        for name in sorted(staged, key=lambda name: name != MANIFEST_FILE):
+            os.replace(staged.pop(name), directory / name)
     finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make `folder` and those above it that are missing; those made, outermost first."""
+    missing = []
+    while not folder.exists() and not folder.is_symlink():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir()
+    return missing[::-1]
+
+
+def _remove_site_file(directory: Path, name: str) -> None:
+    """Remove an earlier site's file `name` from `directory`, and its folder if that is left empty;
+    never through a link to another folder."""
+    path = directory / name
+    folders = [directory / above for above in Path(name).parents[:-1]]  # innermost first
+    if any(folder.is_symlink() for folder in folders):
+        return
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    for folder in folders:
+        _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: a file of the user's is there

@@ -28,11 +28,11 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def plot_history(args: argparse.Namespace) -> int:
-    """Redraw the training-history figure of a saved run, without retraining."""
+    """Redraw the training-history figure of a saved run (a sweep's figure for a sweep), without retraining."""
     configure(args)
-    _, history = run.rundir.load_history(run_dir(args))
-    out = args.out or run.rundir.figure_path(args.run_dir, "training.svg")
-    apps.plotting.save_figure(apps.plotting.plot_history(history), out)
+    fig, name = apps.plotting.history_figure(*run.rundir.load_history(run_dir(args)), args.format)
+    out = args.out or run.rundir.figure_path(args.run_dir, name)
+    apps.plotting.save_figure(fig, out)
     say(f"Wrote {out}")
     return 0
 
@@ -68,7 +68,7 @@ def plot_errors(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
     run.rundir.check_writable(out_dir)
     accuracy, written = apps.plotting.save_error_figures(images, labels, probs, confusion, out_dir,
-                                                         (args.rows, args.cols), names)
+                                                         (args.rows, args.cols), names, args.format)
     print(accuracy)
     say(written)
     return 0
@@ -105,15 +105,13 @@ def predict(args: argparse.Namespace) -> int:
 def explain(args: argparse.Namespace) -> int:
     """Show why the model read each picture as it did: where the evidence for its top classes lies."""
     configure(args)
-    import numpy as np
-
     config, _, params = run.rundir.load_run(args.run_dir)
     model, names = apps.inference.model_and_names(config)
     run.rundir.check_writable(args.out_dir)
     inputs, paths, digits = _read_digits(args)
     if digits:
-        found = apps.explain.explain(params, np.stack(digits), model, top=args.top, steps=args.steps)
-        outs = apps.images.input_files(paths, args.out_dir, suffix="-explained.svg")
+        found = apps.explain.explain(params, digits, model, top=args.top, steps=args.steps)
+        outs = apps.images.input_files(paths, args.out_dir, suffix=f"-explained.{args.format}")
         for path, out, (classes, probs) in zip(paths, outs, apps.plotting.save_explanations(digits, found, outs, names)):
             say(f"{path}: {apps.inference.ranked(zip(classes, probs), names)}  -> {out}")
     return 0 if len(paths) == len(inputs) else EXIT_USER_ERROR
@@ -139,15 +137,14 @@ def export(args: argparse.Namespace) -> int:
 
 
 def _export_web(args: argparse.Namespace) -> int:
-    """`export --format web`: the site, written whole into --out."""
+    """`export --format web`: the site, written into --out beside what else is there."""
     web = apps.web
     if args.output not in (None, "probabilities"):
         raise UserError("--format web shows probabilities on its page; leave out --output")
-    web.check_site_dir(args.out, apart_from=run_dir(args))
+    web.check_site_dir(args.out, apart_from=run_dir(args), ort=args.ort_dir is not None)
     ort_files = web.read_ort_dir(args.ort_dir) if args.ort_dir is not None else None
     record, params = run.rundir.load_record_and_params(args.run_dir)
-    name = "the bundled run (the notebook's 30 epochs)" if args.run_dir is None else Path(args.run_dir).name
-    manifest = web.manifest(record.config, record.history, record.unsure_below, name)
+    manifest = web.manifest(record.config, record.history, record.unsure_below, web.run_name(args.run_dir))
     files = web.write_run_site(args.out, params, record.config, manifest, ort_files)
     phrase = run.rundir.params_phrase(record.history)
     say(f"Wrote the site {web.site_summary(args.out, files, phrase, ort_files is not None)}")
@@ -186,10 +183,12 @@ def add_commands(command) -> None:
     p.add_argument("--steps", type=number("steps", minimum=1, maximum=1024), default=64, help="points on the path "
                    "from the blank digit (default: %(default)s, within 1%% of the logit gain on test digits)")
     p.add_argument("--out-dir", type=path, default=Path("explanations"), metavar="DIR",
-                   help="where each NAME-explained.svg goes (default: %(default)s)")
+                   help="where each NAME-explained.svg (.png with --format png) goes (default: %(default)s)")
+    p.add_argument("--format", choices=("svg", "png"), default="svg", help="the figures' format (default: svg)")
     p = command("plot-history", plot_history, "positional")
-    p.add_argument("--out", type=path, default=None,
-                   help="output file, .svg or .png (default: RUN_DIR/training.svg; ./training.svg for the bundled run)")
+    p.add_argument("--out", type=path, default=None, help="output file, .svg or .png as its suffix says (default: "
+                   "RUN_DIR/training.svg, a sweep's RUN_DIR/sweep.svg; ./training.svg for the bundled run)")
+    p.add_argument("--format", choices=("svg", "png"), default="svg", help="the default file's format (default: svg)")
     p = command("plot-classification", plot_classification, "positional", data=True)
     p.add_argument("--out", type=path, default=None, help="output file, .svg or .png (default: RUN_DIR/"
                                                           "classification.svg; ./classification.svg for the bundled run)")
@@ -199,10 +198,11 @@ def add_commands(command) -> None:
     p = command("plot-errors", plot_errors, "positional", data=True)
     p.add_argument("--out-dir", type=path, default=None,
                    help="where to write confusion.svg and mistakes.svg (default: RUN_DIR; . for the bundled run)")
+    p.add_argument("--format", choices=("svg", "png"), default="svg", help="the figures' format (default: svg)")
     grid_flags(p, 3, 6, "mistakes")
     p = command("export", export, "positional")
     p.add_argument("--out", type=path, required=True, metavar="PATH",
-                   help="the file to write; for --format web, the site's folder (new, empty, or an earlier site)")
+                   help="the file to write; for --format web, the site's folder (keeping all but an earlier site's files)")
     p.add_argument("--output", choices=("probabilities", "logits"), default=None,
                    help="what the exported function returns (default: probabilities)")
     p.add_argument("--format", choices=("jax", "onnx", "web"), default=None,

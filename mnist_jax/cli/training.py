@@ -7,7 +7,7 @@ import signal
 import sys
 
 from mnist_jax import config as cfg
-from mnist_jax import hooks, run  # packages whose modules import on first use
+from mnist_jax import files, hooks, run  # hooks and run: packages whose modules import on first use
 from mnist_jax.cli.common import EXIT_DIVERGED, configure, say
 from mnist_jax.cli.flags import add_fields, given, path
 from mnist_jax.errors import UserError
@@ -15,6 +15,7 @@ from mnist_jax.errors import UserError
 
 def train(args: argparse.Namespace) -> int:
     """Train the notebook's CNN on MNIST and reproduce its log and figures."""
+    files.check_name_lengths(args.resume)  # a traceback otherwise; --run-dir: rundir.check_writable
     distributed = run.environment.Distributed(**given(args, run.environment.Distributed))
     configure(args, distributed if args.distributed else None)
     from mnist_jax import recipes

@@ -92,7 +92,10 @@ class Hooks(Hook):
 
     def __init__(self, hooks: Sequence[Hook]):
         self.hooks = tuple(hooks)
-        self.progress_chunks = max((h.progress_chunks for h in self.hooks), default=1)
+
+    @property
+    def progress_chunks(self) -> int:  # asked when training starts: a hook may set its own in on_start
+        return max((h.progress_chunks for h in self.hooks), default=1)
 
     def on_prepare(self, source, dataset="mnist"):
         for h in self.hooks:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import jax
 
@@ -56,7 +57,7 @@ class Printer(Hook):
         if config.sweep is not None:
             name, values = config.sweep_name, config.sweep_values
             seeds = f" x {config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1})" if config.seeds > 1 else ""
-            print(f"Sweep of {name}: {', '.join(f'{v:g}' for v in values)}{seeds}, {config.models} models in one "
+            print(f"Sweep of {name}: {', '.join(repr(float(v)) for v in values)}{seeds}, {config.models} models in one "
                   f"program; one line per value{', each value the mean +- std over its seeds' if seeds else ''}")
         elif config.seeds > 1:
             print(f"{config.seeds} seeds ({config.seed}-{config.seed + config.seeds - 1}); "
@@ -105,6 +106,27 @@ class ProgressBar(Hook):
             self.bar = None
 
 
+class StepLines(Hook):
+    """A line every `interval` training steps of an epoch (`--log-interval`, as pytorch/examples'):
+    a sign of life where no progress bar is drawn. The epoch runs as that many scans."""
+
+    def __init__(self, interval: int):
+        self.interval = interval
+        self.progress_chunks = 1
+        self.started = 0.0
+
+    def on_start(self, start: Start) -> None:
+        steps = -(-start.num_train // start.config.batch_size)
+        self.progress_chunks = max(1, -(-steps // self.interval))
+
+    def on_progress(self, epoch: int, done: int, total: int) -> None:
+        if done == 0:
+            self.started = time.perf_counter()
+        else:
+            print(f"[epoch {epoch:2d}] step {done}/{total} ({done / total:.0%}), "
+                  f"{time.perf_counter() - self.started:.1f} s", flush=True)
+
+
 class StopOnSignal(Hook):
     """SIGINT and SIGTERM ask training to stop after the current epoch, once its checkpoint is saved;
     a second Ctrl-C asks it to stop sooner, at the next chunk of the epoch (with a progress bar),
@@ -127,7 +149,7 @@ class StopOnSignal(Hook):
         if self.signal is not None and signum == signal.SIGINT:
             self.now = True
             message = ("SIGINT again: stopping at the next chunk of the epoch (or its end, without a progress "
-                       "bar); every checkpoint written is kept")
+                       "bar or --log-interval); every checkpoint written is kept")
         else:
             self.signal = self.signal or signum
             message = (f"{signal.Signals(signum).name}: stopping after this epoch, once its checkpoint is saved "
@@ -150,12 +172,14 @@ class StopOnSignal(Hook):
             signal.signal(s, handler)
 
 
-def default_hooks(progress: Progress = "auto") -> list[Hook]:
-    """What `mnist-jax train` shows: the `Printer`, and a `ProgressBar` when `progress` is "on", or
-    "auto" on a CPU with stderr a terminal (process 0 only)."""
-    show = jax.process_index() == 0 and (progress == "on" or (
+def default_hooks(progress: Progress = "auto", log_interval: int | None = None) -> list[Hook]:
+    """What `mnist-jax train` shows: the `Printer`, a `ProgressBar` when `progress` is "on", or
+    "auto" on a CPU with stderr a terminal, and `StepLines` with a `log_interval` (process 0 only)."""
+    primary = jax.process_index() == 0
+    show = primary and (progress == "on" or (
         progress == "auto" and jax.default_backend() == "cpu" and sys.stderr.isatty()))
-    return [Printer(), ProgressBar()] if show else [Printer()]
+    lines = [StepLines(log_interval)] if log_interval and primary else []
+    return [Printer(), *([ProgressBar()] if show else []), *lines]
 
 
 def seeds_summary(final_accuracies, workdir) -> str:

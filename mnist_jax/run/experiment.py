@@ -40,7 +40,7 @@ from mnist_jax.run import history as hist
 from mnist_jax.run import rundir as rd
 from mnist_jax.run.checkpoints import Checkpointer, CheckpointHook, Restored
 from mnist_jax.steps import eval_batch_size
-from mnist_jax.sweep import best_model
+from mnist_jax.sweep import best_model, model_dir_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,7 @@ def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: 
         hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> RunOutcome:
     """Train `config` in a new run directory `workdir` (default: runs/<date>-<time> under the
     current directory), which must hold no run unless `options.overwrite`. `hooks` replace the
-    default `console.default_hooks(options.progress)`; `extra_hooks` are called after them (as
+    default `console.default_hooks(options.progress, options.log_interval)`; `extra_hooks` are called after them (as
     `mnist-jax train --hook` does)."""
     choices.check(config)  # before anything is written: a setting none of its parts reads
     workdir = Path(workdir) if workdir is not None else default_workdir()
@@ -94,6 +94,9 @@ def resume(workdir: str | os.PathLike, changes: Mapping[str, Any] | None = None,
         if run_dir.saved.finished and done >= run_dir.config.epochs:
             raise rd.RunError(f"{run_dir.path} already trained {done} epochs; pass --epochs N with N larger to "
                               f"train on")
+        if run_dir.saved.finished and hist.reached(run_dir.saved.history, run_dir.config.stop_at_accuracy):
+            raise rd.RunError(f"{run_dir.path} ended after epoch {done - 1}, where it reached --stop-at-accuracy "
+                              f"{run_dir.config.stop_at_accuracy:g}; pass a higher --stop-at-accuracy to train on")
         with Checkpointer(run_dir.checkpoint_dir, create=False) as checkpointer:
             if not checkpointer.epochs():
                 raise rd.RunError(f"{run_dir.path}: no checkpoint to resume from (the run stopped in its first "
@@ -167,7 +170,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     if options.profile_epoch is not None and run_dir.primary:
         profile = ProfileEpoch(options.profile_epoch, run_dir.path / rd.PROFILE_DIR)
         logs.append(profile)
-    hooks = Hooks([*logs, *(console.default_hooks(options.progress) if hooks is None else hooks), *extra_hooks])
+    hooks = Hooks([*logs, *(console.default_hooks(options.progress, options.log_interval) if hooks is None else hooks), *extra_hooks])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
     train_data, test_data, dataset = _load_data(config.dataset, options, hooks)
@@ -194,7 +197,8 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
                          workdir=run_dir.path, signal=stop.signal, profile=profile and profile.summary())
     if outcome.status == "diverged":  # the message names the newest checkpoint: asked once all saves are done
         return dataclasses.replace(outcome, message=hist.divergence_message(
-            *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config)))
+            *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config),
+            models=model_dir_names(config) if config.models > 1 else ()))
     if outcome.status == "finished":
         _finish(run_dir, outcome, test_data)
         if options.figures_dir and run_dir.primary:

@@ -148,13 +148,21 @@ def diverged(record: dict[str, Any]) -> bool:
 
 
 def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | None,
-                       weight_decay: float | None = None) -> str:
+                       weight_decay: float | None = None, models: Sequence[str] = ()) -> str:
     """What happened when epoch `epoch` diverged, what to lower (the learning rate, and `weight_decay`
-    where the optimizer applies one), and the newest checkpoint kept (epochs done), if any."""
+    where the optimizer applies one), and the newest checkpoint kept (epochs done), if any. With the
+    names of a run's `models` (sweep.model_dir_names), which of them diverged."""
     kept = f"the last good checkpoint (after epoch {kept_epoch - 1}) is kept" if kept_epoch else "no checkpoint was written"
     lower = "the learning rate" + (f" or the weight decay ({weight_decay:g})" if weight_decay else "")
-    return (f"epoch {epoch}: the loss became {record['train_loss']} (train) / {record['test_loss']} (test), "
-            f"beyond {DIVERGED_LOSS:.0f} (ten times a uniform guess's); lower {lower}; {kept}")
+    train, test = record["train_loss"], record["test_loss"]
+    which = ""
+    if models and np.ndim(train):  # the models train as one program: one that diverges ends them all
+        bad = [i for i in range(len(models)) if diverged({"train_loss": train[i], "test_loss": test[i]})]
+        train, test = [train[i] for i in bad], [test[i] for i in bad]
+        which = f" of {', '.join(models[i] for i in bad)}"
+        lower = f"{lower} there, or leave {'it' if len(bad) == 1 else 'them'} out"
+    return (f"epoch {epoch}: the loss{which} became {train} (train) / {test} (test), beyond {DIVERGED_LOSS:.0f} "
+            f"(ten times a uniform guess's); lower {lower}; {kept}")
 
 
 def reached(history: History, accuracy: float | None) -> bool:

@@ -113,12 +113,14 @@ def check(config: TrainConfig, num_test: int, mesh: jax.sharding.Mesh | None = N
     shared_by = pools(mesh)
     needed = needed_bytes(config, num_test, shared_by, mesh)
     if available is not None and needed > available:
+        values = f"{len(config.sweep_values)} values of --sweep {config.sweep_name} x " if config.sweep else ""
         seeds = f"--seeds {config.seeds} x " if config.seeds > 1 else ""
         each = f" on each of {shared_by} devices" if shared_by > 1 else ""
+        fewer = "fewer values, " if config.sweep else ""
         raise ConfigError(
-            f"{seeds}--batch-size {config.batch_size} / --test-batch-size {config.test_batch_size} needs about "
-            f"{needed / 1e9:.1f} GB{each}, more than the {available / 1e9:.1f} GB free on "
-            f"{jax.local_devices()[0].device_kind}; use fewer seeds or smaller batches")
+            f"{values}{seeds}--batch-size {config.batch_size} / --test-batch-size {config.test_batch_size} needs "
+            f"about {needed / 1e9:.1f} GB{each}, more than the {available / 1e9:.1f} GB free on "
+            f"{jax.local_devices()[0].device_kind}; use {fewer}fewer seeds or smaller batches")
 
 
 def check_evaluation(batch_size: int, num_test: int, flag: str, available: int | None = None) -> None:

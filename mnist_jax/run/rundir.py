@@ -293,7 +293,8 @@ class RunDir:
                            f"start it again with --run-dir {path} --overwrite")
         parent = _multi_seed_parent(path)
         if parent is not None:
-            raise RunError(f"{path} is one seed's copy of the run {parent}; resume {parent} instead")
+            member = "one model's copy of the sweep" if "=" in path.absolute().name else "one seed's copy of the run"
+            raise RunError(f"{path} is {member} {parent}; resume {parent} instead")
         read_record(path)  # a directory that is no run is named as such before anything is written there
         check_writable(path, room=PATH_ROOM)
         with _taking_lock(path, primary) as lock_fd:
