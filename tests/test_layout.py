@@ -24,7 +24,7 @@ PACKAGE = Path(mnist_jax.__file__).resolve().parent
 LAYERS = ("", "data", "hooks", "fast", "apps", "run", "cli")  # lowest first; "" is the top level, the core
 APART = ("mnist_jax", "mnist_jax.__main__")  # in no layer: the package's own module and `python -m`
 MAX_MODULES_PER_FOLDER = 15
-MAX_CLI_LINES = 450
+MAX_CLI_LINES = 460  # 448 after the layered redesign; --format and the stop's reports added a few
 CORE_FILES = ("model.py", "metrics.py", "optimizer.py", "steps.py")  # what a learner reads first
 MAX_CORE_LINES = 550
 

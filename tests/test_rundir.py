@@ -258,3 +258,13 @@ def test_import_mnist_jax_then_use_any_module():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "load_run"]  # nothing heavy until a module is used
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_no_lock_file(tmp_path, monkeypatch):
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(rundir.os, "pwrite", full)
+    with pytest.raises(rundir.RunError, match=r"run: cannot write here \(No space left on device\)$"):
+        rundir.RunDir.create(tmp_path / "run", CONFIG)
+    assert not (tmp_path / "run" / ".lock").exists()

@@ -1,9 +1,9 @@
 """The `mnist-jax` command: parse the flags, call the library, print, and turn errors into exits.
 
 Each command is a function of its parsed flags (cli/training.py, cli/saved.py); `train`'s flags
-are the config's fields (cli/flags.py); `python scripts/NAME.py` runs the same. Exit status: 0
-done; 2 a user error (one line: `PROG: error: ...`); 3 the loss diverged; 128 + N stopped by signal
-N (130 Ctrl-C, 143 SIGTERM), resumable.
+are the config's fields (cli/flags.py); `python scripts/NAME.py` runs the same. Exit status: 0 done
+or stopped by a hook; 2 a user error (one line: `PROG: error: ...`); 3 the loss diverged; 128 + N
+stopped by signal N (130 Ctrl-C, 143 SIGTERM). A stopped run is resumable.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import mnist_jax
 from mnist_jax.cli import saved, training
@@ -81,8 +80,9 @@ def execute(argv: Sequence[str], prog: str = "mnist-jax", command: str | None = 
 def main(argv: Sequence[str] | None = None, prog: str = "mnist-jax", command: str | None = None) -> int:
     """The `mnist-jax` console script, and `python scripts/NAME.py` (which fixes `command` and names
     itself in its errors)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        code = execute(sys.argv[1:] if argv is None else argv, prog, command, leave_after_checkpoint_error=True)
+        code = execute(argv, prog, command, leave_after_checkpoint_error=True)
         sys.stdout.flush()  # here, where a failure can still be reported, not at the interpreter's exit
         return code
     except KeyboardInterrupt:  # Ctrl-C outside training (which handles its own), e.g. while importing
@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mnist-jax", command: st
         if e.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
             raise
         _drop_stdout()
-        print(f"{prog}: error: cannot write the output ({e.strerror})", file=sys.stderr)
+        print(f"{' '.join([prog, *([] if command else argv[:1])])}: error: {e.filename or 'the output'}: cannot write "
+              f"({e.strerror})", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
@@ -108,4 +109,4 @@ def _drop_stdout() -> None:
 
 def script_main(command: str) -> int:
     """`python scripts/NAME.py ...`: the command `command`, its errors named after the script."""
-    return main(prog=Path(sys.argv[0]).name, command=command)
+    return main(prog=os.path.basename(sys.argv[0]), command=command)

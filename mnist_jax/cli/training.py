@@ -42,8 +42,8 @@ def report(outcome, prog: str) -> int:
         return EXIT_DIVERGED
     if outcome.status == "stopped":
         last = len(outcome.history["train_loss"]) - 1
-        say(hooks.console.stopped_line(outcome.workdir, last, mid_epoch=outcome.state is None), file=sys.stderr)
-        return 128 + (outcome.signal or signal.SIGTERM)  # or stopped because another process was asked to
+        say(hooks.console.stopped_line(outcome.workdir, last, outcome.state is None, outcome.by_hook), file=sys.stderr)
+        return 0 if outcome.by_hook else 128 + (outcome.signal or signal.SIGTERM)  # a hook's stop is no failure
     if not parallel.is_primary():
         return 0
     for line in run.experiment.finished_lines(outcome):

@@ -199,15 +199,15 @@ def epochs_phrase(first: int, last: int) -> str:
     return f"epoch {first}" if first == last else f"epochs {first}-{last}"
 
 
-def stopped_line(workdir, last: int, mid_epoch: bool) -> str:
-    """The line after a run stopped by a signal with `last` its last finished epoch (-1: none yet):
-    where it stands and the command that goes on."""
+def stopped_line(workdir, last: int, mid_epoch: bool, by_hook: bool = False) -> str:
+    """The line after a run stopped (by a signal, or a hook's `stop`) with `last` its last finished
+    epoch (-1: none yet): where it stands and the command that goes on."""
     import shlex
 
     if last < 0:
         return (f"Stopped in the first epoch, before any checkpoint. Start again with: "
                 f"mnist-jax train --run-dir {shlex.quote(str(workdir))} --overwrite")
     where = "mid-epoch" if mid_epoch else f"after epoch {last}"
-    return (f"Stopped {where}; the checkpoint after epoch {last} and the history are in {workdir}. "
+    return (f"Stopped {where}{' as a hook asked' if by_hook else ''}; the checkpoint after epoch {last} and the history are in {workdir}. "
             f"Resume with: mnist-jax train --resume {shlex.quote(str(workdir))}")
 

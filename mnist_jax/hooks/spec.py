@@ -26,7 +26,51 @@ def load_hook(spec: str) -> Hook:
                         .rstrip(": ")) from None
     if not isinstance(hook, Hook):
         raise UserError(f"--hook {spec}: made a {type(hook).__name__}, not a mnist_jax.hooks.Hook")
-    return hook
+    return CommandLineHook(hook, spec)
+
+
+class CommandLineHook(Hook):
+    """A `--hook`'s hook, whose `sys.exit()` would otherwise end the command without a word (and with
+    status 0 for `sys.exit(0)`): it is a one-line UserError naming the hook and what stops a run."""
+
+    def __init__(self, hook: Hook, spec: str):
+        self.hook, self.spec = hook, spec
+
+    @property
+    def progress_chunks(self) -> int:
+        return self.hook.progress_chunks
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self.hook, method)(*args)
+        except SystemExit as e:
+            raise UserError(f"--hook {self.spec} called sys.exit({e.code!r}) in {method}; the run ends there, "
+                            f"resumable from its last checkpoint (a hook stops a run by returning \"after-epoch\" "
+                            f"from stop())") from None
+
+    def on_prepare(self, source, dataset="mnist"):
+        self._call("on_prepare", source, dataset)
+
+    def on_start(self, start):
+        self._call("on_start", start)
+
+    def on_epoch_start(self, epoch):
+        self._call("on_epoch_start", epoch)
+
+    def on_epoch_dispatched(self, epoch):
+        self._call("on_epoch_dispatched", epoch)
+
+    def on_progress(self, epoch, done, total):
+        self._call("on_progress", epoch, done, total)
+
+    def on_epoch(self, epoch, record, state, history):
+        self._call("on_epoch", epoch, record, state, history)
+
+    def stop(self):
+        return self._call("stop")
+
+    def on_end(self, outcome):
+        self._call("on_end", outcome)
 
 
 def parse_hook_spec(spec: str) -> tuple[str, str, dict[str, str]]:

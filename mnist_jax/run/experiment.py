@@ -53,6 +53,11 @@ class RunOutcome(loop.Outcome):
     copied_figures: tuple[tuple[Path, bool], ...] = ()  # --figures-dir's copies, and whether each replaced a file
     profile: str | None = None  # with --profile-epoch: where its trace went (ProfileEpoch.summary)
 
+    @property
+    def by_hook(self) -> bool:
+        """Stopped by a hook's `stop`, not by a signal to this process or to another host's."""
+        return self.status == "stopped" and self.signal is None and jax.process_count() == 1
+
 
 def run(config: TrainConfig, workdir: str | os.PathLike | None = None, options: RunOptions = RunOptions(),
         hooks: Sequence[Hook] | None = None, extra_hooks: Sequence[Hook] = ()) -> RunOutcome:

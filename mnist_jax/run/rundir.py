@@ -209,8 +209,13 @@ def _lock(run_dir: Path) -> int:
         os.close(fd)
         raise RunError(f"{run_dir} is in use by another mnist-jax process (pid {holder}); wait for it to end "
                        f"or pick another --run-dir") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as e:  # a full disk: no empty lock file is left behind
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        os.close(fd)
+        raise RunError(f"{run_dir}: cannot write here ({e.strerror})") from None
     return fd
 
 
