@@ -814,3 +814,63 @@ def test_a_name_too_long_for_the_file_system_is_one_line(argv, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "file name too long" in err and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+STOPPING_HOOKS = """
+import sys
+from mnist_jax.hooks import Hook
+
+
+class StopAfterFirst(Hook):
+    def __init__(self):
+        self.done = False
+
+    def on_epoch(self, epoch, record, state, history):
+        self.done = True
+
+    def stop(self):
+        return "after-epoch" if self.done else None
+
+
+class ExitInEpoch(Hook):
+    def on_epoch(self, epoch, record, state, history):
+        sys.exit(0)
+"""
+
+
+def test_a_hook_that_stops_the_run_or_exits_says_so(data_dir, tmp_path, monkeypatch):
+    """A hook's stop() is no signal: the run stops resumable, the command succeeds and says why. A
+    hook calling sys.exit(0) would end the command with status 0 and nothing said: it is an error."""
+    (tmp_path / "stopping_hooks.py").write_text(STOPPING_HOOKS)
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir, "--no-tensorboard"]
+    code, _, err = mnist_jax(*train, "--run-dir", "stopped", "--hook", "stopping_hooks:StopAfterFirst")
+    assert code == 0 and err.startswith("Stopped after epoch 0 as a hook asked; the checkpoint after epoch 0"), err
+    message = one_line_error(mnist_jax(*train, "--run-dir", "exited", "--hook", "stopping_hooks:ExitInEpoch"))
+    assert message.endswith("error: --hook stopping_hooks:ExitInEpoch called sys.exit(0) in on_epoch; the run ends "
+                            "there, resumable from its last checkpoint (a hook stops a run by returning "
+                            "\"after-epoch\" from stop())")
+    assert rundir.read_record(tmp_path / "exited").history["train_loss"] == []  # no epoch claimed before its commit
+
+
+def test_predict_says_once_that_an_animation_is_read_from_its_first_frame(mnist, tmp_path):
+    frames = [Image.open(user_photo(digit, tmp_path / f"{i}.png")) for i, digit in enumerate(mnist["test"][0][:3])]
+    frames[0].save(tmp_path / "digit.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    code, stdout, stderr = mnist_jax("predict", tmp_path / "digit.gif")
+    assert code == 0 and stdout.startswith(f"{tmp_path / 'digit.gif'}: ") and stdout.count("\n") == 1
+    assert stderr == f"mnist-jax predict: note: {tmp_path / 'digit.gif'}: animated (3 frames); reading its first only\n"
+
+
+def test_predict_with_a_run_still_training_says_it_has_no_unsure_threshold_yet(finished_run, mnist, tmp_path):
+    run_dir = tmp_path / "training"
+    shutil.copytree(finished_run[0], run_dir)
+    record = json.loads((run_dir / "history.json").read_text())
+    record["finished"] = False
+    del record["unsure_below"]
+    (run_dir / "history.json").write_text(json.dumps(record))
+    picture = user_photo(mnist["test"][0][0], tmp_path / "digit.png")
+    assert mnist_jax("predict", "--run", finished_run[0], picture)[2] == ""
+    code, stdout, stderr = mnist_jax("predict", "--run", run_dir, picture)
+    assert code == 0 and stdout.startswith(f"{picture}: ") and "unsure" not in stdout
+    assert stderr == (f"mnist-jax predict: note: {run_dir} is still training (or stopped): its params are its latest "
+                      f"checkpoint's and it has no unsure threshold until it finishes\n")

@@ -152,6 +152,22 @@ def test_log_interval_prints_lines_within_each_epoch_and_changes_no_number(strai
     assert same_metrics(outcome.history, straight[1])
 
 
+def test_missing_files_are_said_before_any_word_of_preparing_them(tmp_path, capsys):
+    options = RunOptions(data_dir=tmp_path / "tfds", manual_dir=tmp_path / "nowhere")
+    with pytest.raises(UserError, match="nowhere: manual dir not found"):
+        experiment.run(CONFIG, tmp_path / "run", options)
+    assert "Preparing" not in capsys.readouterr().out
+
+
+def test_the_figures_of_another_run_are_not_replaced(options, tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "history.json").write_text("{}")
+    (tmp_path / "other" / "training.svg").write_text("theirs")
+    with pytest.raises(UserError, match="--figures-dir .*other holds a run, whose figures are its own; pick another"):
+        experiment.run(CONFIG, tmp_path / "run", dataclasses.replace(options, figures_dir=tmp_path / "other"), hooks=[])
+    assert (tmp_path / "other" / "training.svg").read_text() == "theirs" and not (tmp_path / "run").exists()
+
+
 def test_divergence_keeps_the_last_good_checkpoint(options, tmp_path):
     run_dir = tmp_path / "run"
     experiment.run(CONFIG, run_dir, options, hooks=[Stop(lambda epoch, done: True)])

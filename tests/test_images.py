@@ -277,3 +277,44 @@ def test_damaged_pictures_are_read_or_refused_in_one_line_never_a_traceback():
             assert digit.shape == (28, 28, 1) and digit.dtype == np.uint8
             read += 1
     assert read > 0 and refused > 0
+
+
+@pytest.mark.parametrize("suffix,said", [(".gif", "animated (3 frames)"), (".png", "animated (3 frames)"),
+                                         (".webp", "animated (3 frames)"), (".tiff", "3 pages")])
+def test_an_animation_is_read_from_its_first_frame_and_says_so(mnist, tmp_path, suffix, said):
+    digits = mnist["test"][0][:3]
+    frames = [Image.fromarray(255 - digit[..., 0]).resize((112, 112), Image.Resampling.BILINEAR) for digit in digits]
+    frames[0].save(tmp_path / "first.png")
+    frames[0].save(tmp_path / f"digit{suffix}", save_all=True, append_images=frames[1:], duration=100, loop=0, lossless=True)
+    read = image_files.read_digits([tmp_path / f"digit{suffix}", tmp_path / "first.png"])
+    assert read.notes == [f"{tmp_path / f'digit{suffix}'}: {said}; reading its first only"] and not read.errors
+    assert correlation(read.digits[0], read.digits[1]) > 0.99
+
+
+def digit_levels(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit as a scan might hold it, float 0 ... 255: dark ink (40) on light paper (220)."""
+    image = Image.fromarray(255 - digit[..., 0]).resize((112, 112), Image.Resampling.BILINEAR)
+    return 40 + np.asarray(image, np.float32) * (180 / 255)
+
+
+@pytest.mark.parametrize("kind", ["float 0-1", "float 0-255", "float -1-1", "16-bit of 10-bit data", "32-bit signed"])
+def test_deep_and_float_pictures_are_read_by_their_range_as_their_8_bit_copy(mnist, bundled, tmp_path, kind):
+    pictures, eight_bit = [], []
+    for i, digit in enumerate(mnist["test"][0][:4]):
+        levels = digit_levels(digit)
+        Image.fromarray(np.round(levels).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        eight_bit.append(image_files.load_image(tmp_path / f"{i}.png"))
+        pixels = {"float 0-1": levels / 255, "float 0-255": levels, "float -1-1": levels / 127.5 - 1,
+                  "16-bit of 10-bit data": np.round(levels * 4).astype(np.uint16),  # a sensor's 0 ... 1023
+                  "32-bit signed": np.round(levels).astype(np.int32) - 1000}[kind]
+        Image.fromarray(pixels.astype(np.float32) if pixels.dtype.kind == "f" else pixels).save(tmp_path / f"{i}.tiff")
+        pictures.append(image_files.load_image(tmp_path / f"{i}.tiff"))
+    assert all(correlation(a, b) > 0.99 for a, b in zip(pictures, eight_bit))
+    assert np.array_equal(bundled(pictures), bundled(eight_bit))
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 1000.0, float("nan")])
+def test_a_float_picture_of_one_colour_is_blank(tmp_path, value):
+    Image.fromarray(np.full((64, 64), value, np.float32)).save(tmp_path / "flat.tiff")
+    with pytest.raises(image_files.ImageError, match="one colour throughout"):
+        image_files.load_image(tmp_path / "flat.tiff")

@@ -220,7 +220,8 @@ def test_a_full_disk_under_stdout_is_one_line_and_exit_2(two_digits):
     ({"JAX_PLATFORMS": "gpu"}, "JAX_PLATFORMS=gpu: "),
     ({"XLA_FLAGS": "--xla_force_host_platform_device_count=abc"}, "XLA_FLAGS: --xla_force_host_platform_device_count=abc"),
     ({"XLA_FLAGS": "--xla_force_host_platform_device_count=0"}, "the device count must be a whole number of at least 1"),
-], ids=["no-such-backend", "device-count-abc", "device-count-0"])
+    ({"XLA_FLAGS": "--xla_no_such_flag=1"}, "XLA_FLAGS: Unknown flag in XLA_FLAGS: --xla_no_such_flag=1"),
+], ids=["no-such-backend", "device-count-abc", "device-count-0", "unknown-flag"])
 def test_a_wrong_jax_environment_is_a_one_line_error(two_digits, env, message):
     result = subprocess.run([sys.executable, "-m", "mnist_jax", "predict", str(two_digits[0])], capture_output=True,
                             text=True, timeout=300, env={**os.environ, **env})

@@ -6,8 +6,9 @@
 
 Pictures of any colour and of up to MAX_PIXELS, drawn or photographed, are made to look like MNIST
 digits, in steps:
-1. Gray levels: 16-bit images scaled to 8 bits; on a transparent background the opaque strokes are
-   the ink, whatever their colour. Photos are brought down to WORK_SIDE pixels and smoothed.
+1. Gray levels: 16-bit, 32-bit and float images scaled to 8 bits by their range, an animation's
+   first frame; on a transparent background the opaque strokes are the ink, whatever their colour.
+   Photos are brought down to WORK_SIDE pixels and smoothed.
 2. Ink, light on dark: inverted when the ink is darker than the paper. Uneven light (a gradient, a
    shadow) is removed by subtracting the paper's own light, estimated by a grey-level opening.
 3. The digit: Otsu's threshold (scikit-image) splits ink from paper; a picture where nothing stands
@@ -118,13 +119,14 @@ class DigitsRead(NamedTuple):
 
 def read_digits(names: list[Path]) -> DigitsRead:
     """The digits of the files `names` and of the files in the folders among them; an input that
-    cannot be read is an error line in the result, and the others are read."""
+    cannot be read is an error line in the result, and the others are read. An animation is read from
+    its first frame, with a note saying so."""
     (inputs, notes), paths, digits, errors = expand_folders(names), [], [], []
     for path in inputs:
         try:
             if is_folder(path):
                 raise ImageError(f"{path}: a folder with no files in it (or none this user can read)")
-            digits.append(load_image(path))
+            digits.append(digit_of(read_picture(path, notes=notes), path))
             paths.append(path)
         except ImageError as e:
             errors.append(str(e))
@@ -166,11 +168,13 @@ def digit_of(image: Image.Image, name: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{name}: no digit found ({e})") from None
 
 
-def read_picture(source: str | os.PathLike | bytes, name: str | os.PathLike | None = None) -> Image.Image:
+def read_picture(source: str | os.PathLike | bytes, name: str | os.PathLike | None = None,
+                 notes: list[str] | None = None) -> Image.Image:
     """A picture from a file, or from a file's bytes, decoded and turned the way its EXIF orientation
     says (as every viewer shows a phone's photo). Whatever it is, it is read at most MAX_FILE_BYTES
     and decoded only if its header says at most MAX_PIXELS; anything else is an ImageError, one line
-    naming `name` (default: the path)."""
+    naming `name` (default: the path). Of several frames or pages, the first is read, and a line
+    saying so is added to `notes`, if given."""
     name = name if name is not None else source if not isinstance(source, bytes) else "the picture"
     content = source if isinstance(source, bytes) else _file_bytes(source)
     if len(content) > MAX_FILE_BYTES:
@@ -180,11 +184,11 @@ def read_picture(source: str | os.PathLike | bytes, name: str | os.PathLike | No
         with warnings.catch_warnings():
             # Pillow warns above 89 MP and refuses above 179 MP; MAX_PIXELS refuses before either.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(content))  # reads the header only
-            width, height = image.size
+            opened = Image.open(io.BytesIO(content))  # reads the header only
+            width, height = opened.size
             if width * height > MAX_PIXELS:
                 raise _too_large(name, f"{width} x {height}")
-            image = ImageOps.exif_transpose(image)  # decodes it, turned upright
+            image = ImageOps.exif_transpose(opened)  # decodes it, turned upright, into a copy of its own
             image.load()
     except ImageError:
         raise
@@ -196,7 +200,23 @@ def read_picture(source: str | os.PathLike | bytes, name: str | os.PathLike | No
     except Exception as e:  # noqa: BLE001 - a damaged file raises OSError, ValueError, SyntaxError, struct.error ...
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise ImageError(f"{name}: cannot read image, damaged or truncated ({reason})") from None
+    note = _frames_note(opened, name)
+    if note and notes is not None:
+        notes.append(note)
     return image
+
+
+def _frames_note(image: Image.Image, name: str | os.PathLike) -> str | None:
+    """A line saying that only the first of a picture's frames (an animated GIF, PNG or WebP) or pages
+    (a TIFF) is read; None for one frame, and for a phone's MPO (its photo first, then previews)."""
+    try:
+        count = getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - a damaged later frame: the first, decoded already, is read all the same
+        return None
+    if count <= 1 or image.format == "MPO":
+        return None
+    what = f"{count} pages" if image.format == "TIFF" else f"animated ({count} frames)"
+    return f"{name}: {what}; reading its first only"
 
 
 def _file_bytes(path: str | os.PathLike) -> bytes:
@@ -247,10 +267,26 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         if np.median(_border(alpha)) < 128:  # strokes on a transparent background: their opacity is the ink
             return alpha
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-    if image.mode.startswith("I") or image.mode == "F":  # 16-bit (or 32-bit) gray levels
-        gray = np.asarray(image, np.float32)
-        return gray * (255.0 / 65535.0) if gray.max() > 255 else gray
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit, 32-bit or float gray levels
+        return _deep_gray(np.asarray(image))
     return np.asarray(image.convert("L"), np.float32)
+
+
+def _deep_gray(pixels: np.ndarray) -> np.ndarray:
+    """float32 gray levels in 0 ... 255 of a 16-bit, 32-bit or float picture, by its range: floats all
+    in 0 ... 1 times 255; whole numbers from 0 by the bit depth they fill (255, 4095 for 12-bit
+    data, 65535); anything else (negative, floats past 1) stretched from its lowest to its highest."""
+    gray = pixels.astype(np.float64)
+    finite = gray[np.isfinite(gray)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    gray = np.nan_to_num(gray, nan=low, posinf=high, neginf=low)  # a float TIFF's holes: its background
+    if np.issubdtype(pixels.dtype, np.floating) and 0 <= low and high <= 1:
+        scale, low = 255.0, 0.0
+    elif np.issubdtype(pixels.dtype, np.integer) and low >= 0:
+        scale, low = 255.0 / (2 ** max(8, int(high).bit_length()) - 1), 0.0
+    else:  # no scale of their own; one colour throughout stays one colour
+        scale = 255.0 / (high - low) if high > low else 0.0
+    return ((gray - low) * scale).astype(np.float32)
 
 
 def to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -78,6 +78,15 @@ def unsure_threshold(probabilities: np.ndarray) -> float:
     return float(np.quantile(np.max(probabilities, axis=1), UNSURE_SHARE))
 
 
+def run_notes(run_name, finished: bool, unsure_below: float | None) -> list[str]:
+    """What predict says of the run it reads before its answers: that a run still training (or
+    stopped) gives its latest checkpoint's params and, having no threshold yet, calls nothing unsure."""
+    if finished or unsure_below is not None:
+        return []
+    return [(f"{run_name} is still training (or stopped): its params are its latest checkpoint's and it has no "
+             f"unsure threshold until it finishes")]
+
+
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     """The k most probable classes of one image, most probable first."""
     order = np.argsort(probabilities)[::-1][:k]

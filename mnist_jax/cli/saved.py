@@ -74,10 +74,10 @@ def plot_errors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_digits(args: argparse.Namespace):
-    """`images.read_digits` of the images named, its notes and errors said on stderr."""
+def _read_digits(args: argparse.Namespace, *run_notes: str):
+    """`images.read_digits` of the images named, its notes (after `run_notes`) and errors said on stderr."""
     read = apps.images.read_digits(args.images)
-    for line in [*(f"note: {note}" for note in read.notes), *(f"error: {error}" for error in read.errors)]:
+    for line in [*(f"note: {note}" for note in (*run_notes, *read.notes)), *(f"error: {e}" for e in read.errors)]:
         say(f"{args.prog}: {line}", file=sys.stderr)
     return read.inputs, read.paths, read.digits
 
@@ -90,7 +90,7 @@ def predict(args: argparse.Namespace) -> int:
     record, params = run.rundir.load_record_and_params(args.run_dir)
     if args.save_inputs:
         run.rundir.check_writable(args.save_inputs)
-    inputs, paths, digits = _read_digits(args)
+    inputs, paths, digits = _read_digits(args, *apps.inference.run_notes(args.run_dir, record.finished, record.unsure_below))
     if digits:
         model, names = apps.inference.model_and_names(record.config)
         for path, probs in zip(paths, apps.inference.classify(params, np.stack(digits), model)):

@@ -110,12 +110,27 @@ def configure(*, compile_cache: str | os.PathLike | None = _FROM_ENVIRONMENT,
 
 
 def _check_xla_flags(flags: str) -> None:
-    """The XLA flags this project documents, checked before XLA reads them (it aborts the process on
-    a malformed value, with pages of output)."""
+    """XLA_FLAGS checked before XLA reads them: XLA aborts the process on a flag it does not know or
+    a malformed value, with pages of output. The flags this project documents are checked here; any
+    other is tried in a child process first (about a second), whose first complaint is the error."""
+    others = []
     for flag in flags.split():
         name, _, value = flag.partition("=")
-        if name == "--xla_force_host_platform_device_count" and not (value.isdigit() and int(value) >= 1):
-            raise UserError(f"XLA_FLAGS: {flag}: the device count must be a whole number of at least 1")
+        if name == "--xla_force_host_platform_device_count":
+            if not (value.isdigit() and int(value) >= 1):
+                raise UserError(f"XLA_FLAGS: {flag}: the device count must be a whole number of at least 1")
+        else:
+            others.append(flag)
+    if not others:
+        return
+    import subprocess
+
+    child = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"], capture_output=True, text=True,
+                           env={**os.environ, "XLA_FLAGS": " ".join(others), "JAX_PLATFORMS": "cpu"})
+    if child.returncode != 0:
+        said = [line.split("] ", 1)[1] for line in child.stderr.splitlines()
+                if line[:1] in "EF" and line[1:5].isdigit() and "] " in line]
+        raise UserError(f"XLA_FLAGS: {said[0] if said else f'XLA refused {flags!r}'}")
 
 
 def _writable(directory: Path) -> bool:

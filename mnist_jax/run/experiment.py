@@ -155,8 +155,9 @@ def _create(workdir: Path, config: TrainConfig, overwrite: bool) -> rd.RunDir:
 
 
 def _load_data(dataset: str, options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
-    if not data.is_prepared(options.data_dir, dataset):
-        hooks.on_prepare(options.manual_dir or data.DATASETS[dataset].source_dir, dataset)
+    source = Path(options.manual_dir or data.DATASETS[dataset].source_dir)
+    if source.is_dir() and not data.is_prepared(options.data_dir, dataset):  # else prepare says what is missing
+        hooks.on_prepare(source, dataset)
     path = data.prepare(options.data_dir, options.manual_dir, dataset)
     return (data.load_split("train", options.data_dir, dataset), data.load_split("test", options.data_dir, dataset),
             path)
@@ -178,6 +179,9 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     hooks = Hooks([*logs, *(console.default_hooks(options.progress, options.log_interval) if hooks is None else hooks), *extra_hooks])
     if options.figures_dir:
         rd.check_writable(options.figures_dir)
+        if rd.holds_a_run(options.figures_dir) and Path(options.figures_dir).resolve() != run_dir.path.resolve():
+            raise rd.RunError(f"--figures-dir {options.figures_dir} holds a run, whose figures are its own; pick "
+                              f"another folder")
     train_data, test_data, dataset = _load_data(config.dataset, options, hooks)
     for flag, wanted, split in (("train-examples", config.train_examples, train_data),
                                 ("test-examples", config.test_examples, test_data)):
