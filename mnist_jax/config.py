@@ -37,7 +37,7 @@ RESUMABLE_CHANGES = ("epochs", "stop_at_accuracy", "conv", "microbatch", "precis
 # and the data (of either dataset: the same shapes) are the programs' arguments, and the test batch has
 # programs of its own.
 OUTSIDE_PROGRAMS = {"seed": 0, "train_examples": None, "test_examples": None, "test_batch_size": 1, "dataset": "mnist",
-                    "stop_at_accuracy": None}
+                    "stop_at_accuracy": None, "validation_examples": None}
 # Seeds become jax.random keys through int32 arrays (one per seed of a multi-seed run); beyond this
 # they would wrap around, and above 2**32 even a single key collides with a smaller seed's.
 MAX_SEED = 2**31 - 1
@@ -168,9 +168,15 @@ class TrainConfig(Checked):
                                             "(Zalando's clothing, from Debian's dataset-fashion-mnist or --manual-dir)")
     epochs: int = setting(30, "passes over the training set (with --resume: up to this many in all)", minimum=1)
     stop_at_accuracy: float | None = setting(
-        None, "end the run after the first epoch whose test accuracy (every seed's) is at least X: its final files "
-              "are written as after its last epoch, and history.json says where it stopped", minimum=0, maximum=1,
+        None, "end the run after the first epoch whose accuracy (every seed's) is at least X: the validation "
+              "split's with --validation-examples, else the test set's; its final files are written as after its "
+              "last epoch, and history.json says where it stopped", minimum=0, maximum=1,
         default_text="never", metavar="X")
+    validation_examples: int | None = setting(
+        None, "hold N training examples out, never trained on (one fixed choice, the same for every seed and sweep "
+              "value, listed in history.json), evaluated each epoch: --stop-at-accuracy, the sweep's best and the "
+              "unsure threshold are then chosen on them, and the test set is only reported", minimum=1,
+        default_text="none", metavar="N")
     learning_rate: float = setting(1e-4, "the learning rate (a schedule's peak)", above=0, aliases=("--lr",),
                                    metavar="LR")
     optimizer: Optimizer = setting("adam", "adam (the notebook's), adamw (Adam with decoupled weight decay, "

@@ -79,10 +79,21 @@ METRICS = (
     Metric("test_class_accuracy", None, "epoch", per_class=True, bounds=(0, 1)),  # recall per class, from the confusion matrix
     # Runs written before schedules existed trained every epoch at their constant rate.
     Metric("learning_rate", "learning_rate", "epoch", shared=True, older_runs=lambda config: config.learning_rate),
+    # On the examples --validation-examples holds out; None where a run holds none out.
+    Metric("validation_loss", "validation/loss", "epoch", older_runs=lambda config: None),
+    Metric("validation_accuracy", "validation/accuracy", "epoch", older_runs=lambda config: None, bounds=(0, 1),
+           printed="validation accuracy"),
 )
 NOTEBOOK_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")  # the notebook's printed four
 LOSS_KEY = "train_loss"  # whose per-batch values are each step's loss (TensorBoard's train/batch_loss)
 RATE_KEY = "learning_rate"  # shared by a run's seeds, but each sweep member's own
+
+
+def chosen_on(history: History) -> str:
+    """The accuracy that every choice reads (--stop-at-accuracy, the sweep's best): the validation
+    split's where the run holds one out, else the test set's."""
+    values = history.get("validation_accuracy") or [None]
+    return "test_accuracy" if values[-1] is None else "validation_accuracy"
 
 
 def declared(metrics: Sequence[Metric] | None = None) -> Sequence[Metric]:
@@ -123,6 +134,10 @@ def epoch_entry(history: History, epoch: int) -> dict[str, Any]:
     return {k: v[epoch] for k, v in history.items()}
 
 
+def _none_by_design(metric: Metric, value: Any) -> bool:
+    return value is None and metric.key.startswith("validation_")  # a run that holds no split out
+
+
 def _value(value: float | list[float] | None) -> str:
     if value is None:  # a metric that an older run did not record (Metric.older_runs)
         return "n/a"
@@ -136,6 +151,6 @@ def format_epoch(epoch: int, record: dict[str, Any], metrics: Sequence[Metric] |
     """The notebook's per-epoch line, then " | label: value" for each metric with a `printed` label
     that `record` holds; for several seeds, each value as mean +- std over the seeds."""
     extra = "".join(f" | {m.printed}: {_value(record[m.key])}" for m in declared(metrics)
-                    if m.printed is not None and m.key in record)
+                    if m.printed is not None and m.key in record and not _none_by_design(m, record[m.key]))
     return (f"[epoch {epoch:2d}] Train loss: {_value(record['train_loss'])} / accuracy: {_value(record['train_accuracy'])}"
             f" | Test loss: {_value(record['test_loss'])} / accuracy: {_value(record['test_accuracy'])}{extra}")

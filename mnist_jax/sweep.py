@@ -55,11 +55,11 @@ def value_records(config: TrainConfig, record: dict[str, Any]) -> list[tuple[str
     return split
 
 
-def summary(config: TrainConfig, history: metrics.History) -> list[dict[str, Any]]:
-    """Per swept value: its value, the final and the best test accuracy (mean over its seeds), the
+def summary(config: TrainConfig, history: metrics.History, key: str = "test_accuracy") -> list[dict[str, Any]]:
+    """Per swept value: its value, the final and the best accuracy `key` (mean over its seeds), the
     epoch of the best, and the seeds' min and max of the final."""
     values = config.sweep_values
-    accuracy = np.asarray(history["test_accuracy"], np.float64).reshape(-1, len(values), config.seeds)
+    accuracy = np.asarray(history[key], np.float64).reshape(-1, len(values), config.seeds)
     rows = []
     for j, value in enumerate(values):
         mean = accuracy[:, j].mean(axis=1)
@@ -69,21 +69,31 @@ def summary(config: TrainConfig, history: metrics.History) -> list[dict[str, Any
     return rows
 
 
+def _best(config: TrainConfig, history: metrics.History) -> int:
+    """The value with the best final accuracy where choices are made (`metrics.chosen_on`): the
+    validation split's where the run holds one out, never then the test set's."""
+    rows = summary(config, history, metrics.chosen_on(history))
+    return max(range(len(rows)), key=lambda i: rows[i]["final"])
+
+
 def best_model(config: TrainConfig, history: metrics.History) -> int:
-    """The stacked index of the first seed of the value with the best final test accuracy."""
-    rows = summary(config, history)
-    return max(range(len(rows)), key=lambda i: rows[i]["final"]) * config.seeds
+    """The stacked index of the first seed of the best value (`_best`)."""
+    return _best(config, history) * config.seeds
 
 
 def table(config: TrainConfig, history: metrics.History) -> list[str]:
     """The sweep's result as a Markdown table, best final accuracy marked."""
     name = config.sweep_name
-    rows = summary(config, history)
-    best = max(range(len(rows)), key=lambda i: rows[i]["final"])
+    rows, best = summary(config, history), _best(config, history)
+    chosen = metrics.chosen_on(history) != "test_accuracy"
+    held_out = summary(config, history, "validation_accuracy") if chosen else rows
     spread = " (seeds' min-max)" if config.seeds > 1 else ""
-    lines = [f"| {name} | final test accuracy{spread} | best test accuracy (epoch) |", "|---|---|---|"]
+    lines = [f"| {name} | final test accuracy{spread} | best test accuracy (epoch) |"
+             + (" final validation accuracy (best chosen on it) |" if chosen else ""), "|---|---|---|"
+             + ("---|" if chosen else "")]
     for i, row in enumerate(rows):
         final = f"{row['final']:.4f}" + (f" ({row['final_min']:.4f}-{row['final_max']:.4f})" if config.seeds > 1 else "")
         mark = " **best**" if i == best else ""
-        lines.append(f"| {float(row['value'])!r} | {final}{mark} | {row['best']:.4f} ({row['best_epoch']}) |")
+        lines.append(f"| {float(row['value'])!r} | {final}{'' if chosen else mark} | {row['best']:.4f} "
+                     f"({row['best_epoch']}) |" + (f" {held_out[i]['final']:.4f}{mark} |" if chosen else ""))
     return lines

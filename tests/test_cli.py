@@ -801,8 +801,12 @@ def test_a_trained_run_records_its_own_unsure_threshold(finished_run, mnist):
     from mnist_jax.apps.inference import classify, unsure_threshold
     from mnist_jax.fast import model_for
 
-    want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples], model_for(config)))
+    # Chosen on the test set's even-numbered digits (the run holds no validation split out).
+    want = unsure_threshold(classify(params, mnist["test"][0][:config.test_examples][0::2], model_for(config)))
     assert rundir.read_record(finished_run[0]).unsure_below == pytest.approx(want, rel=1e-6)
+    rule = json.loads((finished_run[0] / "history.json").read_text())["unsure_rule"]
+    assert rule["chosen_on"] == "the test set's even-numbered examples"
+    assert rule["reported_on"] == "the test set's odd-numbered examples" and 0 <= rule["unsure_share_reported"] < 0.2
 
 
 @pytest.mark.parametrize("argv", [["export", "--out", "NAME.onnx"], ["export", "--format", "web", "--out", "NAME"],

@@ -17,6 +17,7 @@ from mnist_jax import metrics
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.fast import model_for, programs
 from mnist_jax.run import environment, experiment, rundir
+from mnist_jax.run import history as hist
 from mnist_jax.steps import eval_batch_size
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.2"
@@ -35,8 +36,9 @@ def old_run(tmp_path) -> Path:
 
 
 def recorded_history() -> dict:
-    """The history as 0.2.0 wrote it in history.json."""
-    return json.loads((FIXTURE / rundir.HISTORY_FILE).read_text())["history"]
+    """The history as 0.2.0 wrote it in history.json, with the metrics declared since as unknown
+    (None), as every reader of it sees it."""
+    return hist.upgrade(json.loads((FIXTURE / rundir.HISTORY_FILE).read_text())["history"], CONFIG)
 
 
 def same_bits_as_the_fixture() -> bool:

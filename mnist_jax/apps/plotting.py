@@ -47,7 +47,8 @@ def _one_epoch_axis(ax) -> None:
 
 
 def plot_history(history: Mapping[str, Sequence]) -> Figure:
-    """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`.
+    """Train/test loss (top) and accuracy (bottom) per epoch, as the notebook's `plot_history`, and
+    the validation split's where the run holds one out.
 
     For a multi-seed history (a list of values per epoch), the mean over seeds, with the band
     from the lowest to the highest seed shaded around it. A single epoch is drawn as points.
@@ -74,13 +75,18 @@ def plot_history(history: Mapping[str, Sequence]) -> Figure:
             _one_epoch_axis(ax)
         else:
             ax.set_xlim(0, len(epochs))
+    held_out = any(value is not None for value in history.get("validation_loss", []))  # --validation-examples
     curve(axes[0], "train_loss", "Train Loss")
     curve(axes[0], "test_loss", "Test Loss")
+    if held_out:
+        curve(axes[0], "validation_loss", "Validation Loss")
     axes[0].set_ylabel("Loss", fontsize=13)
     axes[0].legend(fontsize=13 if not seeds else 10)
 
     curve(axes[1], "train_accuracy", "Train Accuracy")
     curve(axes[1], "test_accuracy", "Test Accuracy")
+    if held_out:
+        curve(axes[1], "validation_accuracy", "Validation Accuracy")
     axes[1].plot(span, [0.98] * len(span), "k:", label="Accuracy 0.98")
     axes[1].set_ylabel("Accuracy", fontsize=13)
     axes[1].set_xlabel("Epoch", fontsize=13)

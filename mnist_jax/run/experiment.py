@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from mnist_jax import choices, data
 from mnist_jax.apps import inference
@@ -188,6 +189,9 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         if wanted is not None and wanted > len(split[1]):
             raise ConfigError(f"--{flag} {wanted} is more than the {len(split[1])} examples there are")
     num_train, num_test = len(train_data[1][:config.train_examples]), len(test_data[1][:config.test_examples])
+    if config.validation_examples:
+        run_dir.notes["validation_indices"] = loop.validation_indices(num_train, config.validation_examples).tolist()
+        num_train -= config.validation_examples
     if config.batch_size > num_train:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
     mesh = parallel.make_mesh(config.models, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
@@ -209,7 +213,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
             *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config),
             models=model_dir_names(config) if config.models > 1 else ()))
     if outcome.status == "finished":
-        _finish(run_dir, outcome, test_data)
+        _finish(run_dir, outcome, train_data, test_data)
         if options.figures_dir and run_dir.primary:
             copied = rd.copy_figures(run_dir.path, options.figures_dir, seeds=config.seeds,
                                      sweep=config.sweep is not None)
@@ -217,7 +221,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     return outcome
 
 
-def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> None:
+def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, test_data: loop.Data) -> None:
     """The run's final files: params, seed runs, the two figures, then history.json marked finished."""
     config = run_dir.config
     system = environment.system_info(outcome.seconds)
@@ -236,19 +240,37 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, test_data: loop.Data) -> 
                                                              jax.random.key(config.seed),
                                                              class_names=data.DATASETS[config.dataset].class_names),
     }
-    # Each model's "unsure" threshold, from its probabilities on the run's test digits (inference.UNSURE_SHARE).
     models = [params] if config.models == 1 else [jax.tree_util.tree_map(lambda p, i=i: p[i], params)
                                                   for i in range(config.models)]
-    test_images = images[:config.test_examples]
-    unsure_below = [inference.unsure_threshold(inference.classify(p, test_images, model_for(config))) for p in models]
+    unsure_below, run_dir.notes["unsure_rule"] = _unsure_thresholds(config, models, train_data, images)
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()},
                    unsure_below)
+
+
+def _unsure_thresholds(config: TrainConfig, models: list, train_data: loop.Data,
+                       test_images: np.ndarray) -> tuple[list[float], dict[str, Any]]:
+    """Each model's "unsure" threshold (inference.unsure_threshold), chosen on the validation split
+    where the run holds one out; else on the test set's even-numbered digits, the share it calls
+    unsure reported on the odd-numbered ones, which no choice has seen. And the rule, for the record."""
+    _, validation = loop.split_validation(config, train_data)
+    test_images = test_images[:config.test_examples]
+    chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
+    thresholds, shares = [], []
+    for params in models:
+        threshold = inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))
+        top = inference.classify(params, reported, model_for(config)).max(axis=1)
+        thresholds.append(threshold)
+        shares.append(float(np.mean(top < threshold)))
+    rule = {"chosen_on": "the validation split" if validation else "the test set's even-numbered examples",
+            "share": inference.UNSURE_SHARE,
+            "unsure_share_reported": shares[0] if len(shares) == 1 else shares,
+            "reported_on": "the test set" if validation else "the test set's odd-numbered examples"}
+    return thresholds, rule
 
 
 def finished_lines(outcome: RunOutcome) -> list[str]:
     """What `mnist-jax train` says after a run that trained to its end: a sweep's table, its seeds'
     summary, the accuracy that ended it early, what it trained and wrote, where its figures went."""
-    import numpy as np
 
     from mnist_jax import sweep
 
@@ -265,8 +287,9 @@ def finished_lines(outcome: RunOutcome) -> list[str]:
         what += f" of {len(final)} seeds"
         lines.append(console.seeds_summary(final, outcome.workdir))
     if hist.reached(history, config.stop_at_accuracy):
-        lines.append(f"Test accuracy {np.min(final):.4f} after epoch {last} reached --stop-at-accuracy "
-                     f"{config.stop_at_accuracy:g}: the run ends there")
+        watched = hist.chosen_on(history)
+        lines.append(f"{watched.split('_')[0].capitalize()} accuracy {np.min(history[watched][-1]):.4f} after epoch "
+                     f"{last} reached --stop-at-accuracy {config.stop_at_accuracy:g}: the run ends there")
     lines.append(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
                  f"{{{rd.HISTORY_FILE}, {rd.PARAMS_FILE}, {', '.join(figures)}}}")
     if outcome.profile:

@@ -33,6 +33,7 @@ from mnist_jax.metrics import (  # noqa: F401
     Metric,
     StepResult,
     Sums,
+    chosen_on,
     class_accuracy,
     declared,
     epoch_entry,
@@ -120,14 +121,19 @@ def _check_entry(where: str, value: Any, shape: list[int], bounds: tuple[float, 
 
 
 def epoch_record(train_sums: Sums, test_sums: Sums, confusion: np.ndarray, seconds: float,
-                 learning_rate: float) -> dict[str, Any]:
+                 learning_rate: float, validation_sums: Sums | None = None) -> dict[str, Any]:
     """One epoch's entry from host arrays: floats, or lists of one float per seed; and, for the
-    logs only (not the history), each train batch's mean loss (`train_batch_loss`)."""
+    logs only (not the history), each train batch's mean loss (`train_batch_loss`). The validation
+    split's loss and accuracy come from `validation_sums` (the test program's, on the held-out
+    examples), None without one."""
     confusion = np.asarray(confusion)
     numerator, denominator = (np.asarray(a) for a in train_sums[LOSS_KEY])
     values = {key: value.tolist() for key, value in summarize({**train_sums, **test_sums}).items()}
+    held_out = summarize(validation_sums) if validation_sums is not None else {}
     return {
         **values,
+        "validation_loss": held_out["test_loss"].tolist() if held_out else None,
+        "validation_accuracy": held_out["test_accuracy"].tolist() if held_out else None,
         "train_batch_loss": (numerator / denominator).tolist(),
         "epoch_seconds": seconds,
         "learning_rate": learning_rate,
@@ -166,16 +172,18 @@ def divergence_message(epoch: int, record: dict[str, Any], kept_epoch: int | Non
 
 
 def reached(history: History, accuracy: float | None) -> bool:
-    """Whether the last epoch of `history` reached the test `accuracy` (every seed's), the target of
-    `--stop-at-accuracy`; False for no target or no epoch."""
+    """Whether the last epoch of `history` reached `accuracy` (every seed's), the target of
+    `--stop-at-accuracy`, on the validation split where the run holds one out, else on the test set
+    (`metrics.chosen_on`); False for no target or no epoch."""
     return (accuracy is not None and epochs_done(history) > 0
-            and bool(np.all(np.asarray(history["test_accuracy"][-1]) >= accuracy)))
+            and bool(np.all(np.asarray(history[chosen_on(history)][-1]) >= accuracy)))
 
 
 def seed_history(history: History, index: int, metrics: Sequence[Metric] | None = None) -> History:
     """Seed `index`'s own history from a multi-seed history (shared metrics are the seeds' in common)."""
     shared = {m.key for m in declared(metrics) if m.shared}
-    return {k: list(v) if k in shared and not (v and isinstance(v[0], list)) else [epoch[index] for epoch in v]
+    return {k: list(v) if k in shared and not (v and isinstance(v[0], list))
+            else [None if epoch is None else epoch[index] for epoch in v]  # None: unknown (older runs), no split
             for k, v in history.items()}
 
 

@@ -34,6 +34,29 @@ from mnist_jax.steps import TrainState, eval_batch_size, num_batches
 
 Data = tuple[np.ndarray, np.ndarray]  # uint8 images (N, 28, 28, 1), int32 labels (N,)
 MAX_STEPS = 2**31  # TrainState.step is an int32, and so are the schedules' step counts
+# The validation split's own key, not a run's seed: every seed and sweep value of a run, and every
+# run of the same data, holds the same examples out.
+VALIDATION_KEY = 0x5EED_0F_0A
+
+
+def validation_indices(num_examples: int, count: int) -> np.ndarray:
+    """Which of `num_examples` training examples `--validation-examples count` holds out, sorted."""
+    if count >= num_examples:
+        raise ConfigError(f"--validation-examples {count} leaves none of the {num_examples} training examples "
+                          f"to train on")
+    return np.sort(np.asarray(jax.random.permutation(jax.random.key(VALIDATION_KEY), num_examples)[:count]))
+
+
+def split_validation(config: TrainConfig, train_data: Data) -> tuple[Data, Data | None]:
+    """The training examples a run trains on (the first `train_examples`, less those held out) and
+    its validation split (None without `validation_examples`)."""
+    images, labels = (a[:config.train_examples] for a in train_data)  # [:None] keeps all
+    if not config.validation_examples:
+        return (images, labels), None
+    held_out = validation_indices(len(labels), config.validation_examples)
+    kept = np.ones(len(labels), bool)
+    kept[held_out] = False
+    return (images[kept], labels[kept]), (images[held_out], labels[held_out])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +82,7 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
     if start is None:
         choices.check(config)  # a new run: refuse a setting that none of its parts reads
     hooks = Hooks(hooks)
-    train_images, train_labels = (a[:config.train_examples] for a in train_data)  # [:None] keeps all
+    (train_images, train_labels), validation = split_validation(config, train_data)
     test_images, test_labels = (a[:config.test_examples] for a in test_data)
     steps_per_epoch = num_batches(len(train_labels), config.batch_size)
     if config.epochs * steps_per_epoch >= MAX_STEPS:
@@ -71,10 +94,14 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
     arrays = (train_images, train_labels, test_images, test_labels)
     if mesh is None:
         train_images, train_labels, test_images, test_labels = (jax.device_put(a) for a in arrays)
+        validation = validation and tuple(jax.device_put(a) for a in validation)
         state_sharding = None
     else:
         train_images, train_labels, test_images, test_labels = parallel.put(arrays, parallel.replicated(mesh))
+        validation = validation and parallel.put(validation, parallel.replicated(mesh))
         state_sharding = parallel.state_sharding(mesh)
+    validate_fn = validation and eval_program(
+        model_for(config), eval_batch_size(config.test_batch_size, len(validation[1])), config.models, mesh)
     if start is not None:
         state, history = start[0], hist.upgrade(start[1], config)
         if mesh is not None:
@@ -97,10 +124,12 @@ def train(config: TrainConfig, train_data: Data, test_data: Data, *,
             status, state = "stopped", None
             break
         # Dispatched before anything is fetched, so the device goes straight on to the test set.
-        train_sums, (test_sums, confusion) = parallel.to_host(
-            (train_sums, evaluate_fn(state.params, test_images, test_labels)))
+        train_sums, (test_sums, confusion), validated = parallel.to_host(
+            (train_sums, evaluate_fn(state.params, test_images, test_labels),
+             validation and validate_fn(state.params, *validation)))
         rate = learning_rate(config, steps_per_epoch, (epoch + 1) * steps_per_epoch - 1)  # its last step's
-        record = hist.epoch_record(train_sums, test_sums, confusion, time.perf_counter() - epoch_start, rate)
+        record = hist.epoch_record(train_sums, test_sums, confusion, time.perf_counter() - epoch_start, rate,
+                                   validated and validated[0])
         if hist.diverged(record):
             status, state, diverged_at = "diverged", None, (epoch, record)
             break

@@ -79,11 +79,14 @@ class RunRecord(NamedTuple):
 
 
 def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None,
-                  params_sha256: str | None = None, unsure_below: float | list[float] | None = None) -> bytes:
+                  params_sha256: str | None = None, unsure_below: float | list[float] | None = None,
+                  notes: Mapping[str, Any] | None = None) -> bytes:
     record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
     if hist.reached(history, config.stop_at_accuracy):
+        watched = hist.chosen_on(history)
         record["stopped_at_accuracy"] = {"epoch": hist.epochs_done(history) - 1, "target": config.stop_at_accuracy,
-                                         "test_accuracy": history["test_accuracy"][-1]}
+                                         watched: history[watched][-1]}
+    record.update(notes or {})
     if params_sha256 is not None:
         record["params_sha256"] = params_sha256
     if unsure_below is not None:
@@ -259,6 +262,9 @@ class RunDir:
         self.primary = primary
         self.saved = saved  # for a resumed run: its history.json as it was found
         self._lock_fd = lock_fd
+        # Recorded in history.json beside the history: the held-out examples ("validation_indices"),
+        # how the unsure threshold was chosen ("unsure_rule").
+        self.notes: dict[str, Any] = {}
 
     @classmethod
     def create(cls, path: str | os.PathLike, config: TrainConfig, *, overwrite: bool = False,
@@ -328,7 +334,8 @@ class RunDir:
     def write_history(self, history: hist.History) -> None:
         """history.json of the run so far, not finished, with where it runs (its cost unknown yet)."""
         if self.primary:
-            _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, environment.system_info(None)))
+            _write(self.path / HISTORY_FILE, _history_json(self.config, history, False, environment.system_info(None),
+                                                           notes=self.notes))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
                files: Mapping[str, bytes] | None = None, unsure_below: Sequence[float] | None = None) -> None:
@@ -352,7 +359,8 @@ class RunDir:
         for name, content_ in (files or {}).items():
             _write(self.path / name, content_)
         thresholds = (unsure_below[0] if len(unsure_below) == 1 else list(unsure_below)) if unsure_below else None
-        _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content), thresholds))
+        _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content), thresholds,
+                                                       self.notes))
 
 
 def _multi_seed_parent(path: Path) -> Path | None:
