@@ -183,16 +183,24 @@ def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = 
     return create(seeds) if config.sweep is None else create(seeds, swept_values(config))
 
 
+# The init program runs once a run, and LLVM's full optimisation of it (threefry's unrolled integer
+# rounds) took 4-9 s to compile on a CPU against 1.3-2.1 s at level 1, with the same bits in all 11
+# configs compared (2 AMD EPYC Zen 4 cores, JAX 0.10.2; tests/test_fast.py holds the bits).
+INIT_COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
+
+
 @functools.lru_cache(maxsize=32)
 def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None) -> Callable[..., TrainState]:
     # An optimizer's state is the same whatever the length of its schedule (Optax's schedules are
     # functions of the step count; tests/test_optimizer.py checks it), so one init program serves
     # every epoch count and dataset size. Jitted: eagerly, its dozens of small ops compile one by one.
     create = functools.partial(create_train_state, model_for(config), make_optimizer(config, steps_per_epoch=1))
+    jit = functools.partial(jax.jit, out_shardings=sharding,
+                            compiler_options=INIT_COMPILER_OPTIONS.get(jax.default_backend()))
     if config.models == 1:
-        return jax.jit(create, out_shardings=sharding)
+        return jit(create)
     if config.sweep is None:
-        return jax.jit(jax.vmap(lambda seed: create(jax.random.key(seed))), out_shardings=sharding)
+        return jit(jax.vmap(lambda seed: create(jax.random.key(seed))))
     name = config.sweep_name
 
     def create_member(seed: jax.Array, value: jax.Array) -> TrainState:
@@ -200,7 +208,7 @@ def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None) ->
         opt_state = state.opt_state._replace(hyperparams={**state.opt_state.hyperparams, name: value})
         return state.replace(opt_state=opt_state)
 
-    return jax.jit(jax.vmap(create_member), out_shardings=sharding)
+    return jit(jax.vmap(create_member))
 
 
 def run_epoch(programs: TrainPrograms, state: TrainState, images: jax.Array, labels: jax.Array, *,
