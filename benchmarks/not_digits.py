@@ -26,11 +26,10 @@ import argparse
 import io
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.special import logsumexp
+from unsure_scores import network_outputs  # this folder's: the logits and the dense layer's features
 
 ROOT = Path(__file__).resolve().parent.parent
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
@@ -141,7 +140,6 @@ def main() -> int:
     from mnist_jax import data
     from mnist_jax.apps import images
     from mnist_jax.fast import model_for
-    from mnist_jax.fast.kernels import conv_relu_pool
     from mnist_jax.run import rundir
 
     record, params = rundir.load_record_and_params(args.run or rundir.BUNDLED_RUN)
@@ -153,19 +151,8 @@ def main() -> int:
     photos = np.stack([images.load_image(f) for f in sorted((fixtures / "digits").glob("[0-9]-*"))])
     drawn = [f.read_bytes() for f in sorted((fixtures / "not-digits").glob("*.png"))]
 
-    logits_of = jax.jit(lambda batch: model.apply(params, batch))
-
-    @jax.jit
-    def features_of(batch):  # what the dense layer reads, (N, 1600)
-        h = batch.astype(jnp.float32) / 255
-        for layer in ("conv1", "conv2"):
-            h = conv_relu_pool(h, params[layer]["kernel"], params[layer]["bias"], "matmul")
-        return h.reshape(len(batch), -1)
-
-    def batched(f, x):
-        return np.concatenate([np.asarray(f(x[i:i + 2000])) for i in range(0, len(x), 2000)])
-
-    train_features = batched(features_of, train_images)
+    logits_of, features_of = network_outputs(params, model)
+    train_features = features_of(train_images)
     means = np.stack([train_features[train_labels == c].mean(0) for c in range(10)])
     centred = train_features - means[train_labels]
     precision = np.linalg.inv(centred.T @ centred / len(centred) + 1e-3 * np.eye(centred.shape[1]))
@@ -174,8 +161,8 @@ def main() -> int:
     def scores(x: np.ndarray) -> dict[str, np.ndarray]:
         if not len(x):
             return {name: np.zeros(0) for name in ("top probability", "energy", "Mahalanobis", "10th neighbour")}
-        logits = batched(logits_of, x)
-        f = batched(features_of, x)
+        logits = logits_of(x)
+        f = features_of(x)
         unit = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
         tenth = np.concatenate([-np.partition(-(unit[i:i + 500] @ reference.T), 9, axis=1)[:, 9]
                                 for i in range(0, len(unit), 500)])  # the 10th largest cosine similarity

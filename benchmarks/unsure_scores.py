@@ -29,6 +29,26 @@ from scipy.special import logsumexp
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def network_outputs(params, model):
+    """Two host functions of uint8 digits (N, 28, 28, 1), 2,000 at a time: the CNN's logits (N, 10),
+    and the 1,600 features its dense layer reads (N, 1600)."""
+    from mnist_jax.fast.kernels import conv_relu_pool
+
+    logits = jax.jit(lambda batch: model.apply(params, batch))
+
+    @jax.jit
+    def features(batch):
+        h = batch.astype(jnp.float32) / 255
+        for layer in ("conv1", "conv2"):
+            h = conv_relu_pool(h, params[layer]["kernel"], params[layer]["bias"], "matmul")
+        return h.reshape(len(batch), -1)
+
+    def batched(f):
+        return lambda x: np.concatenate([np.asarray(f(x[i:i + 2000])) for i in range(0, len(x), 2000)])
+
+    return batched(logits), batched(features)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, default=None, help="the run to score (default: the bundled weights)")
@@ -37,7 +57,6 @@ def main() -> int:
     from mnist_jax import data
     from mnist_jax.apps import images
     from mnist_jax.fast import model_for
-    from mnist_jax.fast.kernels import conv_relu_pool
     from mnist_jax.run import rundir
 
     config, _, params = rundir.load_run(args.run or rundir.BUNDLED_RUN)
@@ -52,19 +71,9 @@ def main() -> int:
     not_digits = np.stack([images.load_image(f) for f in not_digit_files])
     kinds = np.array([f.name.split("-")[0] for f in not_digit_files])
 
-    logits_of = jax.jit(lambda batch: model.apply(params, batch))
+    logits_of, features_of = network_outputs(params, model)
 
-    @jax.jit
-    def features_of(batch):  # what the dense layer reads, (N, 1600)
-        h = batch.astype(jnp.float32) / 255
-        for layer in ("conv1", "conv2"):
-            h = conv_relu_pool(h, params[layer]["kernel"], params[layer]["bias"], "matmul")
-        return h.reshape(len(batch), -1)
-
-    def batched(f, x):
-        return np.concatenate([np.asarray(f(x[i:i + 2000])) for i in range(0, len(x), 2000)])
-
-    train_features = batched(features_of, train_images)
+    train_features = features_of(train_images)
     means = np.stack([train_features[train_labels == c].mean(0) for c in range(10)])
     centred = train_features - means[train_labels]
     precision = np.linalg.inv(centred.T @ centred / len(centred) + 1e-3 * np.eye(centred.shape[1]))
@@ -73,10 +82,10 @@ def main() -> int:
     components = np.linalg.svd(pixels[::3] - pixel_mean, full_matrices=False)[2][:50]
 
     def unsure_scores(x):  # higher: less like a digit
-        logits = batched(logits_of, x)
+        logits = logits_of(x)
         top = np.exp(logits - logsumexp(logits, 1, keepdims=True)).max(1)
         two = np.sort(logits, 1)[:, -2:]
-        f = batched(features_of, x)
+        f = features_of(x)
         mahalanobis = np.min([(((f - m) @ precision) * (f - m)).sum(1) for m in means], axis=0)
         z = x.reshape(len(x), -1).astype(np.float32) / 255 - pixel_mean
         residual = ((z - (z @ components.T) @ components) ** 2).sum(1)

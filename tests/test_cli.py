@@ -825,17 +825,6 @@ import sys
 from mnist_jax.hooks import Hook
 
 
-class StopAfterFirst(Hook):
-    def __init__(self):
-        self.done = False
-
-    def on_epoch(self, epoch, record, state, history):
-        self.done = True
-
-    def stop(self):
-        return "after-epoch" if self.done else None
-
-
 class ExitInEpoch(Hook):
     def on_epoch(self, epoch, record, state, history):
         sys.exit(0)
@@ -848,7 +837,7 @@ def test_a_hook_that_stops_the_run_or_exits_says_so(data_dir, tmp_path, monkeypa
     (tmp_path / "stopping_hooks.py").write_text(STOPPING_HOOKS)
     monkeypatch.chdir(tmp_path)
     train = ["train", "--epochs", 2, *SMALL_FLAGS, "--data-dir", data_dir, "--no-tensorboard"]
-    code, _, err = mnist_jax(*train, "--run-dir", "stopped", "--hook", "stopping_hooks:StopAfterFirst")
+    code, _, err = mnist_jax(*train, "--run-dir", "stopped", "--hook", "conftest:StopAfterFirst")
     assert code == 0 and err.startswith("Stopped after epoch 0 as a hook asked; the checkpoint after epoch 0"), err
     message = one_line_error(mnist_jax(*train, "--run-dir", "exited", "--hook", "stopping_hooks:ExitInEpoch"))
     assert message.endswith("error: --hook stopping_hooks:ExitInEpoch called sys.exit(0) in on_epoch; the run ends "

@@ -43,7 +43,17 @@ state, history = loop.fit(config, train_data, test_data, mesh=mesh)
 kernel = state.params["conv2"]["kernel"]
 seeds_mesh = parallel.make_mesh(2, (config.batch_size, config.test_batch_size))
 seeds_kernel = initial_state(TrainConfig(seeds=2), parallel.state_sharding(seeds_mesh)).params["conv2"]["kernel"]
+import tempfile
+from mnist_jax.config import RunOptions
+from mnist_jax.errors import ConfigError
+from mnist_jax.run import experiment
+try:  # refused before anything trains: every device runs whole epochs
+    experiment.run(config, tempfile.mkdtemp() + "/run", RunOptions(data_dir=data_dir, log_interval=2), hooks=[])
+    log_interval = "accepted"
+except ConfigError as e:
+    log_interval = str(e)
 print(json.dumps({
+    "log_interval": log_interval,
     "devices": jax.device_count(),
     "mesh": dict(mesh.shape),
     "kernel_devices": len(kernel.sharding.device_set),
@@ -120,6 +130,10 @@ def test_one_seed_is_data_parallel_and_matches_one_device(child, small_fits):
     for path, p in single:
         np.testing.assert_allclose(child["params"][jax.tree_util.keystr(path)], np.ravel(p),
                                    atol=0.2 * SMALL["learning_rate"])
+
+
+def test_log_interval_is_refused_where_the_devices_run_whole_epochs(child):
+    assert child["log_interval"] == "--log-interval 2 has no effect on a run spread over 2 devices"
 
 
 def test_the_state_of_several_seeds_is_split_over_the_devices(child):

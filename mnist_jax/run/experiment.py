@@ -195,6 +195,9 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     if config.batch_size > num_train:
         raise ConfigError(f"--batch-size {config.batch_size} is larger than the {num_train} training examples")
     mesh = parallel.make_mesh(config.models, (config.batch_size, eval_batch_size(config.test_batch_size, num_test)))
+    if options.log_interval and mesh is not None:  # every device runs whole epochs: nothing to print between
+        raise ConfigError(f"--log-interval {options.log_interval} has no effect on a run spread over "
+                          f"{mesh.size} devices")
     memory.check(config, num_test, mesh)
     hooks.on_start(Start(config, run_dir.path, dataset, num_train, num_test, parallel.describe(mesh),
                          start.history if start is not None else hist.empty(),
