@@ -44,10 +44,10 @@ def need_fashion_mnist() -> None:
 # The slowest test files, slowest first (seconds on 2 cores, two workers): pytest-xdist hands whole
 # files to its workers in collection order, so starting with the longest leaves no long file to
 # finish alone at the end. The others follow in their usual order.
-SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_parallel.py", "test_fast.py", "test_experiment.py",
-                 "test_cnn_bn.py", "test_extending.py", "test_sweep.py", "test_steps.py", "test_web.py", "test_demo.py",
-                 "test_data.py", "test_export.py")
-# 58, 54, 44, 32, 32, 30, 28, 28, 21, 20, 19, 19, 15 (on 2 Zen 4 cores)
+SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_experiment.py", "test_parallel.py", "test_fast.py",
+                 "test_web.py", "test_sweep.py", "test_extending.py", "test_demo.py", "test_data.py", "test_cnn_bn.py",
+                 "test_steps.py", "test_loop.py", "test_images.py", "test_export.py", "test_recipes.py")
+# 65, 52, 45, 38, 28, 24, 23, 21, 20, 19, 19, 14, 13, 13, 12, 10 (on 2 Zen 4 cores)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
