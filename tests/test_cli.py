@@ -534,6 +534,9 @@ def test_plot_history_writes_a_png_with_format_png(tmp_path, monkeypatch):
     assert code == 0 and stdout == "Wrote training.png\n", stderr
     assert (tmp_path / "training.png").read_bytes().startswith(PNG_SIGNATURE) and not (tmp_path / "training.svg").exists()
     assert "invalid choice: 'pdf'" in one_line_error(mnist_jax("plot-history", "--format", "pdf"))
+    assert one_line_error(mnist_jax("plot-history", "--format", "png", "--out", "mine.svg")).endswith(
+        "--out mine.svg names the file and its format; leave out --format")
+    assert not (tmp_path / "mine.svg").exists()
 
 
 @pytest.fixture(scope="module")

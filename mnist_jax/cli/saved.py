@@ -30,7 +30,9 @@ def evaluate(args: argparse.Namespace) -> int:
 def plot_history(args: argparse.Namespace) -> int:
     """Redraw the training-history figure of a saved run (a sweep's figure for a sweep), without retraining."""
     configure(args)
-    fig, name = apps.plotting.history_figure(*run.rundir.load_history(run_dir(args)), args.format)
+    if args.out is not None and args.format is not None:  # the file's suffix says its format
+        raise UserError(f"--out {args.out} names the file and its format; leave out --format")
+    fig, name = apps.plotting.history_figure(*run.rundir.load_history(run_dir(args)), args.format or "svg")
     out = args.out or run.rundir.figure_path(args.run_dir, name)
     apps.plotting.save_figure(fig, out)
     say(f"Wrote {out}")
@@ -188,7 +190,8 @@ def add_commands(command) -> None:
     p = command("plot-history", plot_history, "positional")
     p.add_argument("--out", type=path, default=None, help="output file, .svg or .png as its suffix says (default: "
                    "RUN_DIR/training.svg, a sweep's RUN_DIR/sweep.svg; ./training.svg for the bundled run)")
-    p.add_argument("--format", choices=("svg", "png"), default="svg", help="the default file's format (default: svg)")
+    p.add_argument("--format", choices=("svg", "png"), default=None,
+                   help="the default file's format, without --out (default: svg)")
     p = command("plot-classification", plot_classification, "positional", data=True)
     p.add_argument("--out", type=path, default=None, help="output file, .svg or .png (default: RUN_DIR/"
                                                           "classification.svg; ./classification.svg for the bundled run)")
