@@ -66,10 +66,13 @@ def test_a_finished_runs_lines_say_what_it_trained_and_wrote():
         "Copied the figures to f/training.svg (replacing the 1 there before)"]
 
 
-def test_a_prediction_line_ranks_the_classes_and_says_unsure():
-    probabilities = np.array([0.1, 0.7, 0.2])
-    assert inference.prediction_line(probabilities, "abc", 2) == "b (0.7000)  c (0.2000)"
-    assert inference.prediction_line(probabilities, "abc", 1, unsure_below=0.8) == "b (0.7000)  unsure"
+def test_a_prediction_line_ranks_the_classes_and_says_its_doubt():
+    probabilities = np.array([[0.1, 0.7, 0.2], [0.05, 0.9, 0.05]])
+    assert inference.prediction_line(probabilities[0], "abc", 2) == "b (0.7000)  c (0.2000)"
+    verdicts = inference.Doubts(unsure_below=0.8).verdicts({}, np.zeros((2, 28, 28, 1), np.uint8), probabilities)
+    assert verdicts == ["unsure", ""]
+    assert inference.prediction_line(probabilities[0], "abc", 1, verdicts[0]) == "b (0.7000)  unsure"
+    assert inference.Doubts().verdicts({}, np.zeros((2, 28, 28, 1), np.uint8), probabilities) == ["", ""]
 
 
 def test_reading_digits_goes_on_past_an_unreadable_input(tmp_path):

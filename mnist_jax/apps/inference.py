@@ -14,12 +14,14 @@ Imports only JAX, Flax and the model: predicting needs neither Optax, Orbax nor 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.apps import novelty
 from mnist_jax.model import NUM_CLASSES, Model, Params
 
 
@@ -65,11 +67,10 @@ def classify(params: Params, images: np.ndarray, model: Model, batch_size: int =
     return np.asarray(probs)[:count]
 
 
-# A picture is "unsure" when its top probability is below the one that this share of the run's own
-# test digits fall below (the threshold in its history.json, `unsure_below`). Measured on the bundled
-# run (benchmarks/unsure_scores.py): a threshold chosen so on half the test digits called 1.50% of
-# the other half unsure, 2.2% of the photographed digits and 22.5% of the drawn non-digits.
+# Where a run has no rule of "not a digit" (a network whose features cannot be read), a picture is
+# "unsure" when its top probability is below the one that this share of its held-out digits fall below.
 UNSURE_SHARE = 0.015
+NOT_A_DIGIT = "not a digit"
 
 
 def unsure_threshold(probabilities: np.ndarray) -> float:
@@ -98,8 +99,28 @@ def ranked(classes_and_probabilities, class_names) -> str:
     return "  ".join(f"{class_names[c]} ({p:.4f})" for c, p in classes_and_probabilities)
 
 
-def prediction_line(probabilities: np.ndarray, class_names, k: int, unsure_below: float | None = None) -> str:
-    """One image's `k` most probable classes, ranked, and "unsure" where the most probable is
-    below `unsure_below` (a run's threshold; None: never)."""
-    unsure = unsure_below is not None and probabilities.max() < unsure_below
-    return ranked(top_k(probabilities, k), class_names) + ("  unsure" if unsure else "")
+@dataclasses.dataclass(frozen=True)
+class Doubts:
+    """What a finished run doubts of a picture (history.json and novelty.msgpack): "not a digit"
+    by its rule (apps/novelty.py), else "unsure" where the top probability is below `unsure_below`.
+    Both None for a run that has not finished: it doubts nothing."""
+
+    unsure_below: float | None = None
+    rule: novelty.NoveltyRule | None = None
+
+    def verdicts(self, params: Params, images: np.ndarray, probabilities: np.ndarray) -> list[str]:
+        """One word per picture: NOT_A_DIGIT, "unsure" or ""."""
+        strange = (self.rule.not_a_digit(novelty.batched(self.rule.features, params, images))
+                   if self.rule is not None and len(images) else np.zeros(len(images), bool))
+        top = np.max(probabilities, axis=1) if len(images) else np.zeros(0)
+        unsure = top < self.unsure_below if self.unsure_below is not None else np.zeros(len(images), bool)
+        return [NOT_A_DIGIT if s else "unsure" if u else "" for s, u in zip(strange, unsure)]
+
+    def flags(self, params: Params, images: np.ndarray, model: Model) -> np.ndarray:
+        """Whether each picture is doubted, either way."""
+        return np.asarray([bool(v) for v in self.verdicts(params, images, classify(params, images, model))], bool)
+
+
+def prediction_line(probabilities: np.ndarray, class_names, k: int, verdict: str = "") -> str:
+    """One image's `k` most probable classes, ranked, and its verdict ("unsure", NOT_A_DIGIT) if any."""
+    return ranked(top_k(probabilities, k), class_names) + (f"  {verdict}" if verdict else "")

@@ -95,8 +95,11 @@ def predict(args: argparse.Namespace) -> int:
     inputs, paths, digits = _read_digits(args, *apps.inference.run_notes(args.run_dir, record.finished, record.unsure_below))
     if digits:
         model, names = apps.inference.model_and_names(record.config)
-        for path, probs in zip(paths, apps.inference.classify(params, np.stack(digits), model)):
-            say(f"{path}: {apps.inference.prediction_line(probs, names, min(args.top, 10), record.unsure_below)}")
+        pictures = np.stack(digits)
+        probabilities = apps.inference.classify(params, pictures, model)
+        verdicts = run.rundir.load_doubts(args.run_dir, record).verdicts(params, pictures, probabilities)
+        for path, probs, verdict in zip(paths, probabilities, verdicts):
+            say(f"{path}: {apps.inference.prediction_line(probs, names, min(args.top, 10), verdict)}")
     if args.save_inputs and digits:
         for digit, out in zip(digits, apps.images.input_files(paths, args.save_inputs)):
             apps.images.save_digit(digit, out)

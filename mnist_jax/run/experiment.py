@@ -245,30 +245,52 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, te
     }
     models = [params] if config.models == 1 else [jax.tree_util.tree_map(lambda p, i=i: p[i], params)
                                                   for i in range(config.models)]
-    unsure_below, run_dir.notes["unsure_rule"] = _unsure_thresholds(config, models, train_data, images)
+    doubts, run_dir.notes["unsure_rule"] = _doubt_rules(config, models, train_data, images)
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()},
-                   unsure_below)
+                   doubts)
 
 
-def _unsure_thresholds(config: TrainConfig, models: list, train_data: loop.Data,
-                       test_images: np.ndarray) -> tuple[list[float], dict[str, Any]]:
-    """Each model's "unsure" threshold (inference.unsure_threshold), chosen on the validation split
-    where the run holds one out; else on the test set's even-numbered digits, the share it calls
-    unsure reported on the odd-numbered ones, which no choice has seen. And the rule, for the record."""
-    _, validation = loop.split_validation(config, train_data)
+# The key of the made non-digits and the references of the "not a digit" rule (apps/novelty.py).
+NOVELTY_KEY = 0x0D0B7
+
+
+def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data,
+                 test_images: np.ndarray) -> tuple[list[inference.Doubts], dict[str, Any]]:
+    """Each model's thresholds of "unsure" and rule of "not a digit" (apps/novelty.py), chosen on
+    the validation split where the run holds one out; else on the test set's even-numbered digits,
+    the share they call reported on the odd-numbered ones, which no choice has seen. And the way
+    they were chosen, for the record."""
+    from mnist_jax.apps import novelty
+
+    train_data, validation = loop.split_validation(config, train_data)
     test_images = test_images[:config.test_examples]
     chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
-    thresholds, shares = [], []
+    doubts, shares = [], []
     for params in models:
-        threshold = inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))
-        top = inference.classify(params, reported, model_for(config)).max(axis=1)
-        thresholds.append(threshold)
-        shares.append(float(np.mean(top < threshold)))
+        fitted = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY))
+        if fitted is None:  # a network whose features cannot be read: the top probability alone
+            doubts.append(inference.Doubts(inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))))
+        else:
+            doubts.append(inference.Doubts(fitted[1], fitted[0]))
+        shares.append(float(np.mean(doubts[-1].flags(params, reported, model_for(config)))))
     rule = {"chosen_on": "the validation split" if validation else "the test set's even-numbered examples",
-            "share": inference.UNSURE_SHARE,
+            "share": novelty.SHARE,
             "unsure_share_reported": shares[0] if len(shares) == 1 else shares,
             "reported_on": "the test set" if validation else "the test set's odd-numbered examples"}
-    return thresholds, rule
+    return doubts, rule
+
+
+def refit_doubts(run_dir: str | os.PathLike, options: RunOptions = RunOptions()) -> dict[str, Any]:
+    """Choose a finished single-model run's threshold of "unsure" and its rule of "not a digit" again
+    (a run written before the rule existed, the bundled one among them): novelty.msgpack written,
+    history.json given the new thresholds; the params and every epoch untouched. The rule's record."""
+    record, params = rd.load_record_and_params(run_dir)
+    if not record.finished:
+        raise rd.RunError(f"{run_dir} has not finished: its rule is chosen when it does")
+    train_data, test_data, _ = _load_data(record.config.dataset, options, Hook())
+    (doubts,), rule = _doubt_rules(record.config, [params], train_data, test_data[0])
+    rd.write_doubts(run_dir, doubts, {"unsure_rule": rule})
+    return rule
 
 
 def finished_lines(outcome: RunOutcome) -> list[str]:
@@ -293,8 +315,11 @@ def finished_lines(outcome: RunOutcome) -> list[str]:
         watched = hist.chosen_on(history)
         lines.append(f"{watched.split('_')[0].capitalize()} accuracy {np.min(history[watched][-1]):.4f} after epoch "
                      f"{last} reached --stop-at-accuracy {config.stop_at_accuracy:g}: the run ends there")
+    from mnist_jax.apps import novelty
+
+    rule = [novelty.FILE] if (Path(outcome.workdir) / novelty.FILE).is_file() else []
     lines.append(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
-                 f"{{{rd.HISTORY_FILE}, {rd.PARAMS_FILE}, {', '.join(figures)}}}")
+                 f"{{{', '.join([rd.HISTORY_FILE, rd.PARAMS_FILE, *rule, *figures])}}}")
     if outcome.profile:
         lines.append(outcome.profile)
     if outcome.copied_figures:

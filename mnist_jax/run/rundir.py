@@ -38,6 +38,7 @@ import flax.serialization
 import jax
 import numpy as np
 
+from mnist_jax.apps import novelty
 from mnist_jax.config import SWEEPABLE, TrainConfig, resume_config
 from mnist_jax.errors import ConfigError, UserError, quoted
 from mnist_jax.files import read_regular, write_atomic
@@ -75,12 +76,13 @@ class RunRecord(NamedTuple):
     finished: bool
     system: dict[str, Any]
     params_sha256: str | None  # of params.msgpack, in a finished run
-    unsure_below: float | None = None  # top probabilities below it are "unsure" (inference.unsure_threshold)
+    unsure_below: float | None = None  # top probabilities below it are "unsure" (inference.Doubts)
+    not_a_digit: dict[str, Any] | None = None  # the thresholds of its novelty.msgpack, and that file's SHA-256
 
 
 def _history_json(config: TrainConfig, history: hist.History, finished: bool, system: dict[str, Any] | None,
                   params_sha256: str | None = None, unsure_below: float | list[float] | None = None,
-                  notes: Mapping[str, Any] | None = None) -> bytes:
+                  notes: Mapping[str, Any] | None = None, not_a_digit: dict[str, Any] | None = None) -> bytes:
     record = {"config": dataclasses.asdict(config), "finished": finished, "history": history, "system": system or {}}
     if hist.reached(history, config.stop_at_accuracy):
         watched = hist.chosen_on(history)
@@ -91,6 +93,8 @@ def _history_json(config: TrainConfig, history: hist.History, finished: bool, sy
         record["params_sha256"] = params_sha256
     if unsure_below is not None:
         record["unsure_below"] = unsure_below
+    if not_a_digit is not None:
+        record["not_a_digit"] = not_a_digit
     return (json.dumps(record, indent=1) + "\n").encode()
 
 
@@ -338,14 +342,16 @@ class RunDir:
                                                            notes=self.notes))
 
     def finish(self, history: hist.History, params: Params, system: dict[str, Any],
-               files: Mapping[str, bytes] | None = None, unsure_below: Sequence[float] | None = None) -> None:
+               files: Mapping[str, bytes] | None = None, doubts: Sequence[Any] | None = None) -> None:
         """Write the final params, each seed's own run, `files` (the figures), and then, last of all,
-        history.json marked finished: a run marked finished has everything. `unsure_below`: each
-        model's threshold of "unsure" (`inference.unsure_threshold`)."""
+        history.json marked finished: a run marked finished has everything. `doubts`: each model's
+        `inference.Doubts`, its threshold of "unsure" and its rule of "not a digit" (novelty.msgpack)."""
         if not self.primary:
             return
         params = jax.tree_util.tree_map(np.asarray, params)
         content = flax.serialization.to_bytes(params)
+        doubts = list(doubts or [])
+        unsure_below = [d.unsure_below for d in doubts]
         _write(self.path / PARAMS_FILE, content)
         if self.config.models > 1:
             names = model_dir_names(self.config)
@@ -353,14 +359,38 @@ class RunDir:
                 member_dir = self.path / names[i]
                 member_content = flax.serialization.to_bytes(jax.tree_util.tree_map(lambda p: p[i], params))
                 _write(member_dir / PARAMS_FILE, member_content)
+                not_a_digit = _write_rule(member_dir, doubts[i] if doubts else None)
                 _write(member_dir / HISTORY_FILE, _history_json(
                     member_config, hist.seed_history(history, i), True, system, sha256(member_content),
-                    unsure_below[i] if unsure_below else None))
+                    unsure_below[i] if unsure_below else None, not_a_digit=not_a_digit))
         for name, content_ in (files or {}).items():
             _write(self.path / name, content_)
+        not_a_digit = _write_rule(self.path, doubts[0]) if self.config.models == 1 and doubts else None
         thresholds = (unsure_below[0] if len(unsure_below) == 1 else list(unsure_below)) if unsure_below else None
         _write(self.path / HISTORY_FILE, _history_json(self.config, history, True, system, sha256(content), thresholds,
-                                                       self.notes))
+                                                       self.notes, not_a_digit))
+
+
+def write_doubts(run_dir: str | os.PathLike, doubts: Any, notes: Mapping[str, Any]) -> None:
+    """A finished run's new `inference.Doubts` (experiment.refit_doubts): novelty.msgpack, then its
+    history.json with the new thresholds and `notes`, every other field as it was."""
+    path = Path(run_dir) / HISTORY_FILE
+    record = json.loads(read_regular(path, MAX_HISTORY_BYTES))
+    not_a_digit = _write_rule(Path(run_dir), doubts)
+    record.update(notes, unsure_below=doubts.unsure_below)
+    record.pop("not_a_digit", None)
+    if not_a_digit is not None:
+        record["not_a_digit"] = not_a_digit
+    _write(path, (json.dumps(record, indent=1) + "\n").encode())
+
+
+def _write_rule(model_dir: Path, doubts: Any) -> dict[str, Any] | None:
+    """A model's rule of "not a digit" into its novelty.msgpack; what history.json says of it."""
+    if doubts is None or doubts.rule is None:
+        return None
+    content = novelty.to_bytes(doubts.rule)
+    _write(model_dir / novelty.FILE, content)
+    return {**doubts.rule.thresholds(), "novelty_sha256": sha256(content)}
 
 
 def _multi_seed_parent(path: Path) -> Path | None:
@@ -476,11 +506,43 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
                 isinstance(unsure_below, (int, float)) and not isinstance(unsure_below, bool)
                 and 0 <= unsure_below <= 1):
             raise ValueError(f"unsure_below must be a probability (0 ... 1), got {quoted(unsure_below)}")
+        not_a_digit = record.get("not_a_digit")
+        if not_a_digit is not None and not (
+                isinstance(not_a_digit, dict) and isinstance(not_a_digit.get("novelty_sha256"), str)
+                and all(isinstance(not_a_digit.get(k), (int, float)) and not isinstance(not_a_digit.get(k), bool)
+                        for k in ("head_above", "neighbour_above"))):
+            raise ValueError("not_a_digit must hold head_above, neighbour_above (numbers) and novelty_sha256")
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
     return RunRecord(config, history, record.get("finished", True),
                      record.get("system", {}), record.get("params_sha256"),
-                     unsure_below if config.models == 1 else None)
+                     unsure_below if config.models == 1 else None, not_a_digit if config.models == 1 else None)
+
+
+def load_doubts(run_dir: str | os.PathLike | None, record: RunRecord):
+    """The run's `inference.Doubts`: its threshold of "unsure" and, where it has one, its rule of
+    "not a digit" from novelty.msgpack (checked against its SHA-256 in history.json)."""
+    from mnist_jax.apps.inference import Doubts
+
+    if record.not_a_digit is None:
+        return Doubts(record.unsure_below)
+    path = Path(BUNDLED_RUN if run_dir is None else run_dir) / novelty.FILE
+    try:
+        content = read_regular(path, 64 << 20)
+        if sha256(content) != record.not_a_digit["novelty_sha256"]:
+            raise RunError(f"{path}: damaged (its SHA-256 does not match the one in {HISTORY_FILE})")
+        features = novelty.features_for(record.config)
+        if features is None:
+            raise ValueError("its network's features cannot be read")
+        return Doubts(record.unsure_below, novelty.from_bytes(content, record.not_a_digit, features))
+    except RunError:
+        raise
+    except FileNotFoundError:
+        raise RunError(f"{path}: not found (history.json says the run has a rule of \"not a digit\")") from None
+    except OSError as e:
+        raise RunError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise RunError(f"{path}: {e}") from None
 
 
 def load_history(run_dir: str | os.PathLike) -> tuple[TrainConfig, hist.History]:

@@ -1,0 +1,318 @@
+"""Not a digit: the second opinion that every run keeps beside its classifier.
+
+A classifier names a class for anything: a letter, a smiley, a checkerboard. Its top probability
+alone catches few of them (docs/measurements.md, "not a digit"), so each finished run also keeps
+two scores computed from the features its dense layer reads (the CNN's 1,600):
+
+- a small head (features -> 64 -> 1) trained, once the classifier is, to tell the run's training
+  digits from non-digits made from them on the fly (`made_pictures`: digits cut and joined, laid
+  over each other, mirrored, turned on their side, shuffled, inverted, cropped, swollen, and pen
+  strokes); no picture that the measurements use is trained or tuned on;
+- the distance to the nearest of REFERENCES training digits (1 - cosine similarity).
+
+A picture is "not a digit" when either score is above its threshold. The thresholds, with the top
+probability's of "unsure", are chosen together on held-out digits (the validation split, else the
+test set's even-numbered digits) so that SHARE of them are called one or the other.
+
+    rule = novelty.fit(config, params, train_images, train_labels, chosen_digits, key)
+    flags = rule.not_a_digit(rule.features(params, digits))    # bool (N,)
+
+The head trains with Optax, imported only by `fit`: using a rule needs JAX and Flax alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnist_jax.model import LinenModel, Model, Params
+
+FILE = "novelty.msgpack"  # in a run directory, beside params.msgpack
+SHARE = 0.015  # of held-out digits called "unsure" or "not a digit" (the goal is at most 2%)
+REFERENCES = 2000  # training digits' features kept (float16: 6.4 MB for the CNN's 1,600)
+MADE = 4096  # training digits, and as many non-digits made from them, that the head learns from
+HEAD_WIDTH = 64
+HEAD_EPOCHS = 16  # over the 2 MADE pictures, batches of 256: 2.6 s for the CNN on 2 AMD EPYC cores
+SIZE = 28
+
+
+class Head(nn.Module):
+    """Features -> a score, higher: less like the training digits."""
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        return nn.Dense(1)(nn.relu(nn.Dense(HEAD_WIDTH)(features)))[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class NoveltyRule:
+    """A run's rule of "not a digit": the head's params, the reference features (unit length), the
+    two thresholds, and the function that computes features from the classifier's params."""
+
+    head: Params
+    references: np.ndarray  # (REFERENCES, features) float16
+    head_above: float
+    neighbour_above: float
+    features: Callable[[Params, jax.Array], jax.Array]  # (classifier params, uint8 images) -> (N, features)
+
+    def scores(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The head's score and the distance to the nearest reference, each (N,)."""
+        unit = features / jnp.maximum(jnp.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return _scores(self.head, jnp.asarray(self.references), features)
+
+    def margin(self, features: jax.Array) -> jax.Array:
+        """How far above its threshold the higher of the two scores is: > 0 means "not a digit"."""
+        head, neighbour = self.scores(features)
+        return jnp.maximum(head - self.head_above, neighbour - self.neighbour_above)
+
+    def not_a_digit(self, features: jax.Array) -> np.ndarray:
+        return np.asarray(self.margin(features) > 0)
+
+    def thresholds(self) -> dict[str, float]:
+        return {"head_above": self.head_above, "neighbour_above": self.neighbour_above}
+
+
+@jax.jit
+def _scores(head: Params, references: jax.Array, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+    unit = features / jnp.maximum(jnp.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    nearest = jnp.max(unit @ references.astype(jnp.float32).T, axis=1)
+    return Head().apply({"params": head}, features), 1 - nearest
+
+
+def feature_model(model: Model) -> Callable[[Params, jax.Array], jax.Array] | None:
+    """(params, uint8 images) -> the features the model's last dense layer reads, (N, features),
+    jitted; None for a model that is not a linen module (whose layers cannot be watched)."""
+    return _feature_model(model) if isinstance(model, LinenModel) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_model(model: LinenModel) -> Callable[[Params, jax.Array], jax.Array]:
+    @jax.jit
+    def features(params: Params, images: jax.Array) -> jax.Array:
+        seen = []
+
+        def keep(next_fun, args, kwargs, context):
+            if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+                seen.append(args[0])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(keep):
+            model.apply(params, images)
+        return seen[-1].reshape(images.shape[0], -1)
+
+    return features
+
+
+def features_for(config) -> Callable[[Params, jax.Array], jax.Array] | None:
+    """`feature_model` of `config`'s model, or of its linen twin where it is an NNX one."""
+    from mnist_jax.fast import model_for
+
+    found = feature_model(model_for(config))
+    if found is None and getattr(config, "model", "linen") != "linen":
+        found = feature_model(model_for(dataclasses.replace(config, model="linen")))
+    return found
+
+
+def batched(fn: Callable[..., jax.Array], params: Params, images: np.ndarray, size: int = 1024) -> np.ndarray:
+    """`fn(params, images)` (jitted) `size` images at a time, the last batch padded (fewer than `size`:
+    to the next power of two), so that a few programs serve every count."""
+    if not len(images):
+        return np.zeros((0,))
+    size = min(size, 1 << max(len(images) - 1, 0).bit_length())
+    parts = []
+    for start in range(0, len(images), size):
+        batch = np.zeros((size, *images.shape[1:]), images.dtype)
+        part = images[start:start + size]
+        batch[:len(part)] = part
+        parts.append(np.asarray(fn(params, jnp.asarray(batch)))[:len(part)])
+    return np.concatenate(parts)
+
+
+# ---- Non-digits made from digits -------------------------------------------------------------
+
+def _dilate(x: jax.Array, size: int) -> jax.Array:
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (size, size), (1, 1), "SAME")
+
+
+def _centred(x: jax.Array) -> jax.Array:
+    """The ink's centre of mass moved to the middle, as MNIST's digits (and the picture reader's) are."""
+    total = x.sum() + 1e-6
+    r = jnp.arange(SIZE, dtype=jnp.float32)
+    cy, cx = (x.sum(1) * r).sum() / total, (x.sum(0) * r).sum() / total
+    return jnp.roll(x, (jnp.round(13.5 - cy).astype(jnp.int32), jnp.round(13.5 - cx).astype(jnp.int32)), (0, 1))
+
+
+def _strokes(key: jax.Array) -> jax.Array:
+    """One to three pen strokes (quadratic curves) about MNIST's width, in its 20 x 20 box, centred."""
+    k_count, k_points, k_width = jax.random.split(key, 3)
+    count = jax.random.randint(k_count, (), 1, 4)
+    control = jax.random.uniform(k_points, (3, 3, 2), minval=4, maxval=24)
+    width = jax.random.uniform(k_width, (), minval=1.0, maxval=2.2)
+    t = jnp.linspace(0, 1, 9)[:, None]
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(SIZE), jnp.arange(SIZE), indexing="ij"), -1)
+    pixels = grid.reshape(-1, 1, 2).astype(jnp.float32)
+
+    def stroke(c: jax.Array) -> jax.Array:
+        points = (1 - t) ** 2 * c[0] + 2 * (1 - t) * t * c[1] + t ** 2 * c[2]
+        a, ab = points[:-1], points[1:] - points[:-1]
+        along = jnp.clip(((pixels - a) * ab).sum(-1) / ((ab * ab).sum(-1) + 1e-6), 0, 1)
+        distance = jnp.linalg.norm(pixels - (a + along[..., None] * ab), axis=-1).min(-1)
+        return jnp.clip(width + 0.5 - distance, 0, 1).reshape(SIZE, SIZE)
+
+    ink = jax.vmap(stroke)(control) * (jnp.arange(3) < count)[:, None, None]
+    return _centred(ink.max(0) * 255)
+
+
+def _non_digit(key: jax.Array, a: jax.Array, b: jax.Array, label: jax.Array) -> jax.Array:
+    """One picture that is not a digit, made from the digits `a` and `b` (floats 0-255, 28 x 28)."""
+    keys = jax.random.split(key, 5)
+    cut = jax.random.randint(keys[0], (), 10, 19)
+    rows = jnp.arange(SIZE)
+    blocks = a.reshape(4, 7, 4, 7).transpose(0, 2, 1, 3).reshape(16, 7, 7)[jax.random.permutation(keys[2], 16)]
+    corner = jax.random.randint(keys[3], (2,), 0, 15)
+    mirrored_is_no_digit = (label != 0) & (label != 1) & (label != 8)
+    made = jnp.stack([
+        jnp.where(rows[:, None] < cut, a, b),  # the top of one digit on the bottom of another
+        jnp.where(rows[None, :] < cut, a, b),  # left and right
+        jnp.maximum(a, jnp.roll(b, jax.random.randint(keys[1], (2,), -6, 7), (0, 1))),  # one over another
+        jnp.where(mirrored_is_no_digit, a[:, ::-1], jnp.rot90(a)),  # mirrored
+        jnp.where(label == 0, jnp.rot90(b), jnp.rot90(a, 3)),  # on its side
+        blocks.reshape(4, 4, 7, 7).transpose(0, 2, 1, 3).reshape(SIZE, SIZE),  # its 7 x 7 blocks shuffled
+        jax.random.permutation(keys[4], a.reshape(-1)).reshape(SIZE, SIZE),  # its pixels shuffled
+        255 - a,  # inverted
+        jnp.repeat(jnp.repeat(jax.lax.dynamic_slice(a, corner, (14, 14)), 2, 0), 2, 1),  # a quarter, enlarged
+        _dilate(a, 5),  # swollen into a blob
+    ])
+    return made[jax.random.randint(jax.random.fold_in(key, 7), (), 0, len(made))]
+
+
+def _digit(key: jax.Array, a: jax.Array) -> jax.Array:
+    """A training digit moved up to 2 pixels, and in 3 of 10 drawn a pixel thicker."""
+    k_shift, k_thick = jax.random.split(key)
+    a = jnp.roll(a, jax.random.randint(k_shift, (2,), -2, 3), (0, 1))
+    return jnp.where(jax.random.uniform(k_thick) < 0.3, _dilate(a, 2), a)
+
+
+@functools.partial(jax.jit, static_argnames="count")
+def made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+    """`count` training digits (target 0) and `count` non-digits made from them (target 1): uint8
+    pictures (2 count, 28, 28, 1) and their targets (2 count,)."""
+    k_pick, k_digit, k_made, k_strokes = jax.random.split(key, 4)
+    picked = jax.random.randint(k_pick, (3, count), 0, images.shape[0])
+    x = images[..., 0].astype(jnp.float32)
+    digits = jax.vmap(_digit)(jax.random.split(k_digit, count), x[picked[0]])
+    strokes = count // 6  # pen strokes, twice as many as of each other kind
+    made = jax.vmap(_non_digit)(jax.random.split(k_made, count - strokes), x[picked[1, strokes:]],
+                                x[picked[2, strokes:]], labels[picked[1, strokes:]])
+    made = jnp.concatenate([jax.vmap(_strokes)(jax.random.split(k_strokes, strokes)), made])
+    pictures = jnp.clip(jnp.round(jnp.concatenate([digits, made])), 0, 255).astype(jnp.uint8)[..., None]
+    return pictures, jnp.concatenate([jnp.zeros(count), jnp.ones(count)])
+
+
+# ---- Fitting a run's rule -------------------------------------------------------------------
+
+def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarray, chosen: np.ndarray,
+        key: jax.Array) -> tuple[NoveltyRule, float] | None:
+    """The rule of a trained classifier (`params` of `config`'s network), and its threshold of
+    "unsure" (top probability): the head trained on the training digits and non-digits made from
+    them, the references drawn from the training digits, and the thresholds chosen together on the
+    held-out digits `chosen` so that SHARE of them are called one or the other. None where the
+    model's features cannot be read (`feature_model`)."""
+    features = features_for(config)
+    if features is None:
+        return None
+    from mnist_jax.fast import model_for
+
+    model = model_for(config)
+    k_made, k_head, k_refs = jax.random.split(key, 3)
+    count = min(MADE, len(train_images))
+    pictures, targets = made_pictures(k_made, jnp.asarray(train_images), jnp.asarray(train_labels), count)
+    made_features = batched(features, params, np.asarray(pictures))
+    head_params = _train_head(jax.random.split(k_head, 2), jnp.asarray(made_features), targets)
+    picked = np.sort(np.asarray(jax.random.choice(k_refs, len(train_images), (min(REFERENCES, len(train_images)),),
+                                                  replace=False)))
+    references = batched(features, params, train_images[picked])
+    references = (references / np.maximum(np.linalg.norm(references, axis=1, keepdims=True), 1e-12)).astype(np.float16)
+    rule = NoveltyRule(jax.device_get(head_params), references, 0.0, 0.0, features)
+
+    chosen_features = batched(features, params, chosen)
+    head_scores, neighbour_scores = (np.asarray(s) for s in rule.scores(jnp.asarray(chosen_features)))
+    top = batched(_top_probability, (params, model), chosen)
+    scores = np.stack([head_scores, neighbour_scores, -top])
+
+    def thresholds(q: float) -> np.ndarray:
+        return np.quantile(scores, 1 - q, axis=1)
+
+    low, high = 0.0, SHARE  # the share each score alone calls, so that together they call SHARE
+    for _ in range(40):
+        middle = (low + high) / 2
+        flagged = np.mean(np.any(scores > thresholds(middle)[:, None], axis=0))
+        low, high = (middle, high) if flagged <= SHARE else (low, middle)
+    head_above, neighbour_above, top_above = thresholds(low)
+    return dataclasses.replace(rule, head_above=float(head_above), neighbour_above=float(neighbour_above)), \
+        float(-top_above)
+
+
+@jax.jit
+def _train_head(keys: jax.Array, features: jax.Array, targets: jax.Array) -> Params:
+    """The head trained HEAD_EPOCHS over `features` and their targets (1: made non-digit), batches of 256."""
+    import optax  # training: Optax only here
+
+    head, optimizer = Head(), optax.adam(1e-3)
+    params = head.init(keys[0], features[:1])["params"]
+    batch = min(256, features.shape[0])
+    steps = features.shape[0] // batch
+
+    def epoch(carry, order_key):
+        def step(carry, indices):
+            params, state = carry
+            loss = lambda p: optax.sigmoid_binary_cross_entropy(head.apply({"params": p}, features[indices]),
+                                                                targets[indices]).mean()
+            updates, state = optimizer.update(jax.grad(loss)(params), state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        order = jax.random.permutation(order_key, features.shape[0])[:steps * batch].reshape(steps, batch)
+        return jax.lax.scan(step, carry, order)[0], None
+
+    (params, _), _ = jax.lax.scan(epoch, (params, optimizer.init(params)), jax.random.split(keys[1], HEAD_EPOCHS))
+    return params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _top(model: Model, params: Params, images: jax.Array) -> jax.Array:
+    return jax.nn.softmax(model.apply(params, images)).max(-1)
+
+
+def _top_probability(params_and_model, images: jax.Array) -> jax.Array:
+    params, model = params_and_model
+    return _top(model, params, images)
+
+
+def to_bytes(rule: NoveltyRule) -> bytes:
+    """The rule's arrays, as novelty.msgpack holds them (its thresholds are in history.json)."""
+    return flax.serialization.msgpack_serialize({"head": jax.tree_util.tree_map(np.asarray, rule.head),
+                                                 "references": np.asarray(rule.references, np.float16)})
+
+
+def from_bytes(content: bytes, thresholds: dict[str, float], features: Callable) -> NoveltyRule:
+    """A rule from novelty.msgpack's bytes and history.json's thresholds; ValueError if they do not fit."""
+    try:
+        arrays = flax.serialization.msgpack_restore(content)
+        head, references = arrays["head"], np.asarray(arrays["references"])
+        width = references.shape[1]
+        want = jax.eval_shape(lambda: Head().init(jax.random.key(0), jnp.zeros((1, width)))["params"])
+        got = jax.tree_util.tree_map(np.shape, head)
+        if got != jax.tree_util.tree_map(lambda s: s.shape, want) or references.dtype != np.float16:
+            raise ValueError("its arrays do not have the head's shapes")
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - msgpack raises several unrelated types on bad bytes
+        raise ValueError(f"not a saved rule ({type(e).__name__})") from None
+    return NoveltyRule(head, references, float(thresholds["head_above"]), float(thresholds["neighbour_above"]), features)
