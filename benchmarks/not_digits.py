@@ -1,22 +1,28 @@
 """Which pictures does a run call "not a digit"? Per kind of picture, as OpenOOD reports: each
 score's AUROC against held-out MNIST digits and the share caught at the threshold that calls 2% of
-digits unsure, and the run's own rule (`predict`'s "unsure") at its recorded threshold.
+digits unsure, and the run's own doubts (`predict`'s "unsure" or "not a digit") as it stores them.
 
     python benchmarks/not_digits.py                         # the bundled run
     python benchmarks/not_digits.py --run runs/x --data-dir DIR
 
-Digits: the MNIST test set's even-numbered digits choose each score's threshold, its odd-numbered
-ones are the held-out digits, and tests/fixtures/digits the photographed and drawn ones. Not digits,
-each made here from a fixed seed as a user would hand them over (black ink on white, a PNG read by
-`predict`'s reader; a picture the reader refuses, "no digit found", counts as caught): capital and
-small letters rendered from the system's DejaVu fonts (leaving out those that look like digits),
-uniform, Gaussian and binary noise, plain patterns (checkerboards, ramps, halves, speckle),
-near-blank pages, scribbles, the 120 drawn non-digits of tests/fixtures/not-digits; and the first
-1,000 Fashion-MNIST test images (Debian's dataset-fashion-mnist) as the model's input. Nothing
-measured here is trained or tuned on. Scores (higher: less like a digit): the top probability,
-the energy (the logits' log-sum-exp), the Mahalanobis distance of the 1,600 features before the
-dense layer to the nearest class mean, and the cosine distance to the 10th nearest training digit in
-those features. Expect, for the bundled run on 2 AMD EPYC cores, about a minute: see
+Digits: the MNIST test set's even-numbered digits choose each score's threshold (as they chose the
+bundled run's rule), its odd-numbered ones are the held-out digits, and tests/fixtures/digits the
+photographed and drawn ones. Not digits, each made here from a fixed seed as a user would hand them
+over (black ink on white, a PNG read by `predict`'s reader; a picture the reader refuses, "no digit
+found", counts as caught): capital and small letters rendered from the system's DejaVu fonts
+(leaving out those that look like digits), uniform, Gaussian and binary noise, plain patterns
+(checkerboards, ramps, halves, speckle), near-blank pages, scribbles, the 120 drawn non-digits of
+tests/fixtures/not-digits; and the first 1,000 Fashion-MNIST test images (Debian's
+dataset-fashion-mnist) as the model's input. Nothing measured here is trained or tuned on.
+
+Scores (higher: less like a digit), each at its own threshold: the top probability, the energy
+(the logits' log-sum-exp), the Mahalanobis distance of the 1,600 features before the dense layer to
+the nearest class mean, the cosine distance to the 10th nearest training digit in those features,
+and the run's rule's two scores (apps/novelty.py, from its novelty.msgpack): its head's score and
+the cosine distance to the nearest of its stored training features. The last column is the run's
+stored verdict (`inference.Doubts.flags`: "unsure" or "not a digit" at its recorded thresholds,
+nothing re-tuned); "n/a" for a run that has none. Prints a Markdown table, one row per kind, then
+the thresholds. Expect, for the bundled run on 2 AMD EPYC cores, about two minutes: see
 docs/measurements.md ("not a digit").
 """
 
@@ -138,12 +144,15 @@ def main() -> int:
     p.add_argument("--data-dir", default=None, help="the TFDS data dir (default: TFDS's)")
     args = p.parse_args()
     from mnist_jax import data
-    from mnist_jax.apps import images
+    from mnist_jax.apps import images, novelty
     from mnist_jax.fast import model_for
     from mnist_jax.run import rundir
 
     record, params = rundir.load_record_and_params(args.run or rundir.BUNDLED_RUN)
     model = model_for(record.config)
+    doubts = rundir.load_doubts(args.run, record)
+    rule = doubts.rule
+    has_doubts = doubts.unsure_below is not None or rule is not None
     train_images, train_labels = data.load("train", args.data_dir)
     test_images, _ = data.load("test", args.data_dir)
     fashion, _ = data.load("test", args.data_dir, dataset="fashion_mnist")
@@ -157,34 +166,47 @@ def main() -> int:
     centred = train_features - means[train_labels]
     precision = np.linalg.inv(centred.T @ centred / len(centred) + 1e-3 * np.eye(centred.shape[1]))
     reference = train_features[::2] / np.linalg.norm(train_features[::2], axis=1, keepdims=True).clip(1e-12)
+    names = ["top probability", "energy", "Mahalanobis", "10th neighbour"]
+    names += ["rule's head", "rule's nearest"] if rule is not None else []
 
     def scores(x: np.ndarray) -> dict[str, np.ndarray]:
         if not len(x):
-            return {name: np.zeros(0) for name in ("top probability", "energy", "Mahalanobis", "10th neighbour")}
+            return {name: np.zeros(0) for name in names}
         logits = logits_of(x)
         f = features_of(x)
         unit = f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
         tenth = np.concatenate([-np.partition(-(unit[i:i + 500] @ reference.T), 9, axis=1)[:, 9]
                                 for i in range(0, len(unit), 500)])  # the 10th largest cosine similarity
-        return {"top probability": -np.exp(logits - logsumexp(logits, 1, keepdims=True)).max(1),
-                "energy": -logsumexp(logits, 1),
-                "Mahalanobis": np.min([(((f - m) @ precision) * (f - m)).sum(1) for m in means], axis=0),
-                "10th neighbour": 1 - tenth}
+        got = {"top probability": -np.exp(logits - logsumexp(logits, 1, keepdims=True)).max(1),
+               "energy": -logsumexp(logits, 1),
+               "Mahalanobis": np.min([(((f - m) @ precision) * (f - m)).sum(1) for m in means], axis=0),
+               "10th neighbour": 1 - tenth}
+        if rule is not None:  # the rule's own features and scores, as predict computes them
+            head, nearest = rule.scores(novelty.batched(rule.features, params, x))
+            got.update({"rule's head": np.asarray(head), "rule's nearest": np.asarray(nearest)})
+        return got
 
-    chosen, held_out, photographed = (scores(x) for x in (test_images[0::2], test_images[1::2], photos))
+    def doubted(x: np.ndarray) -> np.ndarray:
+        """Whether the run's stored doubts call each picture unsure or not a digit."""
+        return doubts.flags(params, x, model) if len(x) else np.zeros(0, bool)
+
+    digit_sets = {"MNIST digits, held out (doubted)": test_images[1::2],
+                  "photographed and drawn digits (doubted)": photos}
+    chosen = scores(test_images[0::2])
     thresholds = {name: np.quantile(values, 1 - SHARE) for name, values in chosen.items()}
-    rule = -record.unsure_below if record.unsure_below is not None else None
     sets = {name: read(pictures) for name, pictures in made_sets(np.random.default_rng(20261207)).items()}
     sets["drawn non-digits"] = read(drawn)
     sets["Fashion-MNIST"] = (fashion[:1000], np.zeros(1000, bool))
 
-    names = list(chosen)
-    print(f"| pictures | n | refused | {' | '.join(f'{n}: AUROC / caught' for n in names)} | the run's rule: caught |")
+    held_out = None
+    print(f"| pictures | n | refused | {' | '.join(f'{n}: AUROC / caught' for n in names)} | the run's doubts |")
     print("|" + " --- |" * (len(names) + 4))
-    for name, values in (("MNIST digits (held out)", held_out), ("photographed and drawn digits", photographed)):
-        unsure = [f"{np.mean(values[n] > thresholds[n]):.1%} unsure" for n in names]
-        ruled = f"{np.mean(values['top probability'] > rule):.1%} unsure" if rule is not None else "n/a"
-        print(f"| {name} | {len(values[names[0]])} | 0 | {' | '.join(unsure)} | {ruled} |")
+    for name, digits in digit_sets.items():
+        values = scores(digits)
+        held_out = values if held_out is None else held_out
+        unsure = [f"{np.mean(values[n] > thresholds[n]):.1%}" for n in names]
+        ruled = f"{np.mean(doubted(digits)):.1%}" if has_doubts else "n/a"
+        print(f"| {name} | {len(digits)} | 0 | {' | '.join(unsure)} | {ruled} |")
     for name, (digits, refused) in sets.items():
         got, count = scores(digits), len(refused)
         cells = []
@@ -192,13 +214,16 @@ def main() -> int:
             all_scores = np.concatenate([got[n], np.full(refused.sum(), np.inf)])
             caught = (refused.sum() + np.sum(got[n] > thresholds[n])) / count
             cells.append(f"{auroc(held_out[n], all_scores):.3f} / {caught:.0%}")
-        ruled = (refused.sum() + np.sum(got["top probability"] > rule)) / count if rule is not None else None
-        print(f"| {name} | {count} | {refused.sum()} | {' | '.join(cells)} | "
-              f"{'n/a' if ruled is None else f'{ruled:.0%}'} |")
-    print(f"\nThresholds at {SHARE:.0%} of the even-numbered test digits; the run's rule: top probability below "
-          f"{record.unsure_below}. Letters left out: {' '.join(sorted(LOOKALIKES))}.")
+        ruled = f"{(refused.sum() + np.sum(doubted(digits))) / count:.0%}" if has_doubts else "n/a"
+        print(f"| {name} | {count} | {refused.sum()} | {' | '.join(cells)} | {ruled} |")
+    stored = (f"unsure below a top probability of {doubts.unsure_below:.4f}" if doubts.unsure_below is not None
+              else "no unsure threshold")
+    if rule is not None:
+        stored += (f", not a digit above a head score of {rule.head_above:.4f} or a nearest distance of "
+                   f"{rule.neighbour_above:.4f}")
+    print(f"\nThresholds at {SHARE:.0%} of the even-numbered test digits; the run's doubts: {stored}. "
+          f"Letters left out: {' '.join(sorted(LOOKALIKES))}.")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
