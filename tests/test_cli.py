@@ -775,9 +775,9 @@ def test_a_number_that_becomes_another_as_a_float_is_shown_as_typed(tmp_path):
 
 
 def test_predict_doubts_drawn_non_digits_and_hardly_any_photographed_digit(mnist):
-    """The bundled run's doubts (history.json's unsure_below, its novelty.msgpack's rule of "not a
-    digit") mark half the drawn letters, shapes and scribbles that it reads as digits anyway, no
-    photographed digit, and the share of held-out test digits its record reports."""
+    """The bundled run's doubts (its rule, novelty.msgpack) mark two thirds of the drawn letters,
+    shapes and scribbles that it reads as digits anyway, no photographed digit, and the share of
+    held-out test digits its record reports."""
     fixtures = ROOT / "tests" / "fixtures"
     not_digits = sorted((fixtures / "not-digits").glob("*.png"))
     digits = sorted((fixtures / "digits").glob("[0-9]-*"))
@@ -787,9 +787,9 @@ def test_predict_doubts_drawn_non_digits_and_hardly_any_photographed_digit(mnist
     assert len(lines) == len(not_digits) + len(digits)
     doubts = [line.endswith(("  unsure", "  not a digit")) for line in lines]
     caught, doubted = np.mean(doubts[:len(not_digits)]), np.mean(doubts[len(not_digits):])
-    # Measured on the EPYC machine: 0.483 (0.225 by the top probability alone) and 0; a few pictures
-    # near a threshold may fall either way on another CPU or a GPU.
-    assert caught >= 0.40 and doubted <= 0.03, (caught, doubted)
+    # Measured on the EPYC machine: 0.683 (0.225 by the top probability alone) and 0; a few pictures
+    # near the threshold may fall either way on another CPU or a GPU.
+    assert caught >= 0.6 and doubted <= 0.03, (caught, doubted)
     record, params = rundir.load_record_and_params(rundir.BUNDLED_RUN)
     from mnist_jax.fast import model_for
 
@@ -806,7 +806,7 @@ def test_a_trained_run_records_its_own_doubts(finished_run, mnist):
     # Chosen on the test set's even-numbered digits (the run holds no validation split out): 1.5% of
     # them called unsure or not a digit, give or take one picture.
     doubts = rundir.load_doubts(finished_run[0], record)
-    assert doubts.rule is not None and 0 < doubts.unsure_below < 1
+    assert doubts.rule is not None and doubts.unsure_below is None  # the rule says "unsure" too
     test_images = mnist["test"][0][:record.config.test_examples]
     even = doubts.flags(params, test_images[0::2], model_for(record.config))
     assert abs(even.sum() - 0.015 * len(even)) <= 1.5

@@ -61,11 +61,12 @@ def test_a_runs_rule_doubts_its_share_of_held_out_digits_and_catches_strange_one
     for strange in (inverted, shuffled):
         assert doubts.flags(params, strange, model).mean() >= 0.9
     rule = doubts.rule
-    again = novelty.from_bytes(novelty.to_bytes(rule), rule.thresholds(), rule.features)
+    again = novelty.from_bytes(novelty.to_bytes(rule), rule.record(), rule.features)
     features = novelty.batched(rule.features, params, shuffled)
-    assert np.array_equal(again.not_a_digit(features), rule.not_a_digit(features))
+    probabilities = inference.classify(params, shuffled, model)
+    assert np.array_equal(again.verdicts(features, probabilities), rule.verdicts(features, probabilities))
     with pytest.raises(ValueError, match="not a saved rule"):
-        novelty.from_bytes(b"\x00 no msgpack", rule.thresholds(), rule.features)
+        novelty.from_bytes(b"\x00 no msgpack", rule.record(), rule.features)
 
 
 def test_the_bundled_rule_catches_pictures_no_classifier_should_name(mnist):
@@ -94,7 +95,7 @@ def test_a_damaged_or_missing_rule_is_one_line_and_a_run_without_one_still_predi
                                                                                       tmp_path):
     digit = "tests/fixtures/digits/7-pen-clean.png"
     record = json.loads((finished_small_run / "history.json").read_text())
-    assert set(record["not_a_digit"]) == {"head_above", "neighbour_above", "novelty_sha256"}
+    assert set(record["not_a_digit"]) == {"doubt_above", "novelty_sha256"} and "unsure_below" not in record
     damaged = tmp_path / "damaged"
     shutil.copytree(finished_small_run, damaged)
     with (damaged / novelty.FILE).open("r+b") as f:

@@ -101,20 +101,22 @@ def ranked(classes_and_probabilities, class_names) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Doubts:
-    """What a finished run doubts of a picture (history.json and novelty.msgpack): "not a digit"
-    by its rule (apps/novelty.py), else "unsure" where the top probability is below `unsure_below`.
-    Both None for a run that has not finished: it doubts nothing."""
+    """What a finished run doubts of a picture: by its rule (apps/novelty.py, novelty.msgpack),
+    "unsure" or "not a digit"; a run written before the rule existed, "unsure" where the top
+    probability is below its `unsure_below`. Neither, for a run that has not finished: no doubt."""
 
     unsure_below: float | None = None
     rule: novelty.NoveltyRule | None = None
 
     def verdicts(self, params: Params, images: np.ndarray, probabilities: np.ndarray) -> list[str]:
         """One word per picture: NOT_A_DIGIT, "unsure" or ""."""
-        strange = (self.rule.not_a_digit(novelty.batched(self.rule.features, params, images))
-                   if self.rule is not None and len(images) else np.zeros(len(images), bool))
-        top = np.max(probabilities, axis=1) if len(images) else np.zeros(0)
-        unsure = top < self.unsure_below if self.unsure_below is not None else np.zeros(len(images), bool)
-        return [NOT_A_DIGIT if s else "unsure" if u else "" for s, u in zip(strange, unsure)]
+        if self.rule is not None and len(images):
+            features = novelty.batched(self.rule.features, params, images)
+            codes = self.rule.verdicts(jnp.asarray(features), jnp.asarray(probabilities))
+            return [{novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: NOT_A_DIGIT}.get(int(c), "") for c in codes]
+        if self.unsure_below is None:
+            return [""] * len(images)
+        return ["unsure" if p < self.unsure_below else "" for p in np.max(probabilities, axis=1)]
 
     def flags(self, params: Params, images: np.ndarray, model: Model) -> np.ndarray:
         """Whether each picture is doubted, either way."""

@@ -10,12 +10,17 @@ two scores computed from the features its dense layer reads (the CNN's 1,600):
   strokes); no picture that the measurements use is trained or tuned on;
 - the distance to the nearest of REFERENCES training digits (1 - cosine similarity).
 
-A picture is "not a digit" when either score is above its threshold. The thresholds, with the top
-probability's of "unsure", are chosen together on held-out digits (the validation split, else the
-test set's even-numbered digits) so that SHARE of them are called one or the other.
+With the top probability, that makes three scores. Each becomes how rare it is among held-out
+digits (their share scoring lower, from KNOTS of their quantiles), and the three are summed as
+Fisher's method sums p-values: -log(1 - share) each. A picture whose sum is above the threshold
+that SHARE of the held-out digits pass is doubted: "unsure" where its top probability is the
+rarest of its three scores (a digit written ambiguously), else "not a digit". The held-out digits
+are the validation split, else the test set's even-numbered digits. So combined, the three catch
+more of every kind of non-digit than their union at the same share of digits doubted (on the
+bundled run: 57% of rendered letters against 40%; docs/measurements.md, "Per kind of picture").
 
     rule = novelty.fit(config, params, train_images, train_labels, chosen_digits, key)
-    flags = rule.not_a_digit(rule.features(params, digits))    # bool (N,)
+    codes = rule.verdicts(rule.features(params, digits), probabilities)   # 0, UNSURE or NOT_A_DIGIT
 
 The head trains with Optax, imported only by `fit`: using a rule needs JAX and Flax alone.
 """
@@ -35,11 +40,14 @@ import numpy as np
 from mnist_jax.model import LinenModel, Model, Params
 
 FILE = "novelty.msgpack"  # in a run directory, beside params.msgpack
-SHARE = 0.015  # of held-out digits called "unsure" or "not a digit" (the goal is at most 2%)
+SHARE = 0.015  # of held-out digits doubted, "unsure" or "not a digit" (the goal is at most 2%)
 REFERENCES = 2000  # training digits' features kept (float16: 6.4 MB for the CNN's 1,600)
 MADE = 4096  # training digits, and as many non-digits made from them, that the head learns from
 HEAD_WIDTH = 64
 HEAD_EPOCHS = 16  # over the 2 MADE pictures, batches of 256: 2.6 s for the CNN on 2 AMD EPYC cores
+KNOTS = 1000  # quantiles of each score on the held-out digits
+RARE = 1e-3  # the least share a score counts with: -log(RARE) = 6.9 at most each
+UNSURE, NOT_A_DIGIT = 1, 2  # the verdicts' codes; 0: no doubt
 SIZE = 28
 
 
@@ -53,37 +61,55 @@ class Head(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class NoveltyRule:
-    """A run's rule of "not a digit": the head's params, the reference features (unit length), the
-    two thresholds, and the function that computes features from the classifier's params."""
+    """A run's rule of doubt: the head's params, the reference features (unit length), each score's
+    quantiles on held-out digits, the combined score's threshold, and the function that computes
+    features from the classifier's params."""
 
     head: Params
     references: np.ndarray  # (REFERENCES, features) float16
-    head_above: float
-    neighbour_above: float
+    knots: np.ndarray  # (3, KNOTS) float32: the head's score, the nearest distance, 1 - top probability
+    doubt_above: float
     features: Callable[[Params, jax.Array], jax.Array]  # (classifier params, uint8 images) -> (N, features)
 
-    def scores(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The head's score and the distance to the nearest reference, each (N,)."""
-        unit = features / jnp.maximum(jnp.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        return _scores(self.head, jnp.asarray(self.references), features)
+    def scores(self, features: jax.Array, probabilities: jax.Array) -> jax.Array:
+        """The three scores (3, N), higher: less like a digit."""
+        return _scores(self.head, jnp.asarray(self.references), features, probabilities)
 
-    def margin(self, features: jax.Array) -> jax.Array:
-        """How far above its threshold the higher of the two scores is: > 0 means "not a digit"."""
-        head, neighbour = self.scores(features)
-        return jnp.maximum(head - self.head_above, neighbour - self.neighbour_above)
+    def doubt(self, features: jax.Array, probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The combined score less its threshold (> 0: doubted), and the verdict's code, (N,) each."""
+        return doubt(self.head, jnp.asarray(self.references), jnp.asarray(self.knots), self.doubt_above,
+                     features, probabilities)
 
-    def not_a_digit(self, features: jax.Array) -> np.ndarray:
-        return np.asarray(self.margin(features) > 0)
+    def verdicts(self, features: jax.Array, probabilities: jax.Array) -> np.ndarray:
+        """Each picture's code: 0, UNSURE or NOT_A_DIGIT."""
+        return np.asarray(self.doubt(features, probabilities)[1])
 
-    def thresholds(self) -> dict[str, float]:
-        return {"head_above": self.head_above, "neighbour_above": self.neighbour_above}
+    def record(self) -> dict[str, float]:
+        """What history.json keeps of it (the arrays are novelty.msgpack's)."""
+        return {"doubt_above": self.doubt_above}
 
 
 @jax.jit
-def _scores(head: Params, references: jax.Array, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _scores(head: Params, references: jax.Array, features: jax.Array, probabilities: jax.Array) -> jax.Array:
     unit = features / jnp.maximum(jnp.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     nearest = jnp.max(unit @ references.astype(jnp.float32).T, axis=1)
-    return Head().apply({"params": head}, features), 1 - nearest
+    return jnp.stack([Head().apply({"params": head}, features), 1 - nearest, 1 - jnp.max(probabilities, axis=-1)])
+
+
+def _combined(knots: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The scores' shares of held-out digits below them, summed as Fisher's method does; which is rarest."""
+    below = jnp.mean((knots[:, None, :] < scores[:, :, None]).astype(jnp.float32), axis=-1)
+    terms = -jnp.log(1 - below + RARE)
+    return jnp.sum(terms, axis=0), jnp.argmax(terms, axis=0)
+
+
+@jax.jit
+def doubt(head: Params, references: jax.Array, knots: jax.Array, doubt_above: float, features: jax.Array,
+          probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`NoveltyRule.doubt` as one function of arrays (the web page's ONNX graph computes it too)."""
+    combined, rarest = _combined(knots, _scores(head, references, features, probabilities))
+    margin = combined - doubt_above
+    return margin, jnp.where(margin > 0, jnp.where(rarest == 2, UNSURE, NOT_A_DIGIT), 0).astype(jnp.int32)
 
 
 def feature_model(model: Model) -> Callable[[Params, jax.Array], jax.Array] | None:
@@ -219,12 +245,11 @@ def made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: i
 # ---- Fitting a run's rule -------------------------------------------------------------------
 
 def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarray, chosen: np.ndarray,
-        key: jax.Array) -> tuple[NoveltyRule, float] | None:
-    """The rule of a trained classifier (`params` of `config`'s network), and its threshold of
-    "unsure" (top probability): the head trained on the training digits and non-digits made from
-    them, the references drawn from the training digits, and the thresholds chosen together on the
-    held-out digits `chosen` so that SHARE of them are called one or the other. None where the
-    model's features cannot be read (`feature_model`)."""
+        key: jax.Array) -> NoveltyRule | None:
+    """The rule of a trained classifier (`params` of `config`'s network): the head trained on the
+    training digits and non-digits made from them, the references drawn from the training digits,
+    the scores' quantiles and the threshold from the held-out digits `chosen`, SHARE of which it
+    doubts. None where the model's features cannot be read (`feature_model`)."""
     features = features_for(config)
     if features is None:
         return None
@@ -240,24 +265,14 @@ def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarr
                                                   replace=False)))
     references = batched(features, params, train_images[picked])
     references = (references / np.maximum(np.linalg.norm(references, axis=1, keepdims=True), 1e-12)).astype(np.float16)
-    rule = NoveltyRule(jax.device_get(head_params), references, 0.0, 0.0, features)
-
     chosen_features = batched(features, params, chosen)
-    head_scores, neighbour_scores = (np.asarray(s) for s in rule.scores(jnp.asarray(chosen_features)))
-    top = batched(_top_probability, (params, model), chosen)
-    scores = np.stack([head_scores, neighbour_scores, -top])
-
-    def thresholds(q: float) -> np.ndarray:
-        return np.quantile(scores, 1 - q, axis=1)
-
-    low, high = 0.0, SHARE  # the share each score alone calls, so that together they call SHARE
-    for _ in range(40):
-        middle = (low + high) / 2
-        flagged = np.mean(np.any(scores > thresholds(middle)[:, None], axis=0))
-        low, high = (middle, high) if flagged <= SHARE else (low, middle)
-    head_above, neighbour_above, top_above = thresholds(low)
-    return dataclasses.replace(rule, head_above=float(head_above), neighbour_above=float(neighbour_above)), \
-        float(-top_above)
+    probabilities = batched(_probabilities, (params, model), chosen)
+    scores = np.asarray(_scores(head_params, jnp.asarray(references), jnp.asarray(chosen_features),
+                                jnp.asarray(probabilities)))
+    knots = np.quantile(scores, (np.arange(KNOTS) + 0.5) / KNOTS, axis=1).T.astype(np.float32)
+    combined, _ = _combined(jnp.asarray(knots), jnp.asarray(scores))
+    doubt_above = float(np.quantile(np.asarray(combined), 1 - SHARE))
+    return NoveltyRule(jax.device_get(head_params), references, knots, doubt_above, features)
 
 
 @jax.jit
@@ -286,33 +301,33 @@ def _train_head(keys: jax.Array, features: jax.Array, targets: jax.Array) -> Par
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _top(model: Model, params: Params, images: jax.Array) -> jax.Array:
-    return jax.nn.softmax(model.apply(params, images)).max(-1)
+def _softmax(model: Model, params: Params, images: jax.Array) -> jax.Array:
+    return jax.nn.softmax(model.apply(params, images))
 
 
-def _top_probability(params_and_model, images: jax.Array) -> jax.Array:
+def _probabilities(params_and_model, images: jax.Array) -> jax.Array:
     params, model = params_and_model
-    return _top(model, params, images)
+    return _softmax(model, params, images)
 
 
 def to_bytes(rule: NoveltyRule) -> bytes:
     """The rule's arrays, as novelty.msgpack holds them (its thresholds are in history.json)."""
     return flax.serialization.msgpack_serialize({"head": jax.tree_util.tree_map(np.asarray, rule.head),
-                                                 "references": np.asarray(rule.references, np.float16)})
+                                                 "references": np.asarray(rule.references, np.float16),
+                                                 "knots": np.asarray(rule.knots, np.float32)})
 
 
-def from_bytes(content: bytes, thresholds: dict[str, float], features: Callable) -> NoveltyRule:
-    """A rule from novelty.msgpack's bytes and history.json's thresholds; ValueError if they do not fit."""
+def from_bytes(content: bytes, recorded: dict[str, float], features: Callable) -> NoveltyRule:
+    """A rule from novelty.msgpack's bytes and what history.json records of it (`NoveltyRule.record`);
+    ValueError if they do not fit."""
     try:
         arrays = flax.serialization.msgpack_restore(content)
-        head, references = arrays["head"], np.asarray(arrays["references"])
+        head, references, knots = arrays["head"], np.asarray(arrays["references"]), np.asarray(arrays["knots"])
         width = references.shape[1]
         want = jax.eval_shape(lambda: Head().init(jax.random.key(0), jnp.zeros((1, width)))["params"])
-        got = jax.tree_util.tree_map(np.shape, head)
-        if got != jax.tree_util.tree_map(lambda s: s.shape, want) or references.dtype != np.float16:
-            raise ValueError("its arrays do not have the head's shapes")
-    except ValueError:
-        raise
+        same = jax.tree_util.tree_map(np.shape, head) == jax.tree_util.tree_map(lambda s: s.shape, want)
     except Exception as e:  # noqa: BLE001 - msgpack raises several unrelated types on bad bytes
         raise ValueError(f"not a saved rule ({type(e).__name__})") from None
-    return NoveltyRule(head, references, float(thresholds["head_above"]), float(thresholds["neighbour_above"]), features)
+    if not same or references.dtype != np.float16 or knots.shape != (3, KNOTS):
+        raise ValueError("not a saved rule (its arrays do not have the rule's shapes)")
+    return NoveltyRule(head, references, knots, float(recorded["doubt_above"]), features)

@@ -267,11 +267,11 @@ def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data,
     chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
     doubts, shares = [], []
     for params in models:
-        fitted = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY))
-        if fitted is None:  # a network whose features cannot be read: the top probability alone
+        rule = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY))
+        if rule is None:  # a network whose features cannot be read: the top probability alone
             doubts.append(inference.Doubts(inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))))
         else:
-            doubts.append(inference.Doubts(fitted[1], fitted[0]))
+            doubts.append(inference.Doubts(rule=rule))
         shares.append(float(np.mean(doubts[-1].flags(params, reported, model_for(config)))))
     rule = {"chosen_on": "the validation split" if validation else "the test set's even-numbered examples",
             "share": novelty.SHARE,

@@ -351,7 +351,7 @@ class RunDir:
         params = jax.tree_util.tree_map(np.asarray, params)
         content = flax.serialization.to_bytes(params)
         doubts = list(doubts or [])
-        unsure_below = [d.unsure_below for d in doubts]
+        unsure_below = [d.unsure_below for d in doubts] if any(d.unsure_below is not None for d in doubts) else []
         _write(self.path / PARAMS_FILE, content)
         if self.config.models > 1:
             names = model_dir_names(self.config)
@@ -377,8 +377,10 @@ def write_doubts(run_dir: str | os.PathLike, doubts: Any, notes: Mapping[str, An
     path = Path(run_dir) / HISTORY_FILE
     record = json.loads(read_regular(path, MAX_HISTORY_BYTES))
     not_a_digit = _write_rule(Path(run_dir), doubts)
-    record.update(notes, unsure_below=doubts.unsure_below)
-    record.pop("not_a_digit", None)
+    record = {name: value for name, value in record.items() if name not in ("unsure_below", "not_a_digit")}
+    record.update(notes)
+    if doubts.unsure_below is not None:
+        record["unsure_below"] = doubts.unsure_below
     if not_a_digit is not None:
         record["not_a_digit"] = not_a_digit
     _write(path, (json.dumps(record, indent=1) + "\n").encode())
@@ -390,7 +392,7 @@ def _write_rule(model_dir: Path, doubts: Any) -> dict[str, Any] | None:
         return None
     content = novelty.to_bytes(doubts.rule)
     _write(model_dir / novelty.FILE, content)
-    return {**doubts.rule.thresholds(), "novelty_sha256": sha256(content)}
+    return {**doubts.rule.record(), "novelty_sha256": sha256(content)}
 
 
 def _multi_seed_parent(path: Path) -> Path | None:
@@ -509,9 +511,9 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
         not_a_digit = record.get("not_a_digit")
         if not_a_digit is not None and not (
                 isinstance(not_a_digit, dict) and isinstance(not_a_digit.get("novelty_sha256"), str)
-                and all(isinstance(not_a_digit.get(k), (int, float)) and not isinstance(not_a_digit.get(k), bool)
-                        for k in ("head_above", "neighbour_above"))):
-            raise ValueError("not_a_digit must hold head_above, neighbour_above (numbers) and novelty_sha256")
+                and isinstance(not_a_digit.get("doubt_above"), (int, float))
+                and not isinstance(not_a_digit.get("doubt_above"), bool)):
+            raise ValueError("not_a_digit must hold doubt_above (a number) and novelty_sha256")
     except ValueError as e:
         raise RunError(f"{path}: not a valid run history: {e}") from None
     return RunRecord(config, history, record.get("finished", True),
