@@ -20,7 +20,7 @@ Scores (higher: less like a digit), each at its own threshold: the top probabili
 the nearest class mean, the cosine distance to the 10th nearest training digit in those features,
 and the run's rule's two scores (apps/novelty.py, from its novelty.msgpack): its head's score and
 the cosine distance to the nearest of its stored training features. The last column is the run's
-stored verdict (`inference.Doubts.flags`: "unsure" or "not a digit" at its recorded thresholds,
+stored verdict (`inference.Doubts.flags`: "unsure" or "not a digit" at its recorded threshold,
 nothing re-tuned); "n/a" for a run that has none. Prints a Markdown table, one row per kind, then
 the thresholds. Expect, for the bundled run on 2 AMD EPYC cores, about two minutes: see
 docs/measurements.md ("not a digit").
@@ -182,8 +182,9 @@ def main() -> int:
                "Mahalanobis": np.min([(((f - m) @ precision) * (f - m)).sum(1) for m in means], axis=0),
                "10th neighbour": 1 - tenth}
         if rule is not None:  # the rule's own features and scores, as predict computes them
-            head, nearest = rule.scores(novelty.batched(rule.features, params, x))
-            got.update({"rule's head": np.asarray(head), "rule's nearest": np.asarray(nearest)})
+            probabilities = np.exp(logits - logsumexp(logits, 1, keepdims=True))
+            head, nearest, _ = np.asarray(rule.scores(novelty.batched(rule.features, params, x), probabilities))
+            got.update({"rule's head": head, "rule's nearest": nearest})
         return got
 
     def doubted(x: np.ndarray) -> np.ndarray:
@@ -219,8 +220,8 @@ def main() -> int:
     stored = (f"unsure below a top probability of {doubts.unsure_below:.4f}" if doubts.unsure_below is not None
               else "no unsure threshold")
     if rule is not None:
-        stored += (f", not a digit above a head score of {rule.head_above:.4f} or a nearest distance of "
-                   f"{rule.neighbour_above:.4f}")
+        stored = (f"its rule's three scores combined (Fisher's method) above {rule.doubt_above:.4f}: \"unsure\" "
+                  f"where the top probability is the rarest, else \"not a digit\"")
     print(f"\nThresholds at {SHARE:.0%} of the even-numbered test digits; the run's doubts: {stored}. "
           f"Letters left out: {' '.join(sorted(LOOKALIKES))}.")
     return 0
