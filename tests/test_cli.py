@@ -570,6 +570,11 @@ def test_a_seed_directory_is_a_run_the_other_commands_read(seeds_run, data_dir, 
     code, stdout, stderr = mnist_jax("evaluate", out / "run" / "seed-1", "--data-dir", data_dir)
     assert code == 0, stderr
     assert reported(stdout) == pytest.approx(full_test_metrics(out / "run" / "seed-1", mnist), abs=2e-4)
+    # Each seed keeps its own rule of "not a digit", fitted to its own params.
+    rules = [(out / "run" / f"seed-{s}" / "novelty.msgpack").read_bytes() for s in (0, 1)]
+    assert rules[0] != rules[1] and not (out / "run" / "novelty.msgpack").exists()
+    seed = rundir.read_record(out / "run" / "seed-1")
+    assert rundir.load_doubts(out / "run" / "seed-1", seed).rule is not None
 
 
 def test_the_training_benchmark_summarizes_a_real_run_of_several_seeds(seeds_run):
