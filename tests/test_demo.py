@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py: Chromium as run here)
 
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
+NOT_DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "not-digits"
 CHROMIUM = shutil.which("chromium")
 
 
@@ -91,6 +92,9 @@ def test_a_client_sends_a_drawing_and_a_picture_and_gets_the_right_class(server,
     seen, evidence, bars, status = client.predict(handle_file(DIGIT_PICTURES / "3-pen-pencil.jpg"),
                                                   api_name="/classify_picture")
     assert bars["label"] == "3"
+    # The demo doubts what the run doubts: a letter is not a digit, as `mnist-jax predict` says.
+    status = client.predict(handle_file(NOT_DIGIT_PICTURES / "letter-00.png"), api_name="/classify_picture")[3]
+    assert status.startswith("Not a digit: it looks like none of the digits the model learned"), status
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), "white").save(blank)
     seen, evidence, bars, status = client.predict(handle_file(blank), api_name="/classify_picture")
@@ -243,16 +247,24 @@ def test_the_bars_are_named_after_the_runs_classes(tmp_path):
     assert text.startswith("The model reads a Sneaker (")
 
 
-def test_the_pad_says_unsure_below_the_runs_threshold():
-    """A scribble the bundled run reads as a digit at 0.38 is "unsure" with the run's threshold (0.61)."""
-    from mnist_jax.apps import demo, images
+def test_the_pad_says_not_a_digit_and_unsure_where_predict_does(capsys):
+    """The run's doubts (`rundir.load_doubts`): the pad's line says them as `mnist-jax predict` does."""
+    from mnist_jax.apps import demo, images, inference
     from mnist_jax.fast import model_for
     from mnist_jax.run import rundir
 
-    config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
-    threshold = rundir.read_record(rundir.BUNDLED_RUN).unsure_below
-    scribble = images.read_picture(Path(__file__).parent / "fixtures" / "not-digits" / "scribble-25.png", "x")
-    _, _, bars, text = demo.read_digit(params, model_for(config), scribble, unsure_below=threshold)
-    assert max(bars.values()) < threshold and text.startswith("Unsure: perhaps a ")
-    _, _, _, sure = demo.read_digit(params, model_for(config), scribble)  # a run without a threshold
-    assert sure.startswith("The model reads a ")
+    record, params = rundir.load_record_and_params(None)
+    doubts, model = rundir.load_doubts(None, record), model_for(record.config)
+    pictures = [NOT_DIGIT_PICTURES / "letter-00.png", NOT_DIGIT_PICTURES / "shape-08.png", DIGIT_PICTURES / "3-pen-clean.png"]
+    capsys.readouterr()
+    assert cli.execute(["predict", *map(str, pictures)]) == 0
+    said = [line.rsplit("  ", 1)[-1] if line.endswith(("unsure", "not a digit")) else ""
+            for line in capsys.readouterr().out.splitlines()]
+    assert said == ["not a digit", "unsure", ""]
+    texts = [demo.read_digit(params, model, images.read_picture(path, "x"), doubts=doubts)[3] for path in pictures]
+    assert texts[0].startswith("Not a digit: it looks like none of the digits the model learned (its guess: a ")
+    assert texts[1].startswith("Unsure: perhaps a ") and texts[2].startswith("The model reads a 3 (")
+    letter = images.read_picture(pictures[0], "x")
+    assert demo.read_digit(params, model, letter)[3].startswith("The model reads a ")  # a run that doubts nothing
+    # A run older than the rule: "unsure" below its threshold of the top probability, and nothing else.
+    assert demo.read_digit(params, model, letter, doubts=inference.Doubts(unsure_below=1.0))[3].startswith("Unsure: ")

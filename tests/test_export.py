@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 from mnist_jax import cli
-from mnist_jax.apps import inference
+from mnist_jax.apps import inference, novelty
 from mnist_jax.fast import model_for
 from mnist_jax.run import rundir
 
@@ -96,6 +97,56 @@ def test_the_onnx_model_runs_in_onnxruntime_and_gives_the_packages_numbers(mnist
     assert report["imported"] == []  # neither mnist_jax nor Flax nor JAX
     assert report["names"] == [["images"], [output]]
     _assert_the_packages_numbers(report["outputs"], images, output)
+
+
+# Non-digits drawn on the pad as ink (0 paper to 255), beside conftest's digits: the bundled run calls
+# some of them "not a digit", some "unsure" and reads the others as digits.
+NOT_DIGITS = ("letter-00", "letter-02", "letter-05", "shape-06", "scribble-27", "letter-01", "face-06", "scribble-18",
+              "shape-08")
+VERDICTS = {0: "", novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: "not a digit"}
+
+
+def test_the_page_models_doubts_are_the_rules_and_predicts(tmp_path, capsys):
+    """The web page's graph computes the run's rule on the 28x28 input it makes: its "doubt" and
+    "verdict" outputs are `rule.doubt` of that input, and the verdict is `mnist-jax predict`'s."""
+    if importlib.util.find_spec("jax2onnx") is None and not os.environ.get("CI"):
+        pytest.skip("jax2onnx is not installed (the onnx extra; CI installs it)")
+    import onnxruntime
+    from conftest import DRAWN_DIGITS, pad_drawing
+    from PIL import Image
+
+    from mnist_jax.apps import export
+
+    record, params = rundir.load_record_and_params(None)
+    rule = rundir.load_doubts(None, record).rule
+    session = onnxruntime.InferenceSession(export.export_page_onnx(params, record.config, rule))
+    assert [o.name for o in session.get_outputs()] == ["digit", "probabilities", "doubt", "verdict"]
+    inks = {name: np.asarray(pad_drawing(strokes))[..., 3] for name, strokes in DRAWN_DIGITS.items()}
+    for name in NOT_DIGITS:
+        picture = Image.open(Path(__file__).parent / "fixtures" / "not-digits" / f"{name}.png").convert("L")
+        inks[name] = 255 - np.asarray(picture.resize((280, 280), Image.BILINEAR))
+    outputs = [session.run(None, {"ink": np.ascontiguousarray(ink)}) for ink in inks.values()]
+    digits = np.stack([digit for digit, *_ in outputs])[..., None]
+    probabilities = np.stack([probs for _, probs, *_ in outputs])
+    # The page's network gives the rule's features as the run's does, and the graph the rule's doubt.
+    features = np.asarray(rule.features(params, digits))
+    np.testing.assert_allclose(export.page_features(record.config)(params, digits), features, rtol=1e-5, atol=1e-5)
+    # One picture at a time, as the graph was traced: the export left the rule's programs as they were.
+    margins, codes = np.array([[np.asarray(a)[0] for a in rule.doubt(features[i:i + 1], probabilities[i:i + 1])]
+                               for i in range(len(features))]).T
+    codes = codes.astype(int)
+    np.testing.assert_allclose([float(m) for *_, m, _ in outputs], margins, rtol=1e-5, atol=1e-4)
+    assert [int(v) for *_, v in outputs] == codes.tolist()
+    # The verdict is predict's on the same drawing (a transparent PNG, as the pads send it).
+    paths = []
+    for name, ink in inks.items():
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(np.stack([np.zeros_like(ink)] * 3 + [ink], -1).astype(np.uint8), "RGBA").save(paths[-1])
+    capsys.readouterr()
+    assert cli.execute(["predict", *map(str, paths)]) == 0
+    said = [next((v for v in ("unsure", "not a digit") if line.endswith(f"  {v}")), "")
+            for line in capsys.readouterr().out.splitlines()]
+    assert said == [VERDICTS[c] for c in codes.tolist()] and set(said) == set(VERDICTS.values()), said
 
 
 def test_an_export_that_cannot_be_written_is_one_line(tmp_path, capsys):

@@ -26,7 +26,7 @@ from conftest import DRAWN_DIGITS, pad_drawing
 from PIL import Image
 
 from mnist_jax import cli
-from mnist_jax.apps import drawing, images, web
+from mnist_jax.apps import drawing, images, inference, novelty, web
 from mnist_jax.fast import model_for
 from mnist_jax.run import rundir
 
@@ -36,6 +36,7 @@ from browser import FLAGS as BROWSER_FLAGS  # noqa: E402  (benchmarks/browser.py
 ORT_DIR = Path(__file__).resolve().parent.parent / "node_modules" / "onnxruntime-web" / "dist"
 CHROMIUM = shutil.which("chromium")
 DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "digits"
+NOT_DIGIT_PICTURES = Path(__file__).parent / "fixtures" / "not-digits"
 # The page's probabilities against `mnist-jax predict`'s on the same pixels: onnxruntime-web's
 # float32 against XLA's, and at most a grey level apart on a few of the 28x28 input's pixels.
 PROBABILITY_TOLERANCE = 1e-4
@@ -124,6 +125,7 @@ def _page_answer(page) -> dict:
     return page.evaluate("""() => ({
       top: document.querySelector('[data-testid="top-class"]').textContent,
       status: document.querySelector('[data-testid="status"]').textContent,
+      doubt: document.querySelector('[data-testid="status"]').dataset.doubt,
       probabilities: [...document.querySelectorAll('#bars li')].map((row) => Number(row.dataset.probability)),
       seen: Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)
                  .filter((_, i) => i % 4 === 0),
@@ -131,12 +133,13 @@ def _page_answer(page) -> dict:
     })""")
 
 
-def _predicted(paths: list[Path], capsys) -> dict[str, tuple[str, float]]:
-    """`mnist-jax predict`'s top class and probability for each file."""
+def _predicted(paths: list[Path], capsys) -> dict[str, tuple[str, float, str]]:
+    """`mnist-jax predict`'s top class, its probability and its verdict ("", "unsure" or "not a digit") for each file."""
     capsys.readouterr()
     assert cli.execute(["predict", *map(str, paths)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    return {line.split(": ")[0]: (line.split(": ")[1].split()[0], float(line.split("(")[1].split(")")[0]))
+    return {line.split(": ")[0]: (line.split(": ")[1].split()[0], float(line.split("(")[1].split(")")[0]),
+                                  next((v for v in ("unsure", inference.NOT_A_DIGIT) if line.endswith(f"  {v}")), ""))
             for line in lines}
 
 
@@ -149,6 +152,7 @@ def test_the_site_holds_the_page_the_model_and_onnxruntime_web(site):
     assert manifest["class_names"] == [str(d) for d in range(10)] and manifest["dataset"] == "mnist"
     assert manifest["test_accuracy"] == record.history["test_accuracy"][-1]
     assert manifest["unsure_below"] == record.unsure_below and manifest["pad"] == drawing.PAD_SIZE
+    assert manifest["doubts"] == {"unsure": novelty.UNSURE, "not_a_digit": novelty.NOT_A_DIGIT}  # the run's rule
     assert manifest["ort"] == {"version": web.ORT_VERSION, "script": "ort/ort.wasm.min.js", "files": "ort/"}
     html = (site / "index.html").read_text()
     assert '<script src="ort/ort.wasm.min.js"></script>' in html and "http" not in html
@@ -166,7 +170,8 @@ def test_the_pages_model_sees_and_answers_what_python_does(site):
     model = model_for(config)
     for name, strokes in DRAWN_DIGITS.items():
         picture = pad_drawing(strokes)
-        digit, probabilities = session.run(None, {"ink": np.asarray(picture)[..., 3].copy()})
+        digit, probabilities, _, verdict = session.run(None, {"ink": np.asarray(picture)[..., 3].copy()})
+        assert verdict == 0, name  # doubted neither way
         want = images.to_mnist(picture)
         assert np.abs(digit.astype(int) - want[..., 0].astype(int)).max() <= 1, name
         python = np.asarray(jax.nn.softmax(model.apply(params, want[None]), -1))[0]
@@ -190,7 +195,7 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
     config, _, params = rundir.load_run(rundir.BUNDLED_RUN)
     model = model_for(config)
     for name, answer in answers.items():
-        best, probability = predicted[str(drawings[name])]
+        best, probability, _ = predicted[str(drawings[name])]
         assert best == name  # the mouse's strokes read as the digit they draw
         assert answer["top"] == f"{best} ({answer['probabilities'][int(best)]:.1%})"
         assert answer["status"].startswith(f"The model reads a {best}")
@@ -228,6 +233,40 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
                                                             "can open (PNG, JPEG, ...).")
     page.close()
     assert requested and all(urlsplit(url).hostname == "127.0.0.1" for url in requested), requested
+
+
+# Uploaded to the page, pictures that the bundled run's rule calls "not a digit" (the letters, the
+# scribble), "unsure" (the shape) or neither (letter-01, an l, and the digits).
+UPLOADS = [*(NOT_DIGIT_PICTURES / f"{name}.png" for name in ("letter-00", "letter-05", "scribble-27", "shape-08",
+                                                            "letter-01")),
+           DIGIT_PICTURES / "7-sans-clean.png", DIGIT_PICTURES / "0-pen-clean.png"]
+PAGE_SAYS = {"": "The model reads a ", "unsure": "Unsure: perhaps a ", inference.NOT_A_DIGIT: "Not a digit: "}
+
+
+def test_chromium_says_not_a_digit_and_unsure_where_predict_does(served, chromium, tmp_path, capsys):
+    """The page's verdict on each uploaded picture is `mnist-jax predict`'s on the same pixels (the
+    pad's drawing), from the same rule computed in its graph."""
+    page = _open(chromium, served, [])
+    answers, drawings = [], []
+    for picture in UPLOADS:
+        count = page.evaluate("Number(document.body.dataset.answers || 0)")
+        page.locator("#upload").set_input_files(str(picture))
+        page.wait_for_function(f"Number(document.body.dataset.answers) > {count}")
+        answers.append(_page_answer(page))
+        drawings.append(tmp_path / picture.name)
+        drawings[-1].write_bytes(base64.b64decode(answers[-1]["drawing"].split(",", 1)[1]))
+    page.close()
+    predicted = _predicted(drawings, capsys)
+    record, params = rundir.load_record_and_params(None)
+    rule = rundir.load_doubts(None, record).rule
+    seen = np.stack([images.load_image(path) for path in drawings])
+    margins, _ = rule.doubt(rule.features(params, seen), inference.classify(params, seen, model_for(record.config)))
+    for answer, path, margin in zip(answers, drawings, np.asarray(margins)):
+        best, probability, verdict = predicted[str(path)]
+        assert answer["status"].startswith(PAGE_SAYS[verdict]) and answer["top"].startswith(f"{best} ("), path.name
+        # onnxruntime-web's float32 against XLA's, and at most a grey level apart on a few pixels: 2e-3 here.
+        assert abs(float(answer["doubt"]) - margin) < 0.02, (path.name, answer["doubt"], margin)
+    assert {verdict for _, _, verdict in predicted.values()} == set(PAGE_SAYS)
 
 
 def test_a_model_that_does_not_load_is_said_on_the_page(served, chromium):
@@ -287,17 +326,24 @@ def test_export_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
 
 
 def test_a_fashion_mnist_runs_page_names_its_classes(tmp_path, capsys):
-    # The bundled weights, relabelled as a Fashion-MNIST run: the page's bars take the run's classes.
+    # The bundled weights, relabelled as a Fashion-MNIST run without a rule of doubt (as runs older
+    # than it): the page's bars take the run's classes, and its model has no doubts to give.
     run = tmp_path / "fashion-run"
     shutil.copytree(rundir.BUNDLED_RUN, run)
     record = json.loads((run / "history.json").read_text())
     record["config"]["dataset"] = "fashion_mnist"
+    del record["not_a_digit"]
     (run / "history.json").write_text(json.dumps(record))
     assert cli.execute(["export", str(run), "--format", "web", "--out", str(tmp_path / "site")]) == 0
     assert f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "site" / web.MANIFEST_FILE).read_text())
     assert manifest["class_names"][0] == "T-shirt/top" and manifest["dataset"] == "fashion_mnist"
     assert manifest["run"] == "fashion-run" and not (tmp_path / "site" / web.ORT_FOLDER).exists()
+    assert manifest["doubts"] is None and manifest["unsure_below"] == record.get("unsure_below")
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "site" / web.MODEL_FILE))
+    assert [o.name for o in session.get_outputs()] == ["digit", "probabilities"]
 
 
 def test_package_json_names_the_project_as_its_lock_does():

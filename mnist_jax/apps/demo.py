@@ -7,9 +7,10 @@
 The page shows the pad, an upload box, the 28x28 image the model sees (after mnist_jax.apps.images made
 the picture MNIST-like), where the evidence for its answer lies (integrated gradients, as
 `mnist-jax explain` draws them: red for the class, blue against) and the ten class probabilities as
-bars, updated after every stroke. Built
-with Gradio, an optional extra (`demo`), so the core install stays small. Two API endpoints serve
-the same to programs (`gradio_client`): /classify_drawing (a PNG data URL) and /classify_picture.
+bars, updated after every stroke, with a line that says what it reads, or "Not a digit" or "Unsure"
+where the run doubts it as `mnist-jax predict` does (`inference.Doubts`). Built with Gradio, an
+optional extra (`demo`), so the core install stays small. Two API endpoints serve the same to
+programs (`gradio_client`): /classify_drawing (a PNG data URL) and /classify_picture.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from importlib import resources
 
 from PIL import Image, ImageDraw
 
-from mnist_jax.apps import explain, images
+from mnist_jax.apps import explain, images, inference
 from mnist_jax.apps.drawing import BRUSH_SIZE, PAD_SIZE
 from mnist_jax.errors import UserError
 from mnist_jax.model import Model, Params
@@ -125,13 +126,13 @@ def announce(host: str, port: int) -> Callable[[str], None]:
     return started
 
 
-def read_digit(params: Params, model: Model, picture: Image.Image | None,
-               class_names: Sequence[str] = DIGITS, unsure_below: float | None = None) -> tuple[str, str, dict, str]:
+def read_digit(params: Params, model: Model, picture: Image.Image | None, class_names: Sequence[str] = DIGITS,
+               doubts: inference.Doubts = inference.Doubts()) -> tuple[str, str, dict, str]:
     """What the page shows for a picture read by `images.read_picture`: the 28x28 input the model
     sees and where the evidence for its answer lies (PNG data URLs; "" for none), the ten
     probabilities by class name (`class_names`, the run's dataset's: MNIST's digits by default),
-    and a line of text, which says "unsure" when the top probability is below `unsure_below`
-    (the run's threshold, `inference.unsure_threshold`)."""
+    and a line of text, which says "not a digit" or "unsure" where the run's `doubts` do
+    (`rundir.load_doubts`, as `mnist-jax predict` says them; by default, neither)."""
     if picture is None:
         return "", "", {}, DRAW_HINT
     try:
@@ -143,9 +144,14 @@ def read_digit(params: Params, model: Model, picture: Image.Image | None,
     best = int(explained.classes[0, 0])
     bars = {name: float(p) for name, p in zip(class_names, probs, strict=True)}
     evidence = Image.fromarray(explain.evidence_image(digit, explained.attributions[0, 0]))
-    text = (f"Unsure: perhaps a {class_names[best]} ({probs[best]:.1%}), but the model cannot stand behind it."
-            if unsure_below is not None and probs[best] < unsure_below
-            else f"The model reads a {class_names[best]} ({probs[best]:.1%}).")
+    verdict = doubts.verdicts(params, digit[None], probs[None])[0]
+    guess = f"{class_names[best]} ({probs[best]:.1%})"
+    if verdict == inference.NOT_A_DIGIT:
+        text = f"Not a digit: it looks like none of the digits the model learned (its guess: a {guess})."
+    elif verdict == "unsure":
+        text = f"Unsure: perhaps a {guess}, but the model cannot stand behind it."
+    else:
+        text = f"The model reads a {guess}."
     return png_data_url(images.png_bytes(digit)), png_data_url(images.png_bytes(evidence)), bars, text
 
 
@@ -234,9 +240,9 @@ async def _refuse(send, limit: int) -> None:
 
 
 def build_app(params: Params, model: Model, source: str, class_names: Sequence[str] = DIGITS,
-              unsure_below: float | None = None):
+              doubts: inference.Doubts = inference.Doubts()):
     """The Gradio app and its theme; `source` says where the weights come from, shown on the page;
-    the bars are labelled with `class_names`.
+    the bars are labelled with `class_names`; the text says what the run's `doubts` doubt (`read_digit`).
 
     API (gradio_client): /classify_drawing takes a drawing as a PNG data URL, /classify_picture a
     picture; both return the 28x28 input as seen, where the evidence for the answer lies, the ten
@@ -245,7 +251,7 @@ def build_app(params: Params, model: Model, source: str, class_names: Sequence[s
 
     def answer(read) -> tuple[str, str, dict, str]:
         try:
-            return read_digit(params, model, read(), class_names, unsure_below)
+            return read_digit(params, model, read(), class_names, doubts)
         except images.ImageError as e:  # its message names the drawing or the upload
             return "", "", {}, f"Could not read {e}."
         finally:
@@ -300,9 +306,9 @@ def _first_request(url: str) -> None:
 
 
 def serve(params: Params, model: Model, source: str, host: str, port: int, on_start=print,
-          class_names: Sequence[str] = DIGITS, unsure_below: float | None = None) -> None:
+          class_names: Sequence[str] = DIGITS, doubts: inference.Doubts = inference.Doubts()) -> None:
     """Serve the app on host:port until Ctrl-C or SIGTERM; `on_start(url)` once it answers; the bars
-    are labelled with `class_names`.
+    are labelled with `class_names`, the text says what `doubts` doubt (`read_digit`).
 
     The signals only ask for the stop, which the main thread makes between its checks: the server
     is closed the same way whichever ends it. (Ctrl-C is left alone where the process was started
@@ -311,7 +317,7 @@ def serve(params: Params, model: Model, source: str, host: str, port: int, on_st
     stop = threading.Event()
     signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
-    app, theme = build_app(params, model, source, class_names, unsure_below)
+    app, theme = build_app(params, model, source, class_names, doubts)
     try:
         from starlette.middleware import Middleware
 

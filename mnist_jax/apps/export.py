@@ -34,17 +34,19 @@ from pathlib import Path
 from typing import Literal
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 
 from mnist_jax import networks
-from mnist_jax.apps import drawing
+from mnist_jax.apps import drawing, novelty
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import UserError
 from mnist_jax.fast import model_for
 from mnist_jax.files import write_atomic
-from mnist_jax.model import IMAGE_SHAPE, Model, Params
+from mnist_jax.model import IMAGE_SHAPE, NUM_CLASSES, Model, Params
 
 Output = Literal["probabilities", "logits"]
+PAGE_DOUBT_OUTPUTS = ("doubt", "verdict")  # the page model's outputs where the run has a rule of doubt
 
 
 def export_classifier(params: Params, model: Model, output: Output = "probabilities",
@@ -64,18 +66,45 @@ def export_onnx(params: Params, config: TrainConfig, output: Output = "probabili
                     ["images"], [output])
 
 
-def export_page_onnx(params: Params, config: TrainConfig) -> bytes:
+def export_page_onnx(params: Params, config: TrainConfig, rule: novelty.NoveltyRule | None = None) -> bytes:
     """The web page's ONNX model (mnist_jax.apps.web): input "ink" uint8 (PAD_SIZE, PAD_SIZE), a drawing's
-    ink; outputs "digit", the uint8 (28, 28) input the model sees (drawing.to_digit), and
-    "probabilities", float32 (10,)."""
+    ink; outputs "digit", the uint8 (28, 28) input the model sees (drawing.to_digit), "probabilities",
+    float32 (10,) and, with the run's `rule`, what `rule.doubt` says of that input: "doubt", float32
+    (), its combined score less its threshold (> 0: doubted), and "verdict", int32 (): 0,
+    novelty.UNSURE or novelty.NOT_A_DIGIT, as `mnist-jax predict` says them. The rule's references
+    go in as float16 (6.4 MB for the CNN's 2,000 x 1,600), cast to float32 in the graph."""
     classify = _classify(params, _onnx_model(config), "probabilities")
+    doubt = None if rule is None else _doubt(params, config, rule)
 
-    def page(ink: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def page(ink: jax.Array) -> tuple[jax.Array, ...]:
         digit = drawing.to_digit(ink)
-        return digit, classify(digit[None, :, :, None])[0]
+        images = digit[None, :, :, None]
+        probabilities = classify(images)
+        if doubt is None:
+            return digit, probabilities[0]
+        margin, verdict = doubt(images, probabilities)
+        return digit, probabilities[0], margin[0], verdict[0]
 
     return _to_onnx(page, jax.ShapeDtypeStruct((drawing.PAD_SIZE, drawing.PAD_SIZE), jnp.uint8), "mnist_jax_page",
-                    ["ink"], ["digit", "probabilities"])
+                    ["ink"], ["digit", "probabilities", *([] if rule is None else PAGE_DOUBT_OUTPUTS)])
+
+
+def page_features(config: TrainConfig):
+    """(params, uint8 images) -> the features a run's rule reads, computed by its network as the ONNX
+    model has it (`_onnx_model`): `novelty.features_for(config)`'s numbers, to float rounding; None
+    where they cannot be read (then the run has no rule)."""
+    return novelty.features_for(_onnx_config(config))
+
+
+def _doubt(params: Params, config: TrainConfig, rule: novelty.NoveltyRule):
+    """(uint8 images (1, 28, 28, 1), their probabilities (1, 10)) -> `rule.doubt` of their
+    `page_features`, traced here: while jax2onnx traces, nn.Dense's call and jax.numpy's functions
+    are its own, which would hide from `novelty.feature_model` the layer it watches, and leave in the
+    caches of the rule's jitted functions programs that only jax2onnx can run."""
+    features = page_features(config)
+    traced = jax.make_jaxpr(lambda images, probabilities: rule.doubt(features(params, images), probabilities))(
+        jax.ShapeDtypeStruct((1, *IMAGE_SHAPE), jnp.uint8), jax.ShapeDtypeStruct((1, NUM_CLASSES), jnp.float32))
+    return jax.extend.core.jaxpr_as_fun(traced)
 
 
 def format_for(out: Path, format: str | None) -> str:
@@ -99,12 +128,16 @@ def write_file(out: Path, content: bytes) -> None:
         raise UserError(f"{out}: cannot write ({e.strerror or e})") from None
 
 
-def _onnx_model(config: TrainConfig) -> Model:
-    """`config`'s model for ONNX: in the "matmul" formulation where its network reads `conv`
+def _onnx_config(config: TrainConfig) -> TrainConfig:
+    """`config` for ONNX: in the "matmul" formulation where its network reads `conv`
     (networks.NETWORKS); a network without formulations is built as it is."""
     if "conv" in networks.NETWORKS[config.network].reads:
-        config = dataclasses.replace(config, conv="matmul")
-    return model_for(config)
+        return dataclasses.replace(config, conv="matmul")
+    return config
+
+
+def _onnx_model(config: TrainConfig) -> Model:
+    return model_for(_onnx_config(config))
 
 
 def _to_onnx(function, example: jax.ShapeDtypeStruct, name: str, inputs: list[str], outputs: list[str]) -> bytes:

@@ -96,6 +96,7 @@ def _scores(head: Params, references: jax.Array, features: jax.Array, probabilit
     return jnp.stack([Head().apply({"params": head}, features), 1 - nearest, 1 - jnp.max(probabilities, axis=-1)])
 
 
+@jax.jit
 def _combined(knots: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The scores' shares of held-out digits below them, summed as Fisher's method does; which is rarest."""
     below = jnp.mean((knots[:, None, :] < scores[:, :, None]).astype(jnp.float32), axis=-1)

@@ -6,12 +6,14 @@ server behind it (GitHub Pages, any static host, or `python -m http.server` on a
     python -m http.server -d site 8000      # then open http://127.0.0.1:8000
 
 The site: the page (mnist_jax/page/: index.html, pad.js, app.js, style.css), model.onnx, manifest.json (the
-run, its test accuracy, its dataset's class names, its threshold of "unsure") and, with --ort-dir,
-onnxruntime-web's WebAssembly build in ort/ (about 15 MB, 3.8 MB gzipped), so that the page works
-with no network at all. Without --ort-dir the page loads that build from ORT_CDN, the script checked
-by its subresource integrity. model.onnx is one graph exported from JAX: the drawing made MNIST-like
-(mnist_jax.apps.drawing.to_digit, as `mnist-jax predict` reads a drawing) and the classifier
-(export.export_onnx's function), so the page and Python see the same 28x28 input.
+run, its test accuracy, its dataset's class names, its threshold of "unsure" or its model's codes of
+"unsure" and "not a digit") and, with --ort-dir, onnxruntime-web's WebAssembly build in ort/ (about
+15 MB, 3.8 MB gzipped), so that the page works with no network at all. Without --ort-dir the page
+loads that build from ORT_CDN, the script checked by its subresource integrity. model.onnx is one
+graph exported from JAX: the drawing made MNIST-like (mnist_jax.apps.drawing.to_digit, as
+`mnist-jax predict` reads a drawing) and the classifier (export.export_onnx's function), so the page
+and Python see the same 28x28 input; where the run has a rule of doubt (apps/novelty.py), the graph
+computes it too, and the page says "Not a digit" or "Unsure" where `mnist-jax predict` does.
 A browser refuses to load the model from a file:// page: serve the folder.
 
 The folder may hold other files (a GitHub Pages clone's .git, CNAME, README.md): an export replaces
@@ -144,13 +146,14 @@ def run_name(run_dir: str | os.PathLike | None) -> str:
 
 def manifest(config: Any, history: dict[str, Any], unsure_below: float | None, run: str) -> dict[str, Any]:
     """manifest.json: what the page says of the run named `run` (a `TrainConfig`, its history and
-    its threshold of "unsure", None for a run older than it) and the pad's sizes."""
+    its threshold of "unsure", None for a run older than it or one whose rule says it) and the pad's
+    sizes. `write_run_site` adds "doubts": the codes of the model's "verdict" output, or None."""
     from mnist_jax.apps import drawing
     from mnist_jax.data.datasets import DATASETS
 
     return {"run": run, "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
             "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
-            "unsure_below": unsure_below, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
+            "unsure_below": unsure_below, "doubts": None, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
 
 
 def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
@@ -176,12 +179,16 @@ def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str,
 
 
 def write_run_site(directory: Path, params: Any, config: Any, manifest: dict[str, Any],
-                   ort_files: dict[str, bytes] | None) -> dict[str, bytes]:
+                   ort_files: dict[str, bytes] | None, rule: Any = None) -> dict[str, bytes]:
     """The site of a run's `params` and `config` (a `TrainConfig`), written into `directory`
-    (`write_site`); its files. A UserError naming `directory` if it cannot be written."""
+    (`write_site`); its files. With the run's `rule` (a `novelty.NoveltyRule`) its model also says
+    what the rule doubts ("doubt" and "verdict", export.export_page_onnx), and its manifest gives
+    the verdict's codes ("doubts"). A UserError naming `directory` if it cannot be written."""
+    from mnist_jax.apps import novelty
     from mnist_jax.apps.export import export_page_onnx
 
-    files = site_files(export_page_onnx(params, config), manifest, ort_files)
+    doubts = None if rule is None else {"unsure": novelty.UNSURE, "not_a_digit": novelty.NOT_A_DIGIT}
+    files = site_files(export_page_onnx(params, config, rule), {**manifest, "doubts": doubts}, ort_files)
     try:
         write_site(directory, files)
     except OSError as e:

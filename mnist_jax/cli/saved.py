@@ -150,9 +150,9 @@ def _export_web(args: argparse.Namespace) -> int:
     ort_files = web.read_ort_dir(args.ort_dir) if args.ort_dir is not None else None
     record, params = run.rundir.load_record_and_params(args.run_dir)
     manifest = web.manifest(record.config, record.history, record.unsure_below, web.run_name(args.run_dir))
-    files = web.write_run_site(args.out, params, record.config, manifest, ort_files)
-    phrase = run.rundir.params_phrase(record.history)
-    say(f"Wrote the site {web.site_summary(args.out, files, phrase, ort_files is not None)}")
+    rule = run.rundir.load_doubts(args.run_dir, record).rule  # the page doubts what predict doubts
+    files = web.write_run_site(args.out, params, record.config, manifest, ort_files, rule)
+    say(f"Wrote the site {web.site_summary(args.out, files, run.rundir.params_phrase(record.history), ort_files is not None)}")
     return 0
 
 
@@ -166,7 +166,7 @@ def demo(args: argparse.Namespace) -> int:
     model, names = apps.inference.model_and_names(record.config)
     source = f"the run in {args.run_dir}" if args.run_dir else "bundled with the package (the notebook's 30 epochs)"
     pad.serve(params, model, source, args.host, args.port, on_start=pad.announce(args.host, args.port),
-              class_names=names, unsure_below=record.unsure_below)
+              class_names=names, doubts=run.rundir.load_doubts(args.run_dir, record))
     print("stopped")
     return 0
 

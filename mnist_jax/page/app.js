@@ -1,7 +1,8 @@
 // The page: a drawing pad whose ink goes through model.onnx in onnxruntime-web after every stroke.
 // The graph holds both steps, exported from JAX by `mnist-jax export --format web`: the drawing
 // made MNIST-like (mnist_jax/apps/drawing.py, the 28x28 input shown beside the pad) and the classifier.
-// manifest.json says which run it is, its classes, and where onnxruntime-web's files are.
+// With the run's rule of doubt the graph also says what it doubts: "unsure" or "not a digit".
+// manifest.json says which run it is, its classes, its doubts, and where onnxruntime-web's files are.
 'use strict';
 
 const pad = document.getElementById('pad');
@@ -82,6 +83,7 @@ function showDigit(digit) {
 
 function clearAnswer() {
   topClass.textContent = '';
+  delete statusLine.dataset.doubt;
   delete topClass.dataset.latencyMs;
   seen.clearRect(0, 0, 28, 28);
   if (page.manifest) showBars(null);
@@ -107,10 +109,21 @@ async function classify() {
     showBars(probabilities);
     topClass.textContent = `${name} (${share})`;
     topClass.dataset.latencyMs = (performance.now() - start).toFixed(1);
-    const unsure = page.manifest.unsure_below != null && probabilities[best] < page.manifest.unsure_below;
+    // The run's doubts, as `mnist-jax predict` says them: its rule's verdict where the graph has one
+    // (manifest.doubts gives its codes), else "unsure" below the run's threshold.
+    const doubts = page.manifest.doubts && output.verdict ? page.manifest.doubts : null;
+    const verdict = doubts ? Number(output.verdict.data[0]) : null;
+    const unsure = doubts ? verdict === doubts.unsure
+      : page.manifest.unsure_below != null && probabilities[best] < page.manifest.unsure_below;
+    if (doubts) statusLine.dataset.doubt = String(output.doubt.data[0]); else delete statusLine.dataset.doubt;
     document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);  // for tests
-    say(unsure ? `Unsure: perhaps a ${name} (${share}), but the model cannot stand behind it.`
-               : `The model reads a ${name} (${share}).`);
+    if (doubts && verdict === doubts.not_a_digit) {
+      say(`Not a digit: it looks like none of the digits the model learned (its guess: a ${name} (${share})).`);
+    } else if (unsure) {
+      say(`Unsure: perhaps a ${name} (${share}), but the model cannot stand behind it.`);
+    } else {
+      say(`The model reads a ${name} (${share}).`);
+    }
   } catch (error) {
     clearAnswer();
     say(`The model failed on this drawing: ${error.message || error}`, true);
