@@ -81,6 +81,12 @@ def test_the_bundled_rule_catches_pictures_no_classifier_should_name(mnist):
         caught = doubts.flags(params, strange.astype(np.uint8), model).mean()
         assert caught >= 0.8, (name, caught)
     assert doubts.flags(params, digits, model).mean() <= 0.02
+    # Its words name what the run's pictures show: a Fashion-MNIST run's say "not a fashion article".
+    inverted = (255 - digits[:20]).astype(np.uint8)
+    probabilities = inference.classify(params, inverted, model)
+    words = dataclasses.replace(doubts, thing="fashion article").verdicts(params, inverted, probabilities)
+    assert set(words) <= {"not a fashion article", "unsure"} and "not a fashion article" in words
+    assert doubts.thing == "digit" and "not a digit" in doubts.verdicts(params, inverted, probabilities)
 
 
 def test_nnx_reads_the_features_of_its_linen_twin(small_fits, mnist):

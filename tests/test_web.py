@@ -338,6 +338,7 @@ def test_a_fashion_mnist_runs_page_names_its_classes(tmp_path, capsys):
     assert f"onnxruntime-web {web.ORT_VERSION} from {web.ORT_CDN}" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "site" / web.MANIFEST_FILE).read_text())
     assert manifest["class_names"][0] == "T-shirt/top" and manifest["dataset"] == "fashion_mnist"
+    assert manifest["thing"] == "fashion article"  # the page says "Not a fashion article"
     assert manifest["run"] == "fashion-run" and not (tmp_path / "site" / web.ORT_FOLDER).exists()
     assert manifest["doubts"] is None and manifest["unsure_below"] == record.get("unsure_below")
     import onnxruntime

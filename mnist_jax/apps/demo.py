@@ -146,8 +146,8 @@ def read_digit(params: Params, model: Model, picture: Image.Image | None, class_
     evidence = Image.fromarray(explain.evidence_image(digit, explained.attributions[0, 0]))
     verdict = doubts.verdicts(params, digit[None], probs[None])[0]
     guess = f"{class_names[best]} ({probs[best]:.1%})"
-    if verdict == inference.NOT_A_DIGIT:
-        text = f"Not a digit: it looks like none of the digits the model learned (its guess: a {guess})."
+    if verdict not in ("", "unsure"):  # "not a digit"
+        text = f"{verdict.capitalize()}: it looks like none of the {doubts.thing}s the model learned (its guess: a {guess})."
     elif verdict == "unsure":
         text = f"Unsure: perhaps a {guess}, but the model cannot stand behind it."
     else:

@@ -107,13 +107,14 @@ class Doubts:
 
     unsure_below: float | None = None
     rule: novelty.NoveltyRule | None = None
+    thing: str = "digit"  # what the run's pictures show (its dataset's `thing`): "not a digit"
 
     def verdicts(self, params: Params, images: np.ndarray, probabilities: np.ndarray) -> list[str]:
-        """One word per picture: NOT_A_DIGIT, "unsure" or ""."""
+        """One word per picture: "not a THING" (NOT_A_DIGIT for digits), "unsure" or ""."""
         if self.rule is not None and len(images):
             features = novelty.batched(self.rule.features, params, images)
             codes = self.rule.verdicts(jnp.asarray(features), jnp.asarray(probabilities))
-            return [{novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: NOT_A_DIGIT}.get(int(c), "") for c in codes]
+            return [{novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: f"not a {self.thing}"}.get(int(c), "") for c in codes]
         if self.unsure_below is None:
             return [""] * len(images)
         return ["unsure" if p < self.unsure_below else "" for p in np.max(probabilities, axis=1)]

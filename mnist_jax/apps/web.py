@@ -153,7 +153,8 @@ def manifest(config: Any, history: dict[str, Any], unsure_below: float | None, r
 
     return {"run": run, "dataset": config.dataset, "class_names": list(DATASETS[config.dataset].class_names),
             "test_accuracy": history["test_accuracy"][-1] if history["test_accuracy"] else None,
-            "unsure_below": unsure_below, "doubts": None, "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
+            "unsure_below": unsure_below, "doubts": None, "thing": DATASETS[config.dataset].thing,
+            "pad": drawing.PAD_SIZE, "brush": drawing.BRUSH_SIZE}
 
 
 def site_files(model_onnx: bytes, manifest: dict[str, Any], ort_files: dict[str, bytes] | None) -> dict[str, bytes]:

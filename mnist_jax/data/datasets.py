@@ -39,6 +39,7 @@ class Dataset:
     source_dir: Path  # where its IDX files are when no manual dir is given
     how_to_get: str  # what to do when source_dir is absent, in words
     description: str = ""
+    thing: str = "digit"  # what each picture shows: a run's doubt says "not a digit"
     homepage: str = ""
     license: str = ""
 
@@ -90,6 +91,7 @@ FASHION_MNIST = Dataset(
     how_to_get=f"install them with `apt-get install dataset-fashion-mnist`, or pass --manual-dir DIR with "
                f"{IDX_FILE_LIST}",
     description="Fashion-MNIST, Zalando's article images, read from the original IDX files.",
+    thing="fashion article",
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     license="MIT",
 )

@@ -118,7 +118,8 @@ async function classify() {
     if (doubts) statusLine.dataset.doubt = String(output.doubt.data[0]); else delete statusLine.dataset.doubt;
     document.body.dataset.answers = String(Number(document.body.dataset.answers || 0) + 1);  // for tests
     if (doubts && verdict === doubts.not_a_digit) {
-      say(`Not a digit: it looks like none of the digits the model learned (its guess: a ${name} (${share})).`);
+      const thing = page.manifest.thing || "digit";
+      say(`Not a ${thing}: it looks like none of the ${thing}s the model learned (its guess: a ${name} (${share})).`);
     } else if (unsure) {
       say(`Unsure: perhaps a ${name} (${share}), but the model cannot stand behind it.`);
     } else {

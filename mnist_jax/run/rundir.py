@@ -526,8 +526,11 @@ def load_doubts(run_dir: str | os.PathLike | None, record: RunRecord):
     "not a digit" from novelty.msgpack (checked against its SHA-256 in history.json)."""
     from mnist_jax.apps.inference import Doubts
 
+    from mnist_jax.data.datasets import DATASETS
+
+    thing = DATASETS[record.config.dataset].thing
     if record.not_a_digit is None:
-        return Doubts(record.unsure_below)
+        return Doubts(record.unsure_below, thing=thing)
     path = Path(BUNDLED_RUN if run_dir is None else run_dir) / novelty.FILE
     try:
         content = read_regular(path, 64 << 20)
@@ -536,7 +539,7 @@ def load_doubts(run_dir: str | os.PathLike | None, record: RunRecord):
         features = novelty.features_for(record.config)
         if features is None:
             raise ValueError("its network's features cannot be read")
-        return Doubts(record.unsure_below, novelty.from_bytes(content, record.not_a_digit, features))
+        return Doubts(record.unsure_below, novelty.from_bytes(content, record.not_a_digit, features), thing)
     except RunError:
         raise
     except FileNotFoundError:
