@@ -37,7 +37,8 @@ def run_train(epochs: int, data_dir: str | None, cache_dir: Path, run_dir: Path,
               seeds: int = 1) -> dict:
     """`python scripts/train.py` in a child process; its timings from the history.json it wrote."""
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--epochs", str(epochs), "--run-dir", str(run_dir),
-           "--overwrite", "--progress", "off", "--compile-cache", str(cache_dir), "--seeds", str(seeds)]
+           "--overwrite", "--progress", "off", "--compile-cache", str(cache_dir), "--seeds", str(seeds),
+           "--no-doubts"]  # training alone: the rule of doubt a run chooses at its end is not training
     if data_dir:
         cmd += ["--data-dir", data_dir]
     cmd += smoke_flags

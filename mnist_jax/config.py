@@ -304,6 +304,10 @@ class RunOptions(Checked):
     tensorboard: bool = setting(True, "TensorBoard event files in RUN_DIR/tensorboard/ (process 0): per epoch the "
                                       "losses, accuracies, learning rate and seconds, per step the train loss; "
                                       "--no-tensorboard leaves them out", default_text="written")
+    doubts: bool = setting(True, "the run's rule of doubt, chosen as it finishes (RUN_DIR/novelty.msgpack; "
+                                 "predict, the demo and the page then say \"not a digit\" or \"unsure\"): a few "
+                                 "seconds a model; --no-doubts leaves it out, \"unsure\" then the top "
+                                 "probability's alone", default_text="chosen")
     profile_epoch: int | None = setting(None, "write a jax.profiler trace of epoch N (its training and test "
                                               "steps) to RUN_DIR/profile/, for TensorBoard's profile view or "
                                               "Perfetto", minimum=0, default_text="none", metavar="N")

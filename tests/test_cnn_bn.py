@@ -28,7 +28,7 @@ def leaves(tree):
 @pytest.fixture(scope="module")
 def straight(data_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cnn_bn") / "run"
-    return run_dir, experiment.run(CONFIG, run_dir, RunOptions(data_dir=data_dir), hooks=[])
+    return run_dir, experiment.run(CONFIG, run_dir, RunOptions(data_dir=data_dir, doubts=False), hooks=[])
 
 
 def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mnist):
@@ -60,7 +60,7 @@ def test_dropout_is_drawn_from_the_steps_key_and_only_in_training(straight, mnis
 
 def test_a_stopped_run_resumes_bit_for_bit(straight, data_dir, tmp_path):
     run_dir, whole = straight
-    options = RunOptions(data_dir=data_dir)
+    options = RunOptions(data_dir=data_dir, doubts=False)
     stopped = experiment.run(CONFIG, tmp_path / "run", options, hooks=[Stop(lambda epoch, done: True)])
     assert stopped.status == "stopped"
     resumed = experiment.resume(tmp_path / "run", {}, options, hooks=[])

@@ -31,7 +31,7 @@ def same_metrics(history: dict, reference: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def options(data_dir):
-    return RunOptions(data_dir=data_dir)
+    return RunOptions(data_dir=data_dir, doubts=False)  # the rule of doubt: tests/test_novelty.py
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_a_run_ends_after_the_first_epoch_that_reaches_its_target_and_stays_ende
     target = reference["test_accuracy"][1]
     assert reference["test_accuracy"][0] < target  # the reference learns between its two epochs
     config = TrainConfig(**{**SMALL, "epochs": 3, "stop_at_accuracy": target})
-    options = RunOptions(data_dir=data_dir, tensorboard=False)
+    options = RunOptions(data_dir=data_dir, tensorboard=False, doubts=False)
     outcome = experiment.run(config, tmp_path / "run", options, hooks=[])
     assert outcome.status == "finished" and outcome.history["test_accuracy"] == reference["test_accuracy"]
     record = json.loads((tmp_path / "run" / "history.json").read_text())

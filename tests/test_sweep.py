@@ -20,6 +20,7 @@ from mnist_jax.run import loop, rundir
 # The second value is the suite's small setting (1e-3): its model must be the small_fits reference.
 SWEEP = "lr=3e-3,1e-3"
 FLAGS = [flag for i, flag in enumerate(SMALL_FLAGS) if "--lr" not in SMALL_FLAGS[max(i - 1, 0):i + 1]]
+FLAGS += ["--no-doubts"]  # each member's rule of doubt: tests/test_cli.py (a run of two seeds)
 
 
 def mnist_jax(*argv) -> tuple[int, str, str]:
@@ -63,7 +64,7 @@ def sweep_run(data_dir, small_data, small_fits, tmp_path_factory):
     code, _, err = mnist_jax("train", "--sweep", SWEEP, "--epochs", 1, *FLAGS, "--data-dir", data_dir,
                              "--run-dir", run_dir)
     assert code == 0, err
-    code, stdout, err = mnist_jax("train", "--resume", run_dir, "--epochs", 2, "--data-dir", data_dir)
+    code, stdout, err = mnist_jax("train", "--resume", run_dir, "--epochs", 2, "--data-dir", data_dir, "--no-doubts")
     assert code == 0, err
     return run_dir, stdout
 

@@ -216,7 +216,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
             *outcome.diverged_at, kept_epoch=checkpointer.latest_epoch(), weight_decay=weight_decay(config),
             models=model_dir_names(config) if config.models > 1 else ()))
     if outcome.status == "finished":
-        _finish(run_dir, outcome, train_data, test_data)
+        _finish(run_dir, outcome, train_data, test_data, options.doubts)
         if options.figures_dir and run_dir.primary:
             copied = rd.copy_figures(run_dir.path, options.figures_dir, seeds=config.seeds,
                                      sweep=config.sweep is not None)
@@ -224,7 +224,8 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
     return outcome
 
 
-def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, test_data: loop.Data) -> None:
+def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, test_data: loop.Data,
+            with_rule: bool = True) -> None:
     """The run's final files: params, seed runs, the two figures, then history.json marked finished."""
     config = run_dir.config
     system = environment.system_info(outcome.seconds)
@@ -245,7 +246,7 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, te
     }
     models = [params] if config.models == 1 else [jax.tree_util.tree_map(lambda p, i=i: p[i], params)
                                                   for i in range(config.models)]
-    doubts, run_dir.notes["unsure_rule"] = _doubt_rules(config, models, train_data, images)
+    doubts, run_dir.notes["unsure_rule"] = _doubt_rules(config, models, train_data, images, with_rule)
     run_dir.finish(outcome.history, params, system, {name: plotting.figure_bytes(f) for name, f in figures.items()},
                    doubts)
 
@@ -254,8 +255,8 @@ def _finish(run_dir: rd.RunDir, outcome: loop.Outcome, train_data: loop.Data, te
 NOVELTY_KEY = 0x0D0B7
 
 
-def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data,
-                 test_images: np.ndarray) -> tuple[list[inference.Doubts], dict[str, Any]]:
+def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data, test_images: np.ndarray,
+                 with_rule: bool = True) -> tuple[list[inference.Doubts], dict[str, Any]]:
     """Each model's thresholds of "unsure" and rule of "not a digit" (apps/novelty.py), chosen on
     the validation split where the run holds one out; else on the test set's even-numbered digits,
     the share they call reported on the odd-numbered ones, which no choice has seen. And the way
@@ -267,8 +268,8 @@ def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data,
     chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
     doubts, shares = [], []
     for params in models:
-        rule = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY))
-        if rule is None:  # a network whose features cannot be read: the top probability alone
+        rule = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY)) if with_rule else None
+        if rule is None:  # --no-doubts, or a network whose features cannot be read: the top probability alone
             doubts.append(inference.Doubts(inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))))
         else:
             doubts.append(inference.Doubts(rule=rule))
