@@ -263,7 +263,9 @@ def test_chromium_says_not_a_digit_and_unsure_where_predict_does(served, chromiu
     margins, _ = rule.doubt(rule.features(params, seen), inference.classify(params, seen, model_for(record.config)))
     for answer, path, margin in zip(answers, drawings, np.asarray(margins)):
         best, probability, verdict = predicted[str(path)]
-        assert answer["status"].startswith(PAGE_SAYS[verdict]) and answer["top"].startswith(f"{best} ("), path.name
+        assert answer["top"].startswith(f"{best} ("), path.name
+        # A picture within float rounding of the threshold may fall either way in the two runtimes.
+        assert answer["status"].startswith(PAGE_SAYS[verdict]) or abs(margin) < 0.05, (path.name, margin)
         # onnxruntime-web's float32 against XLA's, and at most a grey level apart on a few pixels: 2e-3 here.
         assert abs(float(answer["doubt"]) - margin) < 0.02, (path.name, answer["doubt"], margin)
     assert {verdict for _, _, verdict in predicted.values()} == set(PAGE_SAYS)
