@@ -5,13 +5,20 @@
     python benchmarks/step_speed.py --profile custom_vjp      # also where its step's time goes
     python benchmarks/step_speed.py --conv custom_vjp custom_vjp+shift   # what --augment shift costs
 
+Each step's rate is stated beside the machine's own: a 4096^3 float32 matmul timed in the same
+process (GFLOP/s), since a convolution network's step can at best run its arithmetic as fast as
+one large matmul. The step's arithmetic is the CNN's: 14.26 MFLOP a training example (forward
+4.88: conv1 0.39, conv2 4.46, dense 0.03; backward conv1's weight gradient once, conv2's and the
+dense layer's weight and input gradients twice), 7.3 GFLOP a 512-batch.
+
 Each formulation runs the package's own training program (`programs.train_programs`: Adam steps in one
 `lax.scan`) over `--steps` batches of random digits; the rounds alternate between formulations, so
 that a busy machine slows them alike. Also reported: how far each one's gradient is from the first
 one's (relative to the gradient's largest entry). `--profile` traces one scan with the XLA profiler
 and lists its fusions by time; the matmuls and convolutions that XLA hands to its libraries run
 on the thread pool and appear as the rest of the step.
-Expect on 2 AMD EPYC (Zen) cores: matmul ~270 ms, custom_vjp ~200 ms per step; xla ~8 s.
+Expect on 2 AMD EPYC (Zen) cores: matmul ~270 ms, custom_vjp ~200 ms per step; xla ~8 s. On 2 quiet
+Zen 4 cores the default formulation's step is about half the matmul rate (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -33,6 +40,25 @@ from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for, programs
 from mnist_jax.run import environment
 from mnist_jax.steps import Batch, mean_loss
+
+
+# Floating-point operations of one training example of the notebook's CNN (see above).
+TRAIN_FLOP_PER_EXAMPLE = 2 * (26 * 26 * 32 * 9 * 1) * 2 + 2 * (11 * 11 * 64 * 9 * 32) * 3 + 2 * 1600 * 10 * 3
+MATMUL_SIZE = 4096
+
+
+def matmul_rate(rounds: int = 3) -> float:
+    """GFLOP/s of a MATMUL_SIZE^3 float32 matmul on the default device, the median of `rounds`."""
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)) for _ in range(2))
+    product = jax.jit(jnp.matmul)
+    product(a, b).block_until_ready()
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        product(a, b).block_until_ready()
+        seconds.append(time.perf_counter() - start)
+    return 2 * MATMUL_SIZE ** 3 / statistics.median(seconds) / 1e9
 
 
 def batches(steps: int, batch_size: int, seed: int = 0):
@@ -129,13 +155,18 @@ def main() -> int:
     result = {"machine": {"cpu": environment.cpu_model(), "jax": jax.__version__, "backend": jax.default_backend(),
                           "device": jax.devices()[0].device_kind},
               "steps": measure(args.conv, args.steps, args.rounds, args.batch_size)}
+    rate = result["matmul_gflops"] = matmul_rate()
+    step_gflop = TRAIN_FLOP_PER_EXAMPLE * args.batch_size / 1e9
     print(f"{result['machine']['cpu']}, JAX {jax.__version__} ({jax.default_backend()}): one {args.batch_size}-batch "
-          f"train step, median of {args.rounds} scans of {args.steps}")
-    print("| formulation | per step | vs first | gradient vs first |\n| --- | --- | --- | --- |")
+          f"train step ({step_gflop:.2f} GFLOP), median of {args.rounds} scans of {args.steps}; a "
+          f"{MATMUL_SIZE}^3 float32 matmul here: {rate:.0f} GFLOP/s")
+    print("| formulation | per step | GFLOP/s | of the matmul rate | vs first | gradient vs first |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     first = result["steps"][args.conv[0]]["median_step_seconds"]
     for conv, row in result["steps"].items():
-        print(f"| {conv} | {1000 * row['median_step_seconds']:.1f} ms | {first / row['median_step_seconds']:.2f}x | "
-              f"{row['gradient_relative_difference']:.1e} |")
+        row["gflops"] = step_gflop / row["median_step_seconds"]
+        print(f"| {conv} | {1000 * row['median_step_seconds']:.1f} ms | {row['gflops']:.0f} | {row['gflops'] / rate:.0%} "
+              f"| {first / row['median_step_seconds']:.2f}x | {row['gradient_relative_difference']:.1e} |")
     if args.profile:
         rows = profile(args.profile, args.steps, args.batch_size)
         result["profile"] = {"conv": args.profile, "ms_per_step": dict(rows)}
