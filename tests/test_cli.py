@@ -154,8 +154,8 @@ def test_a_first_run_with_your_own_files_beside_a_stock_mnist(mnist, tmp_path, m
     stock.mkdir(parents=True)
     (stock / "dataset_info.json").write_text('{"name": "mnist"}')
     committed = tree_bytes(ROOT / "figures")
-    code, stdout, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", fresh, "--manual-dir", manual,
-                                     "--progress", "on")
+    code, stdout, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--no-doubts", "--data-dir", fresh,
+                                     "--manual-dir", manual, "--progress", "on")
     assert code == 0, stderr
     assert "epoch  0:" in stderr and "batch" in stderr  # the bar, on request, on stderr only
     assert all(LINE.match(line) for line in epoch_lines(stdout)) and len(epoch_lines(stdout)) == 1

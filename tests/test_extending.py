@@ -164,7 +164,7 @@ def workspace(tmp_path_factory, data_dir):
         "bundled": ["evaluate", *data],
         # On the new network, which compiles in a fraction of the CNN's time.
         "sweep": ["train", "--network", "mlp", "--optimizer", "sgd", "--sweep", "momentum=0.5,0.9", "--epochs", "1",
-                  *SMALL, "--lr", "0.05", "--run-dir", root / "swept", *data, "--no-tensorboard"],
+                  *SMALL, "--lr", "0.05", "--run-dir", root / "swept", *data, "--no-tensorboard", "--no-doubts"],
         **{f"refused {i}": ["train", *flags, "--run-dir", root / "refused", *data] for i, flags in enumerate(REFUSED)},
     }
     return root, mnist_jax(root, path, commands)
