@@ -67,9 +67,9 @@ def classify(params: Params, images: np.ndarray, model: Model, batch_size: int =
     return np.asarray(probs)[:count]
 
 
-# Where a run has no rule of "not a digit" (a network whose features cannot be read), a picture is
-# "unsure" when its top probability is below the one that this share of its held-out digits fall below.
-UNSURE_SHARE = 0.015
+# Where a run has no rule of doubt (--no-doubts, or a network whose features cannot be read), a picture
+# is "unsure" when its top probability is below the one that this share of its held-out digits fall below.
+UNSURE_SHARE = novelty.SHARE
 NOT_A_DIGIT = "not a digit"
 
 

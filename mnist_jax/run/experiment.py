@@ -274,11 +274,11 @@ def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data, test_
         else:
             doubts.append(inference.Doubts(rule=rule))
         shares.append(float(np.mean(doubts[-1].flags(params, reported, model_for(config)))))
-    rule = {"chosen_on": "the validation split" if validation else "the test set's even-numbered examples",
-            "share": novelty.SHARE,
-            "unsure_share_reported": shares[0] if len(shares) == 1 else shares,
-            "reported_on": "the test set" if validation else "the test set's odd-numbered examples"}
-    return doubts, rule
+    chosen_how = {"chosen_on": "the validation split" if validation else "the test set's even-numbered examples",
+                  "share": novelty.SHARE,
+                  "unsure_share_reported": shares[0] if len(shares) == 1 else shares,
+                  "reported_on": "the test set" if validation else "the test set's odd-numbered examples"}
+    return doubts, chosen_how
 
 
 def refit_doubts(run_dir: str | os.PathLike, options: RunOptions = RunOptions()) -> dict[str, Any]:
