@@ -146,7 +146,7 @@ def read_digit(params: Params, model: Model, picture: Image.Image | None, class_
     evidence = Image.fromarray(explain.evidence_image(digit, explained.attributions[0, 0]))
     verdict = doubts.verdicts(params, digit[None], probs[None])[0]
     guess = f"{class_names[best]} ({probs[best]:.1%})"
-    if verdict not in ("", "unsure"):  # "not a digit"
+    if verdict == doubts.not_word:
         text = f"{verdict.capitalize()}: it looks like none of the {doubts.thing}s the model learned (its guess: a {guess})."
     elif verdict == "unsure":
         text = f"Unsure: perhaps a {guess}, but the model cannot stand behind it."

@@ -70,12 +70,11 @@ def classify(params: Params, images: np.ndarray, model: Model, batch_size: int =
 # Where a run has no rule of doubt (--no-doubts, or a network whose features cannot be read), a picture
 # is "unsure" when its top probability is below the one that this share of its held-out digits fall below.
 UNSURE_SHARE = novelty.SHARE
-NOT_A_DIGIT = "not a digit"
 
 
 def unsure_threshold(probabilities: np.ndarray) -> float:
     """The top probability under which a picture is called unsure, from a run's probabilities (N, 10)
-    on its test digits: UNSURE_SHARE of them fall below it."""
+    on its held-out digits: UNSURE_SHARE of them fall below it."""
     return float(np.quantile(np.max(probabilities, axis=1), UNSURE_SHARE))
 
 
@@ -107,14 +106,19 @@ class Doubts:
 
     unsure_below: float | None = None
     rule: novelty.NoveltyRule | None = None
-    thing: str = "digit"  # what the run's pictures show (its dataset's `thing`): "not a digit"
+    thing: str = "digit"  # what the run's pictures show (its dataset's `thing`)
+
+    @property
+    def not_word(self) -> str:
+        """The verdict on a picture unlike the run's: "not a digit" (a Fashion-MNIST run's: "not a fashion article")."""
+        return f"not a {self.thing}"
 
     def verdicts(self, params: Params, images: np.ndarray, probabilities: np.ndarray) -> list[str]:
-        """One word per picture: "not a THING" (NOT_A_DIGIT for digits), "unsure" or ""."""
+        """One word per picture: `not_word`, "unsure" or ""."""
         if self.rule is not None and len(images):
             features = novelty.batched(self.rule.features, params, images)
             codes = self.rule.verdicts(jnp.asarray(features), jnp.asarray(probabilities))
-            return [{novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: f"not a {self.thing}"}.get(int(c), "") for c in codes]
+            return [{novelty.UNSURE: "unsure", novelty.NOT_A_DIGIT: self.not_word}.get(int(c), "") for c in codes]
         if self.unsure_below is None:
             return [""] * len(images)
         return ["unsure" if p < self.unsure_below else "" for p in np.max(probabilities, axis=1)]
@@ -125,5 +129,5 @@ class Doubts:
 
 
 def prediction_line(probabilities: np.ndarray, class_names, k: int, verdict: str = "") -> str:
-    """One image's `k` most probable classes, ranked, and its verdict ("unsure", NOT_A_DIGIT) if any."""
+    """One image's `k` most probable classes, ranked, and its verdict (`Doubts.verdicts`) if any."""
     return ranked(top_k(probabilities, k), class_names) + (f"  {verdict}" if verdict else "")

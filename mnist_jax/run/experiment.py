@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from mnist_jax import choices, data
-from mnist_jax.apps import inference
+from mnist_jax.apps import inference, novelty
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.fast import model_for, parallel, programs
@@ -261,8 +261,6 @@ def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data, test_
     the validation split where the run holds one out; else on the test set's even-numbered digits,
     the share they call reported on the odd-numbered ones, which no choice has seen. And the way
     they were chosen, for the record."""
-    from mnist_jax.apps import novelty
-
     train_data, validation = loop.split_validation(config, train_data)
     test_images = test_images[:config.test_examples]
     chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
@@ -316,8 +314,6 @@ def finished_lines(outcome: RunOutcome) -> list[str]:
         watched = hist.chosen_on(history)
         lines.append(f"{watched.split('_')[0].capitalize()} accuracy {np.min(history[watched][-1]):.4f} after epoch "
                      f"{last} reached --stop-at-accuracy {config.stop_at_accuracy:g}: the run ends there")
-    from mnist_jax.apps import novelty
-
     rule = [novelty.FILE] if (Path(outcome.workdir) / novelty.FILE).is_file() else []
     lines.append(f"Trained {what} in {outcome.seconds:.1f} s. Wrote {outcome.workdir}/"
                  f"{{{', '.join([rd.HISTORY_FILE, rd.PARAMS_FILE, *rule, *figures])}}}")
