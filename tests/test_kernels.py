@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2, max_pool_first,
-                                    max_pool_xla, resolve_conv_impl)
+from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, inference_slice, max_pool_2x2,
+                                    max_pool_first, max_pool_xla, resolve_conv_impl)
 
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -94,6 +94,20 @@ def test_every_formulation_of_conv_relu_pool_gives_the_same_numbers_and_gradient
         np.testing.assert_allclose(y, want_y, rtol=1e-5)
         for g, w in zip(grads, want_grads):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("impl", ["matmul", "custom_vjp"])
+def test_a_batch_taken_in_slices_is_the_whole_batchs_bit_for_bit(impl):
+    """Evaluation on a CPU takes 32 images at a time (`inference_slice`): each image's numbers are
+    those of the batch taken whole, the last slice padded (70 images: 32, 32 and 6)."""
+    x = uniform(1, (70, 13, 13, 32))
+    kernel, bias = normal(2, (3, 3, 32, 64)) / 10, normal(3, (64,)) / 10
+    layer = jax.jit(lambda x, size: conv_relu_pool(x, kernel, bias, impl, None, size), static_argnums=1)
+    whole, sliced = layer(x, None), layer(x, 32)
+    assert sliced.shape == whole.shape == (70, 5, 5, 64)
+    np.testing.assert_array_equal(sliced, whole)
+    assert inference_slice(impl, "cpu") == 32 and inference_slice(impl, "gpu") is None
+    assert inference_slice("xla", "cpu") is None  # lax.conv keeps its own batching
 
 
 @pytest.mark.parametrize(("backend", "want"), [("cpu", "custom_vjp"), ("gpu", "matmul"), ("cuda", "matmul"),

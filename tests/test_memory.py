@@ -32,9 +32,9 @@ def test_the_estimate_bounds_xlas_analysis_of_the_small_settings_programs(conv, 
     estimate = memory.TRAIN_BYTES_PER_EXAMPLE * microbatch  # examples held at once
     if jax.default_backend() == "cpu":  # what the estimate was measured on
         assert 0.7 * estimate <= train <= estimate * 1.05  # "matmul" the most, "custom_vjp" about 75% of it
-        assert evaluate == pytest.approx(memory.EVAL_BYTES_PER_EXAMPLE * config.test_batch_size, rel=0.1)
+        assert evaluate == pytest.approx(memory.evaluation_bytes(config, config.test_batch_size), rel=0.1)
     else:  # on an NVIDIA H200, "matmul" held 154 MB where the estimate says 133 MB, the others less
-        assert train <= estimate * 1.25 and evaluate <= memory.EVAL_BYTES_PER_EXAMPLE * config.test_batch_size * 1.1
+        assert train <= estimate * 1.25 and evaluate <= memory.evaluation_bytes(config, config.test_batch_size) * 1.1
 
 
 def test_the_estimate_grows_with_seeds_and_batches_and_evaluation_never_pads_past_the_test_set():
@@ -49,30 +49,40 @@ def test_the_estimate_grows_with_seeds_and_batches_and_evaluation_never_pads_pas
 
 
 def test_a_config_that_cannot_fit_is_refused_with_its_settings_named():
-    config = TrainConfig(seeds=8)
-    memory.check(config, 10_000, available=memory.needed_bytes(config, 10_000))
-    with pytest.raises(ConfigError, match=r"--seeds 8 x --batch-size 512 / --test-batch-size 1024 needs about "
-                                          r"2\.3 GB, more than the 1\.0 GB free on .*; use fewer seeds"):
+    config = TrainConfig(seeds=32)
+    needed = memory.needed_bytes(config, 10_000)
+    assert needed > 10**9
+    memory.check(config, 10_000, available=needed)
+    with pytest.raises(ConfigError, match=rf"--seeds 32 x --batch-size 512 / --test-batch-size 1024 needs about "
+                                          rf"{needed / 1e9:.1f} GB, more than the 1\.0 GB free on .*; use fewer seeds"):
         memory.check(config, 10_000, available=10**9)
     values = ",".join(f"{v:g}" for v in range(1, 5001))
     with pytest.raises(ConfigError, match=r"^5000 values of --sweep learning_rate x --batch-size 512 .* use fewer "
                                           r"values, fewer seeds or smaller batches$"):
         memory.check(TrainConfig(sweep=f"lr={values}"), 10_000, available=10**9)
-    # On accelerators each device has its memory: 2 seeds on each of 4 fit, 4 on each of 2 do not.
-    assert memory.needed_bytes(config, 10_000, 4) < 10**9 < memory.needed_bytes(config, 10_000, 2)
+    # On accelerators each device has its memory: 8 seeds on each of 4 need half of 16 on each of 2.
+    on_4, on_2 = (memory.needed_bytes(config, 10_000, devices) - memory.DATASET_BYTES for devices in (4, 2))
+    assert on_4 * 4 == pytest.approx(needed - memory.DATASET_BYTES) and on_2 == pytest.approx(2 * on_4)
     assert memory.available_bytes() > 0  # this machine's free memory, as the commands check it
 
 
 def test_evaluate_and_plot_errors_check_their_memory_before_compiling(monkeypatch, data_dir, capsys):
     from mnist_jax import cli
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1_000_000_000)
+    config = TrainConfig()  # the bundled run's, which `evaluate` reads without a run directory
+    def needs(batch: int) -> int:
+        return memory.evaluation_bytes(config, batch) + memory.DATASET_BYTES
+
+    available = needs(1024) + 20_000_000  # the notebook's test batch fits, 4096 and 10,000 do not
+    assert needs(1024) < available < needs(4096) < needs(10_000)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: available)
     assert cli.execute(["evaluate", "--batch-size", "10000", "--data-dir", str(data_dir)]) == 2
-    assert re.fullmatch(r"mnist-jax evaluate: error: --batch-size 10000 needs about 2\.8 GB, more than the 1\.0 GB "
-                        r"free on [^;\n]+; use a smaller one\n", capsys.readouterr().err)
-    with pytest.raises(ConfigError, match=r"^the run's test_batch_size 4096 needs about 1.2 GB, more than the 1.0 GB"):
-        memory.check_evaluation(4096, 10_000, "the run's test_batch_size")
-    memory.check_evaluation(1024, 10_000, "the run's test_batch_size")  # the notebook's: 0.3 GB
+    assert re.fullmatch(rf"mnist-jax evaluate: error: --batch-size 10000 needs about {needs(10_000) / 1e9:.1f} GB, "
+                        rf"more than the {available / 1e9:.1f} GB free on [^;\n]+; use a smaller one\n",
+                        capsys.readouterr().err)
+    with pytest.raises(ConfigError, match=rf"^the run's test_batch_size 4096 needs about {needs(4096) / 1e9:.1f} GB"):
+        memory.check_evaluation(config, 4096, 10_000, "the run's test_batch_size")
+    memory.check_evaluation(config, 1024, 10_000, "the run's test_batch_size")
 
 
 def test_a_cgroup_limit_and_ulimit_v_count_as_memory_that_is_not_there(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def plot_classification(args: argparse.Namespace) -> int:
 def plot_errors(args: argparse.Namespace) -> int:
     """Where a trained run fails: the confusion matrix and the most confidently wrong test digits."""
     config, params, model, names, (images, labels) = _run_and_test_set(args)
-    run.memory.check_evaluation(config.test_batch_size, len(labels), "the run's test_batch_size")
+    run.memory.check_evaluation(config, config.test_batch_size, len(labels), "the run's test_batch_size")
     probs, confusion = apps.plotting.error_figures_data(params, model, images, labels, config.test_batch_size)
     out_dir = args.out_dir or run.rundir.figure_path(args.run_dir, ".")
     run.rundir.check_writable(out_dir)

@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 
 from mnist_jax.config import TrainConfig
-from mnist_jax.fast.kernels import (Formulation, conv_as_matmul, conv_im2col, conv_relu_pool, max_pool_2x2,
-                                    max_pool_first, resolve_conv_impl)
+from mnist_jax.fast.kernels import (Formulation, conv_as_matmul, conv_im2col, conv_relu_pool, inference_slice,
+                                    max_pool_2x2, max_pool_first, resolve_conv_impl)
 from mnist_jax.model import NUM_CLASSES, LinenModel, Model, matmul_precision, torch_uniform
 from mnist_jax.model import Classifier as Reference
 from mnist_jax.networks import NormalizedClassifier as NormalizedReference
@@ -29,11 +29,11 @@ class ConvReluPool(nn.Module):
     precision: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, slice_size: int | None = None) -> jax.Array:
         fan_in = 3 * 3 * x.shape[-1]
         kernel = self.param("kernel", torch_uniform(fan_in), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", torch_uniform(fan_in), (self.features,))
-        return conv_relu_pool(x, kernel, bias, self.impl, self.precision)
+        return conv_relu_pool(x, kernel, bias, self.impl, self.precision, slice_size)
 
 
 class Classifier(nn.Module):
@@ -45,8 +45,9 @@ class Classifier(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         precision = matmul_precision(self.precision)
-        x = ConvReluPool(32, self.impl, precision, name="conv1")(x)
-        x = ConvReluPool(64, self.impl, precision, name="conv2")(x)
+        slice_size = None if train else inference_slice(self.impl)  # training's slices: mnist_jax.fast.programs
+        x = ConvReluPool(32, self.impl, precision, name="conv1")(x, slice_size)
+        x = ConvReluPool(64, self.impl, precision, name="conv2")(x, slice_size)
         x = x.reshape(x.shape[0], -1)
         init = torch_uniform(x.shape[-1])
         return nn.Dense(NUM_CLASSES, name="linear", precision=precision, kernel_init=init, bias_init=init)(x)
@@ -101,3 +102,11 @@ def fast_cnn(config: TrainConfig) -> Model:
 
         return nnx_cnn(impl, config.precision)
     return LinenModel(Reference(config.precision) if impl == "xla" else Classifier(impl, config.precision))
+
+
+def evaluation_slice(config: TrainConfig) -> int | None:
+    """How many images at a time `config`'s model takes outside training (None: the whole batch):
+    the linen CNN's im2col formulations on a CPU take 32 (`kernels.inference_slice`)."""
+    if config.network != "cnn" or config.model != "linen":
+        return None
+    return inference_slice(resolve_conv_impl(config.conv))

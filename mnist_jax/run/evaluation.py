@@ -22,7 +22,7 @@ def evaluate_on_test_set(config: TrainConfig, params: Any, data_dir: Path | None
     images, labels = data.load("test", data_dir, dataset=config.dataset)
     source = batch_size_flag if batch_size else "the run's test_batch_size"
     batch_size = batch_size or config.test_batch_size
-    memory.check_evaluation(batch_size, len(labels), source)
+    memory.check_evaluation(config, batch_size, len(labels), source)
     program = programs.eval_program(model_for(config), eval_batch_size(batch_size, len(labels)))
     metrics, _ = program(params, images, labels)
     return history.summarize(jax.device_get(metrics)), len(labels)

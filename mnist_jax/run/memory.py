@@ -5,8 +5,10 @@
 The programs' working memory grows linearly with the examples they hold at once: XLA's memory
 analysis of the compiled programs (JAX 0.10.2, a 2-core x86 CPU) gives up to 518 KB per training
 example in a gradient slice (the "matmul" formulation; "custom_vjp" 390 KB) and 279 KB per evaluated
-example, for every seed, the same at batch 256, 512 and 1024 and for 1 or 2 seeds. Training and
-evaluation run one after the other, so the larger of the two counts, plus the uint8 dataset itself.
+example, for every seed, the same at batch 256, 512 and 1024 and for 1 or 2 seeds. Where evaluation
+takes its batch in slices (the CNN on a CPU, 32 images at a time), 279 KB per example of a slice and
+30 KB per example of the batch (28-32 KB measured from batch 256 to 2048). Training and evaluation
+run one after the other, so the larger of the two counts, plus the uint8 dataset itself.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import jax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.fast.cnn import evaluation_slice
 from mnist_jax.fast.programs import gradient_slices
 from mnist_jax.steps import eval_batch_size
 
 TRAIN_BYTES_PER_EXAMPLE = 518_000
 EVAL_BYTES_PER_EXAMPLE = 279_000
+EVAL_BYTES_PER_SLICED_EXAMPLE = 30_000
 DATASET_BYTES = 70_000 * (28 * 28 + 4)  # all of MNIST as uint8 images and int32 labels
 
 
@@ -34,8 +38,16 @@ def needed_bytes(config: TrainConfig, num_test: int, devices: int = 1,
     seeds or batches (see mnist_jax.fast.parallel), evaluating `num_test` examples per epoch."""
     at_once = config.batch_size // gradient_slices(config, mesh)
     train = TRAIN_BYTES_PER_EXAMPLE * at_once * config.models
-    evaluate = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(config.test_batch_size, num_test) * config.models
+    evaluate = evaluation_bytes(config, eval_batch_size(config.test_batch_size, num_test)) * config.models
     return -(-max(train, evaluate) // devices) + DATASET_BYTES
+
+
+def evaluation_bytes(config: TrainConfig, batch_size: int) -> int:
+    """About how much memory evaluating one of `config`'s models `batch_size` examples at a time takes."""
+    at_once = evaluation_slice(config)
+    if at_once is None or batch_size <= at_once:
+        return EVAL_BYTES_PER_EXAMPLE * batch_size
+    return EVAL_BYTES_PER_EXAMPLE * at_once + EVAL_BYTES_PER_SLICED_EXAMPLE * batch_size
 
 
 def available_bytes(device: jax.Device | None = None) -> int | None:
@@ -123,11 +135,12 @@ def check(config: TrainConfig, num_test: int, mesh: jax.sharding.Mesh | None = N
             f"{jax.local_devices()[0].device_kind}; use {fewer}fewer seeds or smaller batches")
 
 
-def check_evaluation(batch_size: int, num_test: int, flag: str, available: int | None = None) -> None:
-    """A ConfigError if evaluating `num_test` examples `batch_size` at a time (the setting `flag`)
-    needs more memory than is `available`, as `check` says for training."""
+def check_evaluation(config: TrainConfig, batch_size: int, num_test: int, flag: str,
+                     available: int | None = None) -> None:
+    """A ConfigError if evaluating `num_test` examples `batch_size` at a time (the setting `flag`) with
+    `config`'s model needs more memory than is `available`, as `check` says for training."""
     available = available_bytes() if available is None else available
-    needed = EVAL_BYTES_PER_EXAMPLE * eval_batch_size(batch_size, num_test) + DATASET_BYTES
+    needed = evaluation_bytes(config, eval_batch_size(batch_size, num_test)) + DATASET_BYTES
     if available is not None and needed > available:
         raise ConfigError(f"{flag} {batch_size} needs about {needed / 1e9:.1f} GB, more than the "
                           f"{available / 1e9:.1f} GB free on {jax.local_devices()[0].device_kind}; use a smaller one")
