@@ -176,7 +176,7 @@ def test_a_first_run_with_your_own_files_beside_a_stock_mnist(mnist, tmp_path, m
 def test_resume_continues_a_finished_run(finished_run, data_dir, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
-    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-doubts")
     assert code == 0, stderr
     assert f"Resuming {run_dir} after epoch 1" in stdout and "Trained epoch 2 in" in stdout
     lines = epoch_lines(stdout)
@@ -215,7 +215,7 @@ def test_resume_skips_a_damaged_checkpoint_for_the_newest_intact_one(finished_ru
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
     flip_a_bit(largest_file(run_dir / "checkpoints" / "2"))  # one bit of its arrays
-    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    code, stdout, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-doubts")
     assert code == 0, stderr
     assert stderr.splitlines() == [f"{run_dir}/checkpoints/2: damaged checkpoint (its content does not match the "
                                    f"SHA-256 saved with it): skipped", "Resuming from the checkpoint after epoch 0 instead"]
@@ -268,7 +268,7 @@ def test_train_refuses_a_used_run_directory_unless_overwriting(finished_run, dat
     assert tree_bytes(run_dir) == before
     # A test batch larger than the test set is the test set in one batch, not 100000 padded rows (28 GB).
     code, _, stderr = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--test-batch-size", 100000, "--data-dir",
-                                data_dir, "--run-dir", run_dir, "--overwrite")
+                                data_dir, "--run-dir", run_dir, "--overwrite", "--no-doubts")
     assert code == 0, stderr
     assert len(rundir.read_record(run_dir).history["train_loss"]) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
@@ -597,7 +597,7 @@ def test_seeds_resume_and_refuse_another_seed_count(seeds_run, data_dir, tmp_pat
     result = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--seeds", 3, "--data-dir", data_dir)
     assert "--seeds 3 differs from the resumed run's 2" in one_line_error(result)
     before = rundir.read_record(run_dir).history
-    code, _, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir)
+    code, _, stderr = mnist_jax("train", "--resume", run_dir, "--epochs", 3, "--data-dir", data_dir, "--no-doubts")
     assert code == 0, stderr
     after = rundir.read_record(run_dir).history
     assert after["test_accuracy"][:2] == before["test_accuracy"] and np.shape(after["test_accuracy"]) == (3, 2)

@@ -160,7 +160,7 @@ def workspace(tmp_path_factory, data_dir):
                        "--hook", f"mnist_jax.hooks.logs:CsvLog:path={root / 'metrics.csv'}"],
         "onnx": ["export", root / "mlp", "--out", root / "mlp.onnx"],
         "web": ["export", root / "mlp", "--format", "web", "--out", root / "site"],
-        "resume": ["train", "--resume", root / "earlier", *data],
+        "resume": ["train", "--resume", root / "earlier", *data, "--no-doubts"],
         "bundled": ["evaluate", *data],
         # On the new network, which compiles in a fraction of the CNN's time.
         "sweep": ["train", "--network", "mlp", "--optimizer", "sgd", "--sweep", "momentum=0.5,0.9", "--epochs", "1",
@@ -184,6 +184,7 @@ def test_a_run_with_every_new_part(workspace, mnist):
     record = json.loads((root / "mlp" / "history.json").read_text())
     assert record["config"]["network"] == "mlp" and record["config"]["dataset"] == "mnist_copy"
     assert record["history"]["test_accuracy"][-1] > 0.6 and all(g > 0 for g in record["history"]["train_grad_norm"])
+    assert record["not_a_digit"] and (root / "mlp" / "novelty.msgpack").is_file()  # its rule reads the MLP's features
     assert (root / "accuracy.txt").read_text() == "".join(f"{a:.3f}\n" for a in record["history"]["test_accuracy"])
     rows = list(csv.DictReader((root / "metrics.csv").open()))
     assert [float(row["train_grad_norm"]) for row in rows] == pytest.approx(record["history"]["train_grad_norm"])

@@ -29,13 +29,14 @@ def csv_rows(path) -> list[dict]:
 def test_csv_and_jsonl_logs_hold_each_epoch_once_across_a_resume(data_dir, tmp_path):
     csv_path, jsonl_path, run_dir = tmp_path / "logs" / "metrics.csv", tmp_path / "metrics.jsonl", tmp_path / "run"
     hooks = ["--hook", CSV_HOOK.format(csv_path), "--hook", JSONL_HOOK.format(jsonl_path)]
-    code, _, err = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir, *hooks)
+    code, _, err = mnist_jax("train", "--epochs", 1, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir,
+                             "--no-doubts", *hooks)
     assert code == 0, err
     first_csv = csv_rows(csv_path)
     history = saved_history(run_dir)
     assert len(first_csv) == 1 and float(first_csv[0]["test_accuracy"]) == history["test_accuracy"][0]
 
-    code, _, err = mnist_jax("train", "--resume", run_dir, "--epochs", 2, "--data-dir", data_dir, *hooks)
+    code, _, err = mnist_jax("train", "--resume", run_dir, "--epochs", 2, "--data-dir", data_dir, "--no-doubts", *hooks)
     assert code == 0, err
     history = saved_history(run_dir)
     rows, lines = csv_rows(csv_path), [json.loads(line) for line in jsonl_path.read_text().splitlines()]

@@ -48,7 +48,7 @@ def test_a_run_from_before_a_metric_existed_is_read_evaluated_and_resumed(stoppe
 
     # (`mnist-jax evaluate` of this run: tests/test_older_runs_fixture.py.)
     # Resumed: the new metric is computed for the new epoch, unknown for the old one, and printed.
-    outcome = experiment.resume(stopped_run, {}, RunOptions(data_dir=data_dir))
+    outcome = experiment.resume(stopped_run, {}, RunOptions(data_dir=data_dir, doubts=False))
     assert outcome.status == "finished" and outcome.history[GRAD_NORM.key][0] is None
     assert outcome.history[GRAD_NORM.key][1] > 0
     printed = capsys.readouterr().out

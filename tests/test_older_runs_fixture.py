@@ -89,7 +89,7 @@ def test_evaluate_prints_the_accuracy_of_the_checkpoint_params(old_run, data_dir
 
 
 def test_the_old_run_resumes_to_what_the_new_code_trains(old_run, data_dir, small_fits):
-    outcome = experiment.resume(old_run, {}, RunOptions(data_dir=data_dir), hooks=[])
+    outcome = experiment.resume(old_run, {}, RunOptions(data_dir=data_dir, doubts=False), hooks=[])
     assert outcome.status == "finished" and outcome.first_epoch == 1
     saved = rundir.read_record(old_run)
     assert saved.finished and saved.history == outcome.history

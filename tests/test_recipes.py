@@ -39,7 +39,7 @@ def test_the_fast_recipe_trains_what_its_docstring_says(data_dir, tmp_path, caps
     """"batch 64, Adam with a one-cycle schedule up to 3e-3, each training digit shifted by up to 2
     pixels", run as its docstring's command, on 1,024 digits for one epoch."""
     argv = [*documented_commands("fast")[0], "--epochs", "1", "--train-examples", "1024", "--test-examples", "1024",
-            "--no-tensorboard", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
+            "--no-tensorboard", "--no-doubts", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
     assert cli.execute(argv) == 0
     out = capsys.readouterr().out
     assert "Optimizer: adam, learning rate 0.003 on a one_cycle schedule" in out
@@ -84,7 +84,7 @@ def test_a_run_ends_after_the_first_epoch_that_reaches_its_target_and_stays_ende
 
 
 def test_the_command_says_where_the_target_was_reached_and_refuses_a_recipe_on_resume(data_dir, tmp_path, capsys):
-    argv = ["train", *map(str, SMALL_FLAGS), "--epochs", "3", "--stop-at-accuracy", "0.01", "--no-tensorboard",
+    argv = ["train", *map(str, SMALL_FLAGS), "--epochs", "3", "--stop-at-accuracy", "0.01", "--no-tensorboard", "--no-doubts",
             "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
     assert cli.execute(argv) == 0
     out = capsys.readouterr().out.splitlines()

@@ -110,7 +110,8 @@ class Training:
 
 def resumed_to_two_epochs(run_dir: Path, data_dir: Path, small_fits, capsys) -> None:
     """`--resume --epochs 2` in-process: the run ends as the uninterrupted 2-epoch reference, bit for bit."""
-    assert cli.execute(["train", "--resume", str(run_dir), "--epochs", "2", "--data-dir", str(data_dir)]) == 0
+    assert cli.execute(["train", "--resume", str(run_dir), "--epochs", "2", "--data-dir", str(data_dir),
+                        "--no-doubts"]) == 0
     capsys.readouterr()
     _, history, params = rundir.load_run(run_dir)
     state, reference = small_fits[1]
@@ -125,7 +126,8 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
     sent in test_parallel's two-host run.) While it trains, the run directory is its own."""
     signum = signal.SIGINT
     run_dir = tmp_path / "my run"  # the hint to resume quotes it for the shell
-    training = Training(tmp_path, "--epochs", 50, *SMALL_FLAGS, "--data-dir", data_dir, "--run-dir", run_dir)
+    training = Training(tmp_path, "--epochs", 50, *SMALL_FLAGS, "--no-doubts", "--data-dir", data_dir, "--run-dir",
+                        run_dir)
     training.wait_for("[epoch  0]")
     for flags in (["--run-dir", run_dir, "--overwrite"], ["--resume", run_dir]):
         assert cli.execute(["train", *map(str, flags), "--data-dir", str(data_dir)]) == 2
