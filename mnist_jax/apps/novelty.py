@@ -76,9 +76,16 @@ class NoveltyRule:
         return _scores(self.head, jnp.asarray(self.references), features, probabilities)
 
     def doubt(self, features: jax.Array, probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The combined score less its threshold (> 0: doubted), and the verdict's code, (N,) each."""
-        return doubt(self.head, jnp.asarray(self.references), jnp.asarray(self.knots), self.doubt_above,
-                     features, probabilities)
+        """The combined score less its threshold (> 0: doubted), and the verdict's code, (N,) each.
+        N is padded to the next power of two, so that a few programs serve every count."""
+        count = features.shape[0]
+        size = 1 << max(count - 1, 0).bit_length()
+        if size != count:
+            features, probabilities = (np.pad(np.asarray(a), ((0, size - count), (0, 0)))
+                                       for a in (features, probabilities))
+        margin, codes = doubt(self.head, jnp.asarray(self.references), jnp.asarray(self.knots), self.doubt_above,
+                              features, probabilities)
+        return margin[:count], codes[:count]
 
     def verdicts(self, features: jax.Array, probabilities: jax.Array) -> np.ndarray:
         """Each picture's code: 0, UNSURE or NOT_A_DIGIT."""
