@@ -23,6 +23,7 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
 from mnist_jax import data  # noqa: E402
+from mnist_jax.fast.programs import INIT_COMPILER_OPTIONS  # noqa: E402
 from mnist_jax.hooks import Hook  # noqa: E402
 from mnist_jax.run import environment
 
@@ -53,6 +54,17 @@ SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_experiment.py", "test_p
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FILES)))  # stable: file order kept
+
+
+# A model's params drawn as a run draws them: its init program compiled at LLVM's level 1 on a CPU
+# (the same bits, tests/test_fast.py), where full optimisation took 1-3 s a model to compile.
+_draw = jax.jit(lambda model, key: model.init(key), static_argnums=0,
+                compiler_options=INIT_COMPILER_OPTIONS.get(jax.default_backend()))
+
+
+def init_params(model, seed: int = 0):
+    """`model.init(jax.random.key(seed))`, one compiled program per model."""
+    return _draw(model, jax.random.key(seed))
 
 
 # The small training setting that every short-run test uses, so that their programs compile once.

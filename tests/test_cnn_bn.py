@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL
+from conftest import SMALL, init_params
 from test_cli import mnist_jax
 from test_experiment import Stop
 
@@ -34,7 +34,7 @@ def straight(data_dir, tmp_path_factory):
 def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mnist):
     _, outcome = straight
     params = jax.device_get(outcome.state.params)
-    fresh = jax.jit(model_for(CONFIG).init)(jax.random.key(CONFIG.seed))
+    fresh = init_params(model_for(CONFIG), CONFIG.seed)
     assert set(params) == {"params", "batch_stats"}
     for before, after in zip(leaves(fresh["batch_stats"]), leaves(params["batch_stats"])):
         assert not np.allclose(before, after)  # every batch moved them
@@ -89,15 +89,14 @@ def test_the_onnx_export_reads_its_statistics(straight, mnist, tmp_path):
 
 
 def test_the_faster_formulations_keep_its_params_statistics_and_numbers(mnist):
-    init = jax.jit(lambda model, key: model.init(key), static_argnums=0)
     apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
     train_apply = jax.jit(lambda model, params, images, key: model.train_apply(params, images, key), static_argnums=0)
     reference = model_for(TrainConfig(network="cnn_bn", conv="xla"))
-    params = init(reference, jax.random.key(0))
+    params = init_params(reference)
     images, key = jnp.asarray(mnist["test"][0][:64]), jax.random.key(1)
     for conv in ("matmul", "custom_vjp"):
         model = model_for(TrainConfig(network="cnn_bn", conv=conv))
-        for a, b in zip(leaves(init(model, jax.random.key(0))), leaves(params)):
+        for a, b in zip(leaves(init_params(model)), leaves(params)):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(apply(model, params, images), apply(reference, params, images), atol=1e-5)
         got, want = train_apply(model, params, images, key), train_apply(reference, params, images, key)

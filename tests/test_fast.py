@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import init_params
+
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
 from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, train_programs
@@ -29,7 +31,6 @@ def leaves(tree):
 
 # Jitted once for the module: the reference's programs compile once, each formulation's once.
 gradient = jax.jit(loss_and_gradient, static_argnums=2)
-init = jax.jit(lambda model, key: model.init(key), static_argnums=0)
 apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
 
 
@@ -37,8 +38,8 @@ apply = jax.jit(lambda model, params, images: model.apply(params, images), stati
 def test_every_formulation_draws_the_references_params_and_gives_its_logits_and_gradients(form, mnist):
     model = model_for(TrainConfig(precision="highest", **form))
     key = jax.random.key(5)
-    params = init(REFERENCE, key)
-    for a, b in zip(leaves(init(model, key)), leaves(params)):
+    params = init_params(REFERENCE, 5)
+    for a, b in zip(leaves(init_params(model, 5)), leaves(params)):
         np.testing.assert_array_equal(a, b)
     images, labels = (jnp.asarray(a[:32]) for a in mnist["test"])
     np.testing.assert_allclose(apply(model, params, images), apply(REFERENCE, params, images), rtol=1e-5, atol=1e-5)
@@ -76,7 +77,7 @@ def test_the_compiled_epoch_is_the_cores_epoch(mnist):
 def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
     images, labels = (jnp.asarray(a[:256]) for a in mnist["train"])
     batch = Batch(images, labels, jnp.arange(256) < 244)  # a short last batch: 12 padded examples
-    params = jax.jit(REFERENCE.init)(jax.random.key(0))
+    params = init_params(REFERENCE)
     key = jax.random.key(1)
     whole = jax.jit(lambda p, b: loss_and_gradient(p, b, REFERENCE, key))(params, batch)
     sliced = jax.jit(lambda p, b: sliced_gradient(8)(p, b, REFERENCE, key))(params, batch)

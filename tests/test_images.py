@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import init_params
+
 from mnist_jax.apps import images as image_files
 from mnist_jax.apps import inference
 from mnist_jax.fast import model_for
@@ -57,7 +59,7 @@ def test_classify_gives_the_models_probabilities_and_top_k(mnist):
     import jax
 
     model = LinenModel(Classifier(precision="highest"))
-    params = jax.jit(model.init)(jax.random.key(0))
+    params = init_params(model)
     digits = mnist["test"][0][:5]
     probs = inference.classify(params, digits, model, batch_size=2)  # batches of 2, 2 and a padded 1
     assert probs.shape == (5, 10)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import init_params
+
 from mnist_jax import model_nnx
 from mnist_jax.model import Classifier, LinenModel
 
@@ -17,7 +19,7 @@ SHAPES = {"conv1": {"kernel": (3, 3, 1, 32), "bias": (32,)}, "conv2": {"kernel":
 
 def test_the_notebooks_layers_and_output_shape():
     model = Classifier()
-    params = jax.jit(LinenModel(model).init)(jax.random.key(0))
+    params = init_params(LinenModel(model))
     assert jax.tree_util.tree_map(np.shape, params) == SHAPES  # 34,826 parameters
     logits = jax.jit(model.apply)({"params": params}, jnp.zeros((5, 28, 28, 1)))
     assert logits.shape == (5, 10)
@@ -25,7 +27,7 @@ def test_the_notebooks_layers_and_output_shape():
 
 def test_the_layers_compute_what_the_notebook_writes(mnist):
     """conv - ReLU - 2x2 max pool, twice, then the linear layer, written out in numpy from the params."""
-    params = jax.jit(LinenModel(Classifier("highest")).init)(jax.random.key(1))
+    params = init_params(LinenModel(Classifier("highest")), 1)
     images = mnist["test"][0][:4]
     x = images.astype(np.float64) / 255
     for layer in ("conv1", "conv2"):
@@ -43,7 +45,7 @@ def test_the_layers_compute_what_the_notebook_writes(mnist):
 def test_initialisation_is_pytorch_default_uniform(form):
     """Both the linen module's draw and the NNX object's own (`Classifier(rngs=...)`) follow PyTorch."""
     if form == "linen":
-        params = jax.jit(LinenModel(Classifier()).init)(jax.random.key(0))
+        params = init_params(LinenModel(Classifier()))
     else:
         params = model_nnx.to_params(model_nnx.Classifier(rngs=nnx.Rngs(0)))
     assert jax.tree_util.tree_map(np.shape, params) == SHAPES
@@ -62,7 +64,7 @@ def test_initialisation_is_pytorch_default_uniform(form):
 
 
 def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
-    params = jax.jit(LinenModel(Classifier()).init)(jax.random.key(3))
+    params = init_params(LinenModel(Classifier()), 3)
     images = mnist["test"][0][:16]
     linen, twin = LinenModel(Classifier("highest")), model_nnx.NnxModel("highest")
     np.testing.assert_allclose(jax.jit(twin.apply)(params, images), jax.jit(linen.apply)(params, images),
@@ -82,9 +84,8 @@ def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
 def test_the_nnx_model_starts_where_the_linen_model_does():
     """`NnxModel.init` draws through the linen module, so `--model nnx` trains from the same numbers
     as linen for the same seed (the NNX object's own draw is checked in the initialisation test)."""
-    key = jax.random.key(3)
-    linen = jax.jit(LinenModel(Classifier()).init)(key)
-    twin = jax.jit(model_nnx.NnxModel().init)(key)
+    linen = init_params(LinenModel(Classifier()), 3)
+    twin = init_params(model_nnx.NnxModel(), 3)
     assert jax.tree_util.tree_structure(twin) == jax.tree_util.tree_structure(linen)
     for a, b in zip(jax.tree_util.tree_leaves(twin), jax.tree_util.tree_leaves(linen)):
         np.testing.assert_array_equal(a, b)

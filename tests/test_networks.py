@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from conftest import init_params
+
 from mnist_jax import choices, model_nnx, networks
 from mnist_jax.config import Choice, TrainConfig
 from mnist_jax.errors import ConfigError
@@ -67,7 +69,7 @@ def test_a_setting_the_network_does_not_read_is_refused_unless_left_at_its_defau
 
 
 def test_the_summary_lists_any_params_and_their_total():
-    params = jax.jit(LinenModel(MLP()).init)(jax.random.key(0))
+    params = init_params(LinenModel(MLP()))
     assert count_params(params) == 784 * 8 + 8 + 8 * 10 + 10
     assert model_summary(params).splitlines() == [
         "Model Structure",
@@ -85,7 +87,7 @@ def test_the_summary_lists_any_params_and_their_total():
 def test_the_cnns_shapes_computing_nothing_and_its_summary(form):
     config = TrainConfig(model=form)
     shapes = param_shapes(config)
-    params = jax.jit(model_for(config).init)(jax.random.key(0))
+    params = init_params(model_for(config))
     assert jax.tree_util.tree_map(lambda s: (s.shape, s.dtype), shapes) == \
            jax.tree_util.tree_map(lambda p: (p.shape, p.dtype), params)
     assert count_params(params) == 34_826
@@ -101,7 +103,7 @@ def test_precision_reaches_every_matmul_and_the_config_builds_the_model(conv):
     matmul left at the default would run in TF32."""
     model = model_for(TrainConfig(conv=conv, precision="highest"))
     assert model == LinenModel(FastClassifier(conv, "highest") if conv != "xla" else Classifier("highest"))
-    params = jax.jit(model.init)(jax.random.key(0))
+    params = init_params(model)
     images = jnp.zeros((2, 28, 28, 1), jnp.uint8)
     jaxpr = str(jax.make_jaxpr(model.apply)(params, images))
     # Both convolutions and the dense layer carry the precision; nothing is left at the default.
