@@ -42,13 +42,14 @@ def need_fashion_mnist() -> None:
     if not data.FASHION_MNIST.source_dir.is_dir() and not os.environ.get("CI"):
         pytest.skip(f"{data.FASHION_MNIST.source_dir} is missing: apt-get install dataset-fashion-mnist")
 
-# The slowest test files, slowest first (seconds on 2 cores, two workers): pytest-xdist hands whole
-# files to its workers in collection order, so starting with the longest leaves no long file to
-# finish alone at the end. The others follow in their usual order.
-SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_experiment.py", "test_parallel.py", "test_fast.py",
-                 "test_web.py", "test_sweep.py", "test_extending.py", "test_demo.py", "test_data.py", "test_cnn_bn.py",
-                 "test_steps.py", "test_loop.py", "test_images.py", "test_export.py", "test_recipes.py")
-# 65, 52, 45, 38, 28, 24, 23, 21, 20, 19, 19, 14, 13, 13, 12, 10 (on 2 Zen 4 cores)
+# The slowest test files, slowest first (seconds on 2 Zen 4 cores, two workers): pytest-xdist hands
+# whole files to its workers in collection order (`--no-loadscope-reorder` in pyproject.toml, else
+# it orders them by their count of tests and a file of few slow tests ends the run alone). The
+# others follow in their usual order.
+SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_parallel.py", "test_experiment.py", "test_web.py",
+                 "test_fast.py", "test_cnn_bn.py", "test_extending.py", "test_data.py", "test_demo.py", "test_sweep.py",
+                 "test_steps.py", "test_export.py", "test_images.py", "test_loop.py", "test_explain.py")
+# 67, 61, 38, 33, 29, 27, 24, 24, 23, 21, 20, 17, 15, 13, 11, 8
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
