@@ -97,12 +97,17 @@ def page_features(config: TrainConfig):
 
 
 def _doubt(params: Params, config: TrainConfig, rule: novelty.NoveltyRule):
-    """(uint8 images (1, 28, 28, 1), their probabilities (1, 10)) -> `rule.doubt` of their
-    `page_features`, traced here: while jax2onnx traces, nn.Dense's call and jax.numpy's functions
+    """(uint8 images (1, 28, 28, 1), their probabilities (1, 10)) -> `novelty.doubt` of the rule's
+    arrays and their `page_features`, traced here: while jax2onnx traces, nn.Dense's call and jax.numpy's functions
     are its own, which would hide from `novelty.feature_model` the layer it watches, and leave in the
     caches of the rule's jitted functions programs that only jax2onnx can run."""
     features = page_features(config)
-    traced = jax.make_jaxpr(lambda images, probabilities: rule.doubt(features(params, images), probabilities))(
+
+    def doubt(images: jax.Array, probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return novelty.doubt(rule.head, jnp.asarray(rule.references), jnp.asarray(rule.knots), rule.doubt_above,
+                             features(params, images), probabilities)
+
+    traced = jax.make_jaxpr(doubt)(
         jax.ShapeDtypeStruct((1, *IMAGE_SHAPE), jnp.uint8), jax.ShapeDtypeStruct((1, NUM_CLASSES), jnp.float32))
     return jax.extend.core.jaxpr_as_fun(traced)
 

@@ -56,11 +56,11 @@ _probabilities = jax.jit(probabilities, static_argnames=("model", "batch_size"))
 def classify(params: Params, images: np.ndarray, model: Model, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities (N, 10) for uint8 images (N, 28, 28, 1), at most `batch_size` at a time.
 
-    Fewer images than `batch_size` are padded to the next power of two, so that a few programs,
-    compiled once and kept in the persistent compilation cache, serve every count.
+    Fewer images than `batch_size` are padded as `novelty.batch_for` pads them, so that a few
+    programs, compiled once and kept in the persistent compilation cache, serve every count.
     """
     count = len(images)
-    batch_size = min(batch_size, 1 << max(count - 1, 0).bit_length())
+    batch_size = novelty.batch_for(count, batch_size)
     padded = np.zeros((-(-count // batch_size) * batch_size, *np.shape(images)[1:]), np.uint8)
     padded[:count] = images
     probs = _probabilities(params, jnp.asarray(padded), model=model, batch_size=batch_size)
