@@ -19,7 +19,7 @@ are the validation split, else the test set's even-numbered digits. So combined,
 more of every kind of non-digit than their union at the same share of digits doubted (on the
 bundled run: 57% of rendered letters against 40%; docs/measurements.md, "Per kind of picture").
 
-    rule = novelty.fit(config, params, train_images, train_labels, chosen_digits, key)
+    rule = novelty.fit(config, params, train_images, train_labels, chosen_digits, their_probabilities, key)
     codes = rule.verdicts(rule.features(params, digits), probabilities)   # 0, UNSURE or NOT_A_DIGIT
 
 The head trains with Optax, imported only by `fit`: using a rule needs JAX and Flax alone.
@@ -276,17 +276,15 @@ def _made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: 
 # ---- Fitting a run's rule -------------------------------------------------------------------
 
 def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarray, chosen: np.ndarray,
-        key: jax.Array) -> NoveltyRule | None:
+        chosen_probabilities: np.ndarray, key: jax.Array) -> NoveltyRule | None:
     """The rule of a trained classifier (`params` of `config`'s network): the head trained on the
     training digits and non-digits made from them, the references drawn from the training digits,
-    the scores' quantiles and the threshold from the held-out digits `chosen`, SHARE of which it
-    doubts. None where the model's features cannot be read (`feature_model`)."""
+    the scores' quantiles and the threshold from the held-out digits `chosen` (and the classifier's
+    probabilities of them, as prediction computes them), SHARE of which it doubts. None where the
+    model's features cannot be read (`feature_model`)."""
     features = features_for(config)
     if features is None:
         return None
-    from mnist_jax.fast import model_for
-
-    model = model_for(config)
     k_made, k_head, k_refs = jax.random.split(key, 3)
     count = min(MADE, len(train_images))
     pictures, targets = made_pictures(k_made, jnp.asarray(train_images), jnp.asarray(train_labels), count)
@@ -297,9 +295,8 @@ def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarr
     references = batched(features, params, train_images[picked])
     references = (references / np.maximum(np.linalg.norm(references, axis=1, keepdims=True), 1e-12)).astype(np.float16)
     chosen_features = batched(features, params, chosen, shrink=False)  # the programs above, not new ones
-    probabilities = batched(_probabilities, (params, model), chosen, shrink=False)
     scores = np.asarray(_scores(head_params, jnp.asarray(references), jnp.asarray(chosen_features),
-                                jnp.asarray(probabilities)))
+                                jnp.asarray(chosen_probabilities)))
     knots = np.quantile(scores, (np.arange(KNOTS) + 0.5) / KNOTS, axis=1).T.astype(np.float32)
     combined, _ = _combined(jnp.asarray(knots), jnp.asarray(scores))
     doubt_above = float(np.quantile(np.asarray(combined), 1 - SHARE))
@@ -328,16 +325,6 @@ def _train_head(keys: jax.Array, features: jax.Array, targets: jax.Array) -> Par
 
     (params, _), _ = jax.lax.scan(epoch, (params, optimizer.init(params)), jax.random.split(keys[1], HEAD_EPOCHS))
     return params
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _softmax(model: Model, params: Params, images: jax.Array) -> jax.Array:
-    return jax.nn.softmax(model.apply(params, images))
-
-
-def _probabilities(params_and_model, images: jax.Array) -> jax.Array:
-    params, model = params_and_model
-    return _softmax(model, params, images)
 
 
 def to_bytes(rule: NoveltyRule) -> bytes:

@@ -266,9 +266,11 @@ def _doubt_rules(config: TrainConfig, models: list, train_data: loop.Data, test_
     chosen, reported = (validation[0], test_images) if validation else (test_images[0::2], test_images[1::2])
     doubts, shares = [], []
     for params in models:
-        rule = novelty.fit(config, params, *train_data, chosen, jax.random.key(NOVELTY_KEY)) if with_rule else None
+        probabilities = inference.classify(params, chosen, model_for(config))
+        rule = (novelty.fit(config, params, *train_data, chosen, probabilities, jax.random.key(NOVELTY_KEY))
+                if with_rule else None)
         if rule is None:  # --no-doubts, or a network whose features cannot be read: the top probability alone
-            doubts.append(inference.Doubts(inference.unsure_threshold(inference.classify(params, chosen, model_for(config)))))
+            doubts.append(inference.Doubts(inference.unsure_threshold(probabilities)))
         else:
             doubts.append(inference.Doubts(rule=rule))
         shares.append(float(np.mean(doubts[-1].flags(params, reported, model_for(config)))))
