@@ -97,15 +97,16 @@ def test_every_formulation_of_conv_relu_pool_gives_the_same_numbers_and_gradient
 
 
 @pytest.mark.parametrize("impl", ["matmul", "custom_vjp"])
-def test_a_batch_taken_in_slices_is_the_whole_batchs_bit_for_bit(impl):
+def test_a_batch_taken_in_slices_is_the_whole_batchs(impl):
     """Evaluation on a CPU takes 32 images at a time (`inference_slice`): each image's numbers are
-    those of the batch taken whole, the last slice padded (70 images: 32, 32 and 6)."""
+    those of the batch taken whole, the last slice padded (70 images: 32, 32 and 6). Bit for bit on
+    the 2 AMD EPYC (Zen 4) cores measured; another CPU's matmul library may add up in another order."""
     x = uniform(1, (70, 13, 13, 32))
     kernel, bias = normal(2, (3, 3, 32, 64)) / 10, normal(3, (64,)) / 10
     layer = jax.jit(lambda x, size: conv_relu_pool(x, kernel, bias, impl, None, size), static_argnums=1)
     whole, sliced = layer(x, None), layer(x, 32)
     assert sliced.shape == whole.shape == (70, 5, 5, 64)
-    np.testing.assert_array_equal(sliced, whole)
+    np.testing.assert_allclose(sliced, whole, rtol=1e-6, atol=1e-7)
     assert inference_slice(impl, "cpu") == 32 and inference_slice(impl, "gpu") is None
     assert inference_slice("xla", "cpu") is None  # lax.conv keeps its own batching
 
