@@ -33,7 +33,7 @@ CONV_BY_BACKEND = {"cpu": "custom_vjp", "gpu": "matmul", "cuda": "matmul", "rocm
 
 # Evaluation and prediction on a CPU run the im2col formulations 32 images at a time: a larger
 # batch's patches leave the cache (a 1024-image forward took 180 us an image whole, 47 in slices
-# of 32 on 2 AMD EPYC Zen 4 cores), and each image's numbers are the same bits either way.
+# of 32 on 2 AMD EPYC Zen 4 cores), each image's numbers the same bits there.
 INFERENCE_SLICE_BY_BACKEND = {"cpu": 32}
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
