@@ -98,9 +98,9 @@ def page_features(config: TrainConfig):
 
 def _doubt(params: Params, config: TrainConfig, rule: novelty.NoveltyRule):
     """(uint8 images (1, 28, 28, 1), their probabilities (1, 10)) -> `novelty.doubt` of the rule's
-    arrays and their `page_features`, traced here: while jax2onnx traces, nn.Dense's call and jax.numpy's functions
-    are its own, which would hide from `novelty.feature_model` the layer it watches, and leave in the
-    caches of the rule's jitted functions programs that only jax2onnx can run."""
+    arrays and their `page_features`, traced here: while jax2onnx traces, nn.Dense's call and
+    jax.numpy's functions are its own, which would hide from `novelty.feature_model` the layer it
+    watches, and leave in the caches of the rule's jitted functions programs that only jax2onnx can run."""
     features = page_features(config)
 
     def doubt(images: jax.Array, probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
