@@ -51,6 +51,15 @@ def test_prepared_splits_hold_exactly_the_idx_examples(mnist):
         np.testing.assert_array_equal(as_multiset(*mnist[split]), as_multiset(idx_images, idx_labels))
 
 
+def test_a_count_reads_the_splits_first_examples_only(data_dir, mnist):
+    for split, count in (("train", 1000), ("test", 1)):
+        images, labels = data.load_split(split, data_dir, count=count)
+        np.testing.assert_array_equal(images, mnist[split][0][:count])
+        np.testing.assert_array_equal(labels, mnist[split][1][:count])
+    images, labels = data.load_split("test", data_dir, count=10**6)  # more than there are: all of them
+    assert len(labels) == len(mnist["test"][1]) == 10_000
+
+
 def test_prepare_twice_is_a_no_op(data_dir):
     path = data.prepare(data_dir)
     before = {p: p.stat().st_mtime_ns for p in path.iterdir()}

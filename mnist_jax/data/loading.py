@@ -225,9 +225,10 @@ def _prepared(builder: IdxBuilder) -> bool:
     return builder.data_path.joinpath("dataset_info.json").exists()
 
 
-def load_split(split: str, data_dir: str | os.PathLike | None = None,
-               dataset: str | Dataset = "mnist") -> tuple[np.ndarray, np.ndarray]:
-    """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order.
+def load_split(split: str, data_dir: str | os.PathLike | None = None, dataset: str | Dataset = "mnist",
+               count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A prepared split as uint8 images (N, 28, 28, 1) and int32 labels (N,), in TFDS's stored order;
+    only its first `count` examples (all there are, if fewer) where `count` is given.
 
     The arrays are read-only, and kept for the next call in this process as long as the prepared
     files are unchanged (a command that trains, then evaluates and draws, reads them once)."""
@@ -241,16 +242,19 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None,
                         f"or data.load(split, data_dir{'' if spec.name == 'mnist' else ', dataset=...'}), "
                         f"which prepares it")
     files = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(builder.data_path).iterdir()))
-    return _read_split(split, os.fspath(data_dir) if data_dir else None, spec.name, files)
+    return _read_split(split, os.fspath(data_dir) if data_dir else None, spec.name, count, files)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_split(split: str, data_dir: str | None, dataset: str, files: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(split: str, data_dir: str | None, dataset: str, count: int | None,
+                files: tuple) -> tuple[np.ndarray, np.ndarray]:
     del files  # part of the cache's key only: changed files are read anew
     spec = DATASETS[dataset]
     try:
         source = tfds.data_source(spec.tfds_name, split=split, data_dir=data_dir, download=False)
-        images, labels = _decode_records(source.data_source.__getitems__(range(len(source))))
+        # The records asked for only: 1,024 of MNIST's 60,000 training digits are read in 1/50 of the 0.5 s.
+        wanted = len(source) if count is None else min(count, len(source))
+        images, labels = _decode_records(source.data_source.__getitems__(range(wanted)))
     except (RuntimeError, ValueError, OSError) as e:  # ArrayRecord's checksums, or bytes that do not parse
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise DataError(f"{_builder(data_dir, spec).data_dir}: the prepared {spec.title} is damaged ({reason}); "
@@ -261,10 +265,10 @@ def _read_split(split: str, data_dir: str | None, dataset: str, files: tuple) ->
 
 
 def load(split: str, data_dir: str | os.PathLike | None = None, manual_dir: str | os.PathLike | None = None,
-         dataset: str | Dataset = "mnist") -> tuple[np.ndarray, np.ndarray]:
+         dataset: str | Dataset = "mnist", count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`prepare()` if needed, then `load_split()`."""
     prepare(data_dir, manual_dir, dataset)
-    return load_split(split, data_dir, dataset)
+    return load_split(split, data_dir, dataset, count)
 
 
 def _decode_records(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -155,13 +155,15 @@ def _create(workdir: Path, config: TrainConfig, overwrite: bool) -> rd.RunDir:
     return run_dir
 
 
-def _load_data(dataset: str, options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
+def _load_data(config: TrainConfig, options: RunOptions, hooks: Hook) -> tuple[loop.Data, loop.Data, Path]:
+    """The examples `config` trains and tests on (the first `train_examples` and `test_examples`)."""
+    dataset = config.dataset
     source = Path(options.manual_dir or data.DATASETS[dataset].source_dir)
     if source.is_dir() and not data.is_prepared(options.data_dir, dataset):  # else prepare says what is missing
         hooks.on_prepare(source, dataset)
     path = data.prepare(options.data_dir, options.manual_dir, dataset)
-    return (data.load_split("train", options.data_dir, dataset), data.load_split("test", options.data_dir, dataset),
-            path)
+    return (data.load_split("train", options.data_dir, dataset, config.train_examples),
+            data.load_split("test", options.data_dir, dataset, config.test_examples), path)
 
 
 def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hooks: Sequence[Hook] | None,
@@ -183,7 +185,7 @@ def _train(run_dir: rd.RunDir, start: Restored | None, options: RunOptions, hook
         if rd.holds_a_run(options.figures_dir) and Path(options.figures_dir).resolve() != run_dir.path.resolve():
             raise rd.RunError(f"--figures-dir {options.figures_dir} holds a run, whose figures are its own; pick "
                               f"another folder")
-    train_data, test_data, dataset = _load_data(config.dataset, options, hooks)
+    train_data, test_data, dataset = _load_data(config, options, hooks)
     for flag, wanted, split in (("train-examples", config.train_examples, train_data),
                                 ("test-examples", config.test_examples, test_data)):
         if wanted is not None and wanted > len(split[1]):
@@ -288,7 +290,7 @@ def refit_doubts(run_dir: str | os.PathLike, options: RunOptions = RunOptions())
     record, params = rd.load_record_and_params(run_dir)
     if not record.finished:
         raise rd.RunError(f"{run_dir} has not finished: its rule is chosen when it does")
-    train_data, test_data, _ = _load_data(record.config.dataset, options, Hook())
+    train_data, test_data, _ = _load_data(record.config, options, Hook())
     (doubts,), rule = _doubt_rules(record.config, [params], train_data, test_data[0])
     rd.write_doubts(run_dir, doubts, {"unsure_rule": rule})
     return rule
