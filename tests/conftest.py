@@ -45,11 +45,12 @@ def need_fashion_mnist() -> None:
 # The slowest test files, slowest first (seconds on 2 Zen 4 cores, two workers): pytest-xdist hands
 # whole files to its workers in collection order (`--no-loadscope-reorder` in pyproject.toml, else
 # it orders them by their count of tests and a file of few slow tests ends the run alone). The
-# others follow in their usual order.
-SLOWEST_FILES = ("test_cli.py", "test_scripts.py", "test_parallel.py", "test_experiment.py", "test_web.py",
-                 "test_fast.py", "test_cnn_bn.py", "test_extending.py", "test_data.py", "test_demo.py", "test_sweep.py",
+# others follow in their usual order. test_fast.py goes second: while the first worker prepares the
+# data and compiles the small setting's programs, the second compiles programs no other file uses.
+SLOWEST_FILES = ("test_cli.py", "test_fast.py", "test_scripts.py", "test_parallel.py", "test_experiment.py",
+                 "test_web.py", "test_cnn_bn.py", "test_extending.py", "test_data.py", "test_demo.py", "test_sweep.py",
                  "test_steps.py", "test_export.py", "test_images.py", "test_loop.py", "test_explain.py")
-# 67, 61, 38, 33, 29, 27, 24, 24, 23, 21, 20, 17, 15, 13, 11, 8
+# 63, 25, 48, 27, 30, 28, 16, 24, 19, 19, 20, 16, 11, 6, 9, 8
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,6 +35,48 @@ gradient = jax.jit(loss_and_gradient, static_argnums=2)
 apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
 
 
+# The tests that need no data first: the other worker may be preparing it when this file starts.
+def test_multi_seed_state_stacks_the_single_seed_states_exactly():
+    stacked = initial_state(TrainConfig(seed=7, seeds=2))  # the init program of the suite's 2-seed runs
+    for i in range(2):
+        single = initial_state(TrainConfig(seed=7 + i))
+        for a, b in zip(leaves(stacked), leaves(single)):
+            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            np.testing.assert_array_equal(a[i], b)
+
+
+def test_the_config_precision_and_conv_leave_the_initial_params_alone():
+    a = initial_state(TrainConfig())
+    for other in (TrainConfig(precision="highest", conv="xla"), TrainConfig(conv="matmul", microbatch=64)):
+        for x, y in zip(leaves(a.params), leaves(initial_state(other).params)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_the_init_program_compiled_quickly_draws_what_the_core_draws():
+    """The init program compiles at a lower optimisation level on a CPU (INIT_COMPILER_OPTIONS): its
+    state is the core's `create_train_state`, compiled as every other program is, to the last bit,
+    for one model and for a sweep's stacked members."""
+    def same(a, b):  # bit for bit on the 2 Zen 4 cores measured; elsewhere at most a float's last bit
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        if np.issubdtype(np.asarray(a).dtype, np.floating):
+            np.testing.assert_array_max_ulp(np.asarray(a), np.asarray(b), maxulp=1)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+    for config in (TrainConfig(seed=3), TrainConfig(network="cnn_bn", optimizer="adamw")):
+        core = jax.jit(functools.partial(create_train_state, model_for(config), make_optimizer(config, 1)))
+        for a, b in zip(leaves(initial_state(config)), leaves(core(jax.random.key(config.seed)))):
+            same(a, b)
+    swept = initial_state(TrainConfig(sweep="lr=1e-3,3e-3"))
+    for i, value in enumerate((1e-3, 3e-3)):
+        single = TrainConfig(learning_rate=value)
+        core = jax.jit(functools.partial(create_train_state, model_for(single), make_optimizer(single, 1)))
+        for a, b in zip(leaves(swept.params), leaves(core(jax.random.key(0)).params)):
+            same(a[i], b)
+
+
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f['model']}-{f['conv']}")
 def test_every_formulation_draws_the_references_params_and_gives_its_logits_and_gradients(form, mnist):
     model = model_for(TrainConfig(precision="highest", **form))
@@ -87,45 +129,3 @@ def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
     np.testing.assert_allclose(sliced[1][0], whole[1][0], rtol=1e-5, atol=1e-5)
     for a, b in zip(leaves(sliced[2]), leaves(whole[2])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
-
-
-def test_multi_seed_state_stacks_the_single_seed_states_exactly():
-    stacked = initial_state(TrainConfig(seed=7, seeds=2))  # the init program of the suite's 2-seed runs
-    for i in range(2):
-        single = initial_state(TrainConfig(seed=7 + i))
-        for a, b in zip(leaves(stacked), leaves(single)):
-            if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-                a, b = jax.random.key_data(a), jax.random.key_data(b)
-            np.testing.assert_array_equal(a[i], b)
-
-
-def test_the_config_precision_and_conv_leave_the_initial_params_alone():
-    a = initial_state(TrainConfig())
-    for other in (TrainConfig(precision="highest", conv="xla"), TrainConfig(conv="matmul", microbatch=64)):
-        for x, y in zip(leaves(a.params), leaves(initial_state(other).params)):
-            np.testing.assert_array_equal(x, y)
-
-
-
-def test_the_init_program_compiled_quickly_draws_what_the_core_draws():
-    """The init program compiles at a lower optimisation level on a CPU (INIT_COMPILER_OPTIONS): its
-    state is the core's `create_train_state`, compiled as every other program is, to the last bit,
-    for one model and for a sweep's stacked members."""
-    def same(a, b):  # bit for bit on the 2 Zen 4 cores measured; elsewhere at most a float's last bit
-        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        if np.issubdtype(np.asarray(a).dtype, np.floating):
-            np.testing.assert_array_max_ulp(np.asarray(a), np.asarray(b), maxulp=1)
-        else:
-            np.testing.assert_array_equal(a, b)
-
-    for config in (TrainConfig(seed=3), TrainConfig(network="cnn_bn", optimizer="adamw")):
-        core = jax.jit(functools.partial(create_train_state, model_for(config), make_optimizer(config, 1)))
-        for a, b in zip(leaves(initial_state(config)), leaves(core(jax.random.key(config.seed)))):
-            same(a, b)
-    swept = initial_state(TrainConfig(sweep="lr=1e-3,3e-3"))
-    for i, value in enumerate((1e-3, 3e-3)):
-        single = TrainConfig(learning_rate=value)
-        core = jax.jit(functools.partial(create_train_state, model_for(single), make_optimizer(single, 1)))
-        for a, b in zip(leaves(swept.params), leaves(core(jax.random.key(0)).params)):
-            same(a[i], b)
