@@ -121,12 +121,20 @@ def test_chromium_draws_a_seven_on_the_pad_and_the_page_reads_it(server, tmp_pat
             box = canvas.bounding_box()
             cx, cy, side = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"]
             stroke = [(-0.25, -0.3), (0.25, -0.3), (0.1, -0.05), (-0.05, 0.3)]  # a 7, in one stroke
-            page.mouse.move(cx + stroke[0][0] * side, cy + stroke[0][1] * side)
-            page.mouse.down()
-            for x, y in stroke[1:]:
-                page.mouse.move(cx + x * side, cy + y * side, steps=12)
-            page.mouse.up()
-            expect(page.locator("#status")).to_contain_text("The model reads a 7", timeout=30_000)
+            # Gradio's pad shows its canvas before it listens: a stroke drawn that early is lost (once
+            # in a clean clone's suite). The 7 is drawn again over itself, as a user would, twice at most.
+            for attempt in range(3):
+                page.mouse.move(cx + stroke[0][0] * side, cy + stroke[0][1] * side)
+                page.mouse.down()
+                for x, y in stroke[1:]:
+                    page.mouse.move(cx + x * side, cy + y * side, steps=12)
+                page.mouse.up()
+                try:
+                    expect(page.locator("#status")).to_contain_text("The model reads a 7", timeout=15_000)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
             expect(page.locator("#seen img")).to_be_visible()
             expect(page.locator("#evidence img")).to_be_visible()
             expect(page.locator("#bars")).to_contain_text("7")
