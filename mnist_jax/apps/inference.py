@@ -61,9 +61,8 @@ def classify(params: Params, images: np.ndarray, model: Model, batch_size: int =
     """
     count = len(images)
     batch_size = novelty.batch_for(count, batch_size)
-    padded = np.zeros((-(-count // batch_size) * batch_size, *np.shape(images)[1:]), np.uint8)
-    padded[:count] = images
-    probs = _probabilities(params, jnp.asarray(padded), model=model, batch_size=batch_size)
+    images = novelty.padded(np.asarray(images, np.uint8), -(-count // batch_size) * batch_size)
+    probs = _probabilities(params, jnp.asarray(images), model=model, batch_size=batch_size)
     return np.asarray(probs)[:count]
 
 

@@ -81,8 +81,7 @@ class NoveltyRule:
         count = features.shape[0]
         size = batch_for(count, count)
         if size != count:
-            features, probabilities = (np.pad(np.asarray(a), ((0, size - count), (0, 0)))
-                                       for a in (features, probabilities))
+            features, probabilities = padded(features, size), padded(probabilities, size)
         margin, codes = doubt(self.head, jnp.asarray(self.references), jnp.asarray(self.knots), self.doubt_above,
                               features, probabilities)
         return margin[:count], codes[:count]
@@ -163,6 +162,12 @@ def batch_for(count: int, largest: int) -> int:
     return min(largest, max(SMALLEST_BATCH, 1 << max(count - 1, 0).bit_length()))
 
 
+def padded(pictures: np.ndarray, rows: int) -> np.ndarray:
+    """`pictures` (or any array) with zeros appended along its first axis up to `rows`."""
+    pictures = np.asarray(pictures)
+    return np.pad(pictures, [(0, rows - len(pictures))] + [(0, 0)] * (pictures.ndim - 1))
+
+
 def batched(fn: Callable[..., jax.Array], params: Params, images: np.ndarray, size: int = 1024,
             shrink: bool = True) -> np.ndarray:
     """`fn(params, images)` (jitted) `size` images at a time, the last batch padded (fewer than `size`:
@@ -172,10 +177,8 @@ def batched(fn: Callable[..., jax.Array], params: Params, images: np.ndarray, si
     size = batch_for(len(images), size) if shrink else size
     parts = []
     for start in range(0, len(images), size):
-        batch = np.zeros((size, *images.shape[1:]), images.dtype)
         part = images[start:start + size]
-        batch[:len(part)] = part
-        parts.append(np.asarray(fn(params, jnp.asarray(batch)))[:len(part)])
+        parts.append(np.asarray(fn(params, jnp.asarray(padded(part, size))))[:len(part)])
     return np.concatenate(parts)
 
 
