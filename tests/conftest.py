@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import pickle
+import shutil
 import subprocess
 import tempfile
 import time
@@ -18,9 +19,16 @@ import jax
 import numpy as np
 import pytest
 
-# Before JAX starts: every test, in this process or a child, compiles into the same cache.
+# Before JAX starts: every test, in this process or a child, compiles into the same cache
+# (pytest-xdist's workers inherit the variable), removed when the run ends.
+_OWN_COMPILE_CACHE = None
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
+    _OWN_COMPILE_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_COMPILE_CACHE:
+        shutil.rmtree(_OWN_COMPILE_CACHE, ignore_errors=True)
 
 from mnist_jax import data  # noqa: E402
 from mnist_jax.fast.programs import INIT_COMPILER_OPTIONS  # noqa: E402
