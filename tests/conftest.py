@@ -25,17 +25,18 @@ _OWN_COMPILE_CACHE = None
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _OWN_COMPILE_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _OWN_COMPILE_CACHE:
-        shutil.rmtree(_OWN_COMPILE_CACHE, ignore_errors=True)
-
 from mnist_jax import data  # noqa: E402
 from mnist_jax.fast.programs import INIT_COMPILER_OPTIONS  # noqa: E402
 from mnist_jax.hooks import Hook  # noqa: E402
 from mnist_jax.run import environment
 
 environment.configure()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_COMPILE_CACHE:
+        shutil.rmtree(_OWN_COMPILE_CACHE, ignore_errors=True)
+
 
 # On Ampere and newer GPUs JAX's default float32 matmul is TF32, whose rounding (about 1e-3 of a
 # logit on an NVIDIA H200) is larger than what the tests' comparisons of two programs allow: there
