@@ -36,25 +36,25 @@ def test_each_command_a_recipe_documents_trains_that_recipe(name):
 
 
 def test_the_fast_recipe_trains_what_its_docstring_says(data_dir, tmp_path, capsys):
-    """"batch 64, Adam with a one-cycle schedule up to 3e-3, each training digit shifted by up to 2
+    """"batch 64, Adam with a one-cycle schedule up to 1e-2, each training digit shifted by up to 2
     pixels", run as its docstring's command, on 1,024 digits for one epoch."""
     argv = [*documented_commands("fast")[0], "--epochs", "1", "--train-examples", "1024", "--test-examples", "1024",
             "--no-tensorboard", "--no-doubts", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run")]
     assert cli.execute(argv) == 0
     out = capsys.readouterr().out
-    assert "Optimizer: adam, learning rate 0.003 on a one_cycle schedule" in out
+    assert "Optimizer: adam, learning rate 0.01 on a one_cycle schedule" in out
     assert "augmentation: shift of up to 2 pixels" in out
     config, history, _ = rundir.load_run(tmp_path / "run")
     assert (config.batch_size, config.augment, config.augment_shift) == (64, "shift", 2)
-    # One cycle: up to 3e-3 and back down by the run's last step (the 16th of 64 digits), where a
-    # constant schedule would still be at 3e-3.
-    assert history["learning_rate"][0] < 3e-3 / 10
-    assert history["test_accuracy"][0] > 0.5  # 16 steps at up to 3e-3 learn: a guess scores 0.1
+    # One cycle: up to 1e-2 and back down by the run's last step (the 16th of 64 digits), where a
+    # constant schedule would still be at 1e-2.
+    assert history["learning_rate"][0] < 1e-2 / 10
+    assert history["test_accuracy"][0] > 0.5  # 16 steps at up to 1e-2 learn: a guess scores 0.1
 
 
 def test_a_flag_wins_over_the_recipe_and_an_unknown_recipe_is_named():
     fast = recipes.config("fast", epochs=12, seed=3)
-    assert (fast.schedule, fast.learning_rate, fast.augment, fast.epochs, fast.seed) == ("one_cycle", 3e-3, "shift", 12, 3)
+    assert (fast.schedule, fast.learning_rate, fast.augment, fast.epochs, fast.seed) == ("one_cycle", 1e-2, "shift", 12, 3)
     assert recipes.config("one_epoch").batch_size == 64
     assert recipes.config("notebook") == TrainConfig()
     with pytest.raises(ConfigError, match=r"--recipe quick: no such recipe; there are notebook, one_epoch, fast, fashion"):
