@@ -263,7 +263,7 @@ def test_the_pad_says_not_a_digit_and_unsure_where_predict_does(capsys):
 
     record, params = rundir.load_record_and_params(None)
     doubts, model = rundir.load_doubts(None, record), model_for(record.config)
-    pictures = [NOT_DIGIT_PICTURES / "letter-00.png", NOT_DIGIT_PICTURES / "shape-08.png", DIGIT_PICTURES / "3-pen-clean.png"]
+    pictures = [NOT_DIGIT_PICTURES / "letter-00.png", NOT_DIGIT_PICTURES / "scribble-18.png", DIGIT_PICTURES / "3-pen-clean.png"]
     capsys.readouterr()
     assert cli.execute(["predict", *map(str, pictures)]) == 0
     said = [line.rsplit("  ", 1)[-1] if line.endswith(("unsure", "not a digit")) else ""

@@ -237,7 +237,7 @@ def test_chromium_draws_digits_and_the_page_reads_them_as_predict_does(served, c
 
 # Uploaded to the page, pictures that the bundled run's rule calls "not a digit" (the letters, the
 # scribble), "unsure" (the shape) or neither (letter-01, an l, and the digits).
-UPLOADS = [*(NOT_DIGIT_PICTURES / f"{name}.png" for name in ("letter-00", "letter-05", "scribble-27", "shape-08",
+UPLOADS = [*(NOT_DIGIT_PICTURES / f"{name}.png" for name in ("letter-00", "letter-05", "scribble-27", "scribble-18",
                                                             "letter-01")),
            DIGIT_PICTURES / "7-sans-clean.png", DIGIT_PICTURES / "0-pen-clean.png"]
 PAGE_SAYS = {"": "The model reads a ", "unsure": "Unsure: perhaps a ", "not a digit": "Not a digit: "}
