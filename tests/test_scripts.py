@@ -129,10 +129,13 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
     run_dir = tmp_path / "my run"  # the hint to resume quotes it for the shell
     training = Training(tmp_path, "--epochs", 50, *SMALL_FLAGS, "--no-doubts", "--data-dir", data_dir, "--run-dir",
                         run_dir)
-    training.wait_for("[epoch  0]")
+    # The run's summary is printed once it holds its directory: the two refusals are checked while it
+    # starts, so that the signal follows its first epoch line at once (its epochs take ~0.1 s each).
+    training.wait_for("Total parameters")
     for flags in (["--run-dir", run_dir, "--overwrite"], ["--resume", run_dir]):
         assert cli.execute(["train", *map(str, flags), "--data-dir", str(data_dir)]) == 2
         assert f"is in use by another mnist-jax process (pid {training.process.pid})" in capsys.readouterr().err
+    training.wait_for("[epoch  0]")
     training.signal(signum)
     code, stdout, stderr = training.finish()
     assert code == 128 + signum and "Traceback" not in stderr, stderr
