@@ -268,7 +268,7 @@ def _made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: 
     picked = jax.random.randint(k_pick, (3, count), 0, images.shape[0])
     x = images[..., 0].astype(jnp.float32)
     digits = jax.vmap(_digit)(jax.random.split(k_digit, count), x[picked[0]])
-    # A third pen strokes (up to 4): 1-3 points more of each kind caught than a sixth of up to 3.
+    # A third pen strokes (up to 4): 1-3 points more of most kinds caught than a sixth of up to 3.
     strokes = count // 3
     made = jax.vmap(_non_digit)(jax.random.split(k_made, count - strokes), x[picked[1, strokes:]],
                                 x[picked[2, strokes:]], labels[picked[1, strokes:]])
