@@ -26,7 +26,7 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _OWN_COMPILE_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-jax-test-cache-")
 
 from mnist_jax import data  # noqa: E402
-from mnist_jax.fast.programs import INIT_COMPILER_OPTIONS  # noqa: E402
+from mnist_jax.fast.compiling import quick_jit  # noqa: E402
 from mnist_jax.hooks import Hook  # noqa: E402
 from mnist_jax.run import environment
 
@@ -67,10 +67,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FILES)))  # stable: file order kept
 
 
-# A model's params drawn as a run draws them: its init program compiled at LLVM's level 1 on a CPU
-# (the same bits, tests/test_fast.py), where full optimisation took 1-3 s a model to compile.
-_draw = jax.jit(lambda model, key: model.init(key), static_argnums=0,
-                compiler_options=INIT_COMPILER_OPTIONS.get(jax.default_backend()))
+# A model's params drawn as a run draws them: its init program compiled quickly (the same bits,
+# tests/test_fast.py), where full optimisation took 1-3 s a model to compile on a CPU.
+_draw = quick_jit(lambda model, key: model.init(key), random_numbers=True, static_argnums=0)
 
 
 def init_params(model, seed: int = 0):

@@ -20,12 +20,12 @@ to the input, under `vmap`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.model import Model, Params
 
 # Steps of the path average. A ReLU network's gradient is piecewise constant along the path; at 64
@@ -51,7 +51,7 @@ class Explanation:
 POINTS_PER_BATCH = 256
 
 
-@functools.partial(jax.jit, static_argnames="model")
+@quick_jit(static_argnames="model")
 def _path_gradient_sums(params: Params, pictures: jax.Array, classes: jax.Array, alphas: jax.Array,
                         weights: jax.Array, *, model: Model) -> jax.Array:
     """For each picture (P, 28, 28, 1) and its class (P,): the class logit's gradients at the path
@@ -93,7 +93,7 @@ def integrated_gradients(params: Params, images: np.ndarray, classes: np.ndarray
     return pixels[:, None] * (sums / steps).reshape(count, top, *pixels.shape[1:])
 
 
-@functools.partial(jax.jit, static_argnames="model")
+@quick_jit(static_argnames="model")
 def _logits(params: Params, images: jax.Array, model: Model) -> jax.Array:
     return model.apply(params, images)
 

@@ -15,13 +15,13 @@ Imports only JAX, Flax and the model: predicting needs neither Optax, Orbax nor 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mnist_jax.apps import novelty
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.model import NUM_CLASSES, Model, Params
 
 
@@ -44,13 +44,13 @@ def probabilities(params: Params, images: jax.Array, *, model: Model, batch_size
     return probs.reshape(-1, NUM_CLASSES)
 
 
-@functools.partial(jax.jit, static_argnames="model")
+@quick_jit(static_argnames="model")
 def predict(params: Params, images: jax.Array, model: Model) -> jax.Array:
     """Predicted classes of uint8 images (jitted: run eagerly, each of the model's ops compiles alone)."""
     return jnp.argmax(model.apply(params, images), -1)
 
 
-_probabilities = jax.jit(probabilities, static_argnames=("model", "batch_size"))
+_probabilities = quick_jit(probabilities, static_argnames=("model", "batch_size"))
 
 
 def classify(params: Params, images: np.ndarray, model: Model, batch_size: int = 1024) -> np.ndarray:

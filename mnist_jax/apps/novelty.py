@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.model import LinenModel, Model, Params
 
 FILE = "novelty.msgpack"  # in a run directory, beside params.msgpack
@@ -95,14 +96,14 @@ class NoveltyRule:
         return {"doubt_above": self.doubt_above}
 
 
-@jax.jit
+@quick_jit
 def _scores(head: Params, references: jax.Array, features: jax.Array, probabilities: jax.Array) -> jax.Array:
     unit = features / jnp.maximum(jnp.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     nearest = jnp.max(unit @ references.astype(jnp.float32).T, axis=1)
     return jnp.stack([Head().apply({"params": head}, features), 1 - nearest, 1 - jnp.max(probabilities, axis=-1)])
 
 
-@jax.jit
+@quick_jit
 def _combined(knots: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The scores' shares of held-out digits below them, summed as Fisher's method does; which is rarest."""
     below = jnp.mean((knots[:, None, :] < scores[:, :, None]).astype(jnp.float32), axis=-1)
@@ -110,7 +111,7 @@ def _combined(knots: jax.Array, scores: jax.Array) -> tuple[jax.Array, jax.Array
     return jnp.sum(terms, axis=0), jnp.argmax(terms, axis=0)
 
 
-@jax.jit
+@quick_jit
 def doubt(head: Params, references: jax.Array, knots: jax.Array, doubt_above: float, features: jax.Array,
           probabilities: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`NoveltyRule.doubt` as one function of arrays (the web page's ONNX graph computes it too)."""
@@ -127,7 +128,7 @@ def feature_model(model: Model) -> Callable[[Params, jax.Array], jax.Array] | No
 
 @functools.lru_cache(maxsize=8)
 def _feature_model(model: LinenModel) -> Callable[[Params, jax.Array], jax.Array]:
-    @jax.jit
+    @quick_jit
     def features(params: Params, images: jax.Array) -> jax.Array:
         seen = []
 
@@ -247,22 +248,13 @@ def _digit(key: jax.Array, a: jax.Array) -> jax.Array:
     return jnp.where(jax.random.uniform(k_thick) < 0.3, _dilate(a, 2), a)
 
 
-# These programs run once per run: on a CPU, LLVM's lighter optimisation compiles the pictures' in
-# 2.2 s instead of 3.6 (2 AMD EPYC Zen 4 cores), the head's in 0.65 s instead of 0.94, the same bits.
-_QUICK_COMPILE = {"cpu": {"xla_backend_optimization_level": 1}}
-
-
-@functools.lru_cache(maxsize=None)
-def _quickly_compiled(fn: Callable, **jit_args) -> Callable:
-    return jax.jit(fn, compiler_options=_QUICK_COMPILE.get(jax.default_backend()), **jit_args)
-
-
 def made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
     """`count` training digits (target 0) and `count` non-digits made from them (target 1): uint8
     pictures (2 count, 28, 28, 1) and their targets (2 count,)."""
-    return _quickly_compiled(_made_pictures, static_argnames="count")(key, images, labels, count=count)
+    return _made_pictures(key, images, labels, count=count)
 
 
+@quick_jit(random_numbers=True, static_argnames="count")
 def _made_pictures(key: jax.Array, images: jax.Array, labels: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
     k_pick, k_digit, k_made, k_strokes = jax.random.split(key, 4)
     picked = jax.random.randint(k_pick, (3, count), 0, images.shape[0])
@@ -293,7 +285,7 @@ def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarr
     count = min(MADE, len(train_images))
     pictures, targets = made_pictures(k_made, jnp.asarray(train_images), jnp.asarray(train_labels), count)
     made_features = batched(features, params, np.asarray(pictures))
-    head_params = _quickly_compiled(_train_head)(jax.random.split(k_head, 2), jnp.asarray(made_features), targets)
+    head_params = _train_head(jax.random.split(k_head, 2), jnp.asarray(made_features), targets)
     picked = np.sort(np.asarray(jax.random.choice(k_refs, len(train_images), (min(REFERENCES, len(train_images)),),
                                                   replace=False)))
     references = batched(features, params, train_images[picked])
@@ -307,6 +299,7 @@ def fit(config, params: Params, train_images: np.ndarray, train_labels: np.ndarr
     return NoveltyRule(jax.device_get(head_params), references, knots, doubt_above, features)
 
 
+@quick_jit(random_numbers=True)  # LLVM level 1, as when the bundled run's rule was fitted
 def _train_head(keys: jax.Array, features: jax.Array, targets: jax.Array) -> Params:
     """The head trained HEAD_EPOCHS over `features` and their targets (1: made non-digit), batches of 256."""
     import optax  # training: Optax only here

@@ -27,6 +27,7 @@ from mnist_jax import metrics, networks
 from mnist_jax.augment import augmentation_for
 from mnist_jax.config import OUTSIDE_PROGRAMS, TrainConfig
 from mnist_jax.fast import model_for, parallel
+from mnist_jax.fast.compiling import QUICK_RUN_STEPS, quick_jit
 from mnist_jax.hooks import Hook
 from mnist_jax.model import Model, Params
 from mnist_jax.optimizer import make_optimizer, swept_values
@@ -151,8 +152,10 @@ def _train_programs(config: TrainConfig, steps_per_epoch: int, mesh: jax.shardin
 
     # Metrics come back replicated over a mesh, so that every host can read them.
     out = {} if mesh is None else {"out_shardings": (parallel.state_sharding(mesh), parallel.replicated(mesh))}
-    return TrainPrograms(shuffle=jax.jit(shuffle_fn, donate_argnums=0),
-                         steps=jax.jit(chunk_fn, donate_argnums=0, static_argnames="length", **out))
+    short_run = config.epochs * steps_per_epoch * config.models <= QUICK_RUN_STEPS
+    steps_jit = quick_jit if short_run else jax.jit
+    return TrainPrograms(shuffle=quick_jit(shuffle_fn, donate_argnums=0),
+                         steps=steps_jit(chunk_fn, donate_argnums=0, static_argnames="length", **out))
 
 
 def eval_program(model: Model, batch_size: int, seeds: int = 1, mesh: jax.sharding.Mesh | None = None) -> Callable:
@@ -166,7 +169,7 @@ def _eval_program(model: Model, batch_size: int, seeds: int, mesh: jax.sharding.
     fn = functools.partial(evaluate, model=parallel.split_batches(model, mesh), batch_size=batch_size)
     if seeds > 1:
         fn = over_models(fn, (0, None, None), mesh)
-    return jax.jit(fn, **({} if mesh is None else {"out_shardings": parallel.replicated(mesh)}))
+    return quick_jit(fn, **({} if mesh is None else {"out_shardings": parallel.replicated(mesh)}))
 
 
 def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = None) -> TrainState:
@@ -183,20 +186,13 @@ def initial_state(config: TrainConfig, sharding: jax.sharding.Sharding | None = 
     return create(seeds) if config.sweep is None else create(seeds, swept_values(config))
 
 
-# The init program runs once a run, and LLVM's full optimisation of it (threefry's unrolled integer
-# rounds) took 4-9 s to compile on a CPU against 1.3-2.1 s at level 1, with the same bits in all 11
-# configs compared (2 AMD EPYC Zen 4 cores, JAX 0.10.2; tests/test_fast.py holds the bits).
-INIT_COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
-
-
 @functools.lru_cache(maxsize=32)
 def _initializer(config: TrainConfig, sharding: jax.sharding.Sharding | None) -> Callable[..., TrainState]:
     # An optimizer's state is the same whatever the length of its schedule (Optax's schedules are
     # functions of the step count; tests/test_optimizer.py checks it), so one init program serves
     # every epoch count and dataset size. Jitted: eagerly, its dozens of small ops compile one by one.
     create = functools.partial(create_train_state, model_for(config), make_optimizer(config, steps_per_epoch=1))
-    jit = functools.partial(jax.jit, out_shardings=sharding,
-                            compiler_options=INIT_COMPILER_OPTIONS.get(jax.default_backend()))
+    jit = functools.partial(quick_jit, random_numbers=True, out_shardings=sharding)  # it runs once a run
     if config.models == 1:
         return jit(create)
     if config.sweep is None:
