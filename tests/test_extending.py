@@ -21,7 +21,7 @@ from conftest import DRAWN_DIGITS, pad_drawing
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mnist_jax"
 EARLIER_RUN = Path(__file__).parent / "fixtures" / "run-0.2"
-SMALL = ["--batch-size", "128", "--lr", "3e-3", "--train-examples", "512", "--test-examples", "512"]
+SMALL = ["--batch-size", "256", "--lr", "3e-3", "--train-examples", "1024", "--test-examples", "1024"]  # the suite's small setting's sizes
 
 # (file, text in the line an edit goes after, what it adds; or, with "replace", the text it
 # replaces): each is what a section of docs/extending.md shows.
