@@ -10,6 +10,7 @@ from mnist_jax import choices
 from mnist_jax.augment import augmentation_for, random_shift
 from mnist_jax.config import TrainConfig
 from mnist_jax.errors import ConfigError
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.run import loop
 
 
@@ -25,7 +26,7 @@ def shifted_on_the_host(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def test_random_shift_moves_each_digit_by_its_own_whole_pixels(mnist):
     images = mnist["train"][0][:64]
     key = jax.random.key(3)
-    moved = np.asarray(jax.jit(random_shift, static_argnames="max_shift")(key, jnp.asarray(images), max_shift=2))
+    moved = np.asarray(quick_jit(random_shift, static_argnames="max_shift")(key, jnp.asarray(images), max_shift=2))
     assert moved.dtype == np.uint8 and moved.shape == images.shape
     seen = set()
     for image, out in zip(images, moved):
@@ -34,7 +35,7 @@ def test_random_shift_moves_each_digit_by_its_own_whole_pixels(mnist):
         assert matches, "not a shift of at most 2 pixels"
         seen.add(matches[0])
     assert len(seen) > 5  # the 25 shifts are drawn, not one for the whole batch
-    again = jax.jit(random_shift, static_argnames="max_shift")(key, jnp.asarray(images), max_shift=2)
+    again = quick_jit(random_shift, static_argnames="max_shift")(key, jnp.asarray(images), max_shift=2)
     np.testing.assert_array_equal(again, moved)  # the same key, the same shifts
 
 
@@ -52,7 +53,7 @@ def test_the_configs_shift_moves_real_digits_by_at_most_its_pixels(mnist, max_sh
     along each axis, and N itself drawn."""
     augment = augmentation_for(TrainConfig(augment="shift", augment_shift=max_shift))
     images = mnist["train"][0][:256]
-    moved = np.asarray(jax.jit(augment)(jax.random.key(0), jnp.asarray(images)))
+    moved = np.asarray(quick_jit(augment)(jax.random.key(0), jnp.asarray(images)))
     reach = range(-3, 4)  # beyond 1 pixel too, to see that a 1-pixel setting goes no further
     largest = 0
     for image, out in zip(images, moved):

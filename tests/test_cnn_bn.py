@@ -16,6 +16,7 @@ from mnist_jax.apps import inference
 from mnist_jax.config import RunOptions, TrainConfig
 from mnist_jax.errors import ConfigError
 from mnist_jax.fast import model_for
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.run import experiment, rundir
 
 CONFIG = TrainConfig(network="cnn_bn", epochs=2, **{**SMALL, "batch_size": 128, "train_examples": 512, "test_examples": 512})
@@ -39,7 +40,7 @@ def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mni
     for before, after in zip(leaves(fresh["batch_stats"]), leaves(params["batch_stats"])):
         assert not np.allclose(before, after)  # every batch moved them
     images = mnist["test"][0][:256]
-    apply = jax.jit(model_for(CONFIG).apply)
+    apply = quick_jit(model_for(CONFIG).apply)
     evaluated = apply(params, images)
     with_fresh_statistics = apply({**params, "batch_stats": fresh["batch_stats"]}, images)
     assert not np.allclose(evaluated, with_fresh_statistics)  # evaluation reads the running statistics
@@ -49,7 +50,7 @@ def test_the_running_statistics_train_and_are_what_evaluation_uses(straight, mni
 def test_dropout_is_drawn_from_the_steps_key_and_only_in_training(straight, mnist):
     params = jax.device_get(straight[1].state.params)
     model, images = model_for(CONFIG), mnist["test"][0][:64]
-    train_apply, apply = jax.jit(model.train_apply), jax.jit(model.apply)
+    train_apply, apply = quick_jit(model.train_apply), quick_jit(model.apply)
     a, _ = train_apply(params, images, jax.random.key(1))
     b, _ = train_apply(params, images, jax.random.key(1))
     c, _ = train_apply(params, images, jax.random.key(2))
@@ -89,8 +90,8 @@ def test_the_onnx_export_reads_its_statistics(straight, mnist, tmp_path):
 
 
 def test_the_faster_formulations_keep_its_params_statistics_and_numbers(mnist):
-    apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
-    train_apply = jax.jit(lambda model, params, images, key: model.train_apply(params, images, key), static_argnums=0)
+    apply = quick_jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
+    train_apply = quick_jit(lambda model, params, images, key: model.train_apply(params, images, key), static_argnums=0)
     reference = model_for(TrainConfig(network="cnn_bn", conv="xla"))
     params = init_params(reference)
     images, key = jnp.asarray(mnist["test"][0][:64]), jax.random.key(1)

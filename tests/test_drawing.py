@@ -3,15 +3,15 @@ reader (mnist_jax.apps.images) on the same strokes, the promise the web page res
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from conftest import DRAWN_DIGITS, pad_drawing
 from PIL import Image, ImageDraw
 
 from mnist_jax.apps import drawing, images
+from mnist_jax.fast.compiling import quick_jit
 
-to_digit = jax.jit(drawing.to_digit)
+to_digit = quick_jit(drawing.to_digit)
 
 
 @pytest.mark.parametrize("width", [24, 14])
@@ -39,7 +39,7 @@ def test_a_symmetric_stroke_lands_where_the_python_reader_puts_it():
 def test_a_picture_of_another_size_is_brought_down_as_the_python_reader_does():
     picture = Image.new("L", (400, 300), 0)
     ImageDraw.Draw(picture).line([(150, 40), (260, 150), (180, 270)], fill=255, width=30)
-    got = np.asarray(jax.jit(drawing.to_digit)(np.asarray(picture)))
+    got = np.asarray(quick_jit(drawing.to_digit)(np.asarray(picture)))
     assert np.abs(got.astype(int) - images.to_mnist(picture)[..., 0].astype(int)).max() <= 1
 
 

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from mnist_jax import cli
 from mnist_jax.apps import inference, novelty
 from mnist_jax.fast import model_for
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.run import rundir
 
 # In a fresh process, with JAX and NumPy only: the exported file's outputs for the saved images.
@@ -57,7 +57,7 @@ def _assert_the_packages_numbers(outputs: dict, images, output: str) -> None:
     if output == "probabilities":
         want = inference.classify(params, images, model)
     else:
-        want = np.asarray(jax.jit(model.apply)(params, images))
+        want = np.asarray(quick_jit(model.apply)(params, images))
     for n, got in outputs.items():
         got = np.asarray(got)
         assert got.shape == (int(n), 10)

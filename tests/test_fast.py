@@ -13,7 +13,7 @@ from conftest import init_params
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
-from mnist_jax.fast.compiling import quick_options
+from mnist_jax.fast.compiling import quick_jit, quick_options
 from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, train_programs
 from mnist_jax.metrics import summarize
 from mnist_jax.model import Classifier, LinenModel
@@ -31,8 +31,8 @@ def leaves(tree):
 
 
 # Jitted once for the module: the reference's programs compile once, each formulation's once.
-gradient = jax.jit(loss_and_gradient, static_argnums=2)
-apply = jax.jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
+gradient = quick_jit(loss_and_gradient, static_argnums=2)
+apply = quick_jit(lambda model, params, images: model.apply(params, images), static_argnums=0)
 
 
 # The tests that need no data first: the other worker may be preparing it when this file starts.
@@ -123,8 +123,8 @@ def test_a_gradient_in_slices_is_the_whole_batchs(mnist):
     batch = Batch(images, labels, jnp.arange(256) < 244)  # a short last batch: 12 padded examples
     params = init_params(REFERENCE)
     key = jax.random.key(1)
-    whole = jax.jit(lambda p, b: loss_and_gradient(p, b, REFERENCE, key))(params, batch)
-    sliced = jax.jit(lambda p, b: sliced_gradient(8)(p, b, REFERENCE, key))(params, batch)
+    whole = quick_jit(lambda p, b: loss_and_gradient(p, b, REFERENCE, key))(params, batch)
+    sliced = quick_jit(lambda p, b: sliced_gradient(8)(p, b, REFERENCE, key))(params, batch)
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-6)
     np.testing.assert_allclose(sliced[1][0], whole[1][0], rtol=1e-5, atol=1e-5)
     for a, b in zip(leaves(sliced[2]), leaves(whole[2])):

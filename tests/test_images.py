@@ -13,6 +13,7 @@ from conftest import init_params
 from mnist_jax.apps import images as image_files
 from mnist_jax.apps import inference
 from mnist_jax.fast import model_for
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.model import Classifier, LinenModel
 from mnist_jax.run import rundir
 
@@ -63,7 +64,7 @@ def test_classify_gives_the_models_probabilities_and_top_k(mnist):
     digits = mnist["test"][0][:5]
     probs = inference.classify(params, digits, model, batch_size=2)  # batches of 2, 2 and a padded 1
     assert probs.shape == (5, 10)
-    logits = jax.jit(model.apply)(params, digits)
+    logits = quick_jit(model.apply)(params, digits)
     expected = np.asarray(jax.nn.softmax(logits))
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     top = inference.top_k(probs[0], 3)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.fast.kernels import (conv_as_matmul, conv_im2col, conv_relu_pool, inference_slice, max_pool_2x2,
                                     max_pool_first, max_pool_xla, resolve_conv_impl)
 
@@ -29,15 +30,15 @@ def lax_conv(x, kernel):
 def test_matmul_formulation_equals_lax_conv_and_max_pool():
     x = uniform(1, (4, 13, 13, 32))
     kernel = normal(2, (3, 3, 32, 64))
-    expected = jax.jit(lax_conv)(x, kernel)
-    got = jax.jit(lambda x, k: conv_as_matmul(x, k, precision="highest"))(x, kernel)
+    expected = quick_jit(lax_conv)(x, kernel)
+    got = quick_jit(lambda x, k: conv_as_matmul(x, k, precision="highest"))(x, kernel)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(jax.jit(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))(x, kernel), got)
+    np.testing.assert_array_equal(quick_jit(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))(x, kernel), got)
     # Odd sizes floor, as PyTorch's MaxPool2d(2) does on the 11x11 map.
     y = normal(3, (2, 11, 11, 8))
-    strided = jax.jit(max_pool_2x2)(y)
-    np.testing.assert_array_equal(strided, jax.jit(lambda y: nn.max_pool(y, (2, 2), strides=(2, 2)))(y))
-    np.testing.assert_array_equal(jax.jit(max_pool_first)(y), strided)
+    strided = quick_jit(max_pool_2x2)(y)
+    np.testing.assert_array_equal(strided, quick_jit(lambda y: nn.max_pool(y, (2, 2), strides=(2, 2)))(y))
+    np.testing.assert_array_equal(quick_jit(max_pool_first)(y), strided)
 
 
 def test_the_xla_pooling_is_linens_max_pool_bit_for_bit():
@@ -45,8 +46,8 @@ def test_the_xla_pooling_is_linens_max_pool_bit_for_bit():
     y = jnp.round(normal(3, (2, 11, 11, 8)))  # rounded: tied windows too
     g = normal(6, (2, 5, 5, 8))
     linen = lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))  # noqa: E731
-    np.testing.assert_array_equal(jax.jit(max_pool_xla)(y), jax.jit(linen)(y))
-    vjp = jax.jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
+    np.testing.assert_array_equal(quick_jit(max_pool_xla)(y), quick_jit(linen)(y))
+    vjp = quick_jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
     np.testing.assert_array_equal(vjp(max_pool_xla, y, g), vjp(linen, y, g))
 
 
@@ -56,7 +57,7 @@ def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
     dy = normal(5, (4, 11, 11, 64))
 
     def vjp(conv):
-        return jax.jit(lambda x, k, dy: jax.vjp(conv, x, k)[1](dy))(x, kernel, dy)
+        return quick_jit(lambda x, k, dy: jax.vjp(conv, x, k)[1](dy))(x, kernel, dy)
 
     want = vjp(lax_conv)
     got = vjp(lambda x, k: conv_im2col(x, k, jax.lax.Precision.HIGHEST))
@@ -65,7 +66,7 @@ def test_the_hand_written_gradients_are_the_convolutions_and_poolings_own():
     # Without ties (random values) every formulation of pooling passes each window's gradient to its maximum.
     y = normal(3, (2, 11, 11, 8))
     g = normal(6, (2, 5, 5, 8))
-    pool_vjp = jax.jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
+    pool_vjp = quick_jit(lambda pool, y, g: jax.vjp(pool, y)[1](g)[0], static_argnums=0)
     np.testing.assert_array_equal(pool_vjp(max_pool_first, y, g), pool_vjp(max_pool_2x2, y, g))
     np.testing.assert_array_equal(pool_vjp(max_pool_xla, y, g), pool_vjp(max_pool_2x2, y, g))
 
@@ -85,7 +86,7 @@ def test_every_formulation_of_conv_relu_pool_gives_the_same_numbers_and_gradient
 
     def value_and_grads(impl):
         f = lambda x, k, b: conv_relu_pool(x, k, b, impl, jax.lax.Precision.HIGHEST)  # noqa: E731
-        return jax.jit(lambda x, k, b: jax.value_and_grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(x, k, b))(
+        return quick_jit(lambda x, k, b: jax.value_and_grad(lambda *a: (f(*a) ** 2).sum(), argnums=(0, 1, 2))(x, k, b))(
             x, kernel, bias)
 
     want_y, want_grads = value_and_grads("xla")
@@ -103,7 +104,7 @@ def test_a_batch_taken_in_slices_is_the_whole_batchs(impl):
     the 2 AMD EPYC (Zen 4) cores measured; another CPU's matmul library may add up in another order."""
     x = uniform(1, (70, 13, 13, 32))
     kernel, bias = normal(2, (3, 3, 32, 64)) / 10, normal(3, (64,)) / 10
-    layer = jax.jit(lambda x, size: conv_relu_pool(x, kernel, bias, impl, None, size), static_argnums=1)
+    layer = quick_jit(lambda x, size: conv_relu_pool(x, kernel, bias, impl, None, size), static_argnums=1)
     whole, sliced = layer(x, None), layer(x, 32)
     assert sliced.shape == whole.shape == (70, 5, 5, 64)
     np.testing.assert_allclose(sliced, whole, rtol=1e-6, atol=1e-7)

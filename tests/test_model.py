@@ -11,6 +11,7 @@ from flax import nnx
 from conftest import init_params
 
 from mnist_jax import model_nnx
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.model import Classifier, LinenModel
 
 SHAPES = {"conv1": {"kernel": (3, 3, 1, 32), "bias": (32,)}, "conv2": {"kernel": (3, 3, 32, 64), "bias": (64,)},
@@ -21,7 +22,7 @@ def test_the_notebooks_layers_and_output_shape():
     model = Classifier()
     params = init_params(LinenModel(model))
     assert jax.tree_util.tree_map(np.shape, params) == SHAPES  # 34,826 parameters
-    logits = jax.jit(model.apply)({"params": params}, jnp.zeros((5, 28, 28, 1)))
+    logits = quick_jit(model.apply)({"params": params}, jnp.zeros((5, 28, 28, 1)))
     assert logits.shape == (5, 10)
 
 
@@ -67,7 +68,7 @@ def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
     params = init_params(LinenModel(Classifier()), 3)
     images = mnist["test"][0][:16]
     linen, twin = LinenModel(Classifier("highest")), model_nnx.NnxModel("highest")
-    np.testing.assert_allclose(jax.jit(twin.apply)(params, images), jax.jit(linen.apply)(params, images),
+    np.testing.assert_allclose(quick_jit(twin.apply)(params, images), quick_jit(linen.apply)(params, images),
                                rtol=1e-5, atol=1e-6)
     # Both ways between the NNX object and linen's params dict, shapes and names alike.
     classifier = model_nnx.Classifier(rngs=nnx.Rngs(0))
@@ -78,7 +79,7 @@ def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
         np.testing.assert_array_equal(a, b)
     # Called as an object (jitted: eagerly, each of its ops would compile alone).
     logits = nnx.jit(lambda module, x: module(x))(classifier, images.astype(np.float32) / 255)
-    np.testing.assert_allclose(logits, jax.jit(linen.apply)(params, images), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits, quick_jit(linen.apply)(params, images), rtol=1e-4, atol=1e-5)
 
 
 def test_the_nnx_model_starts_where_the_linen_model_does():

@@ -9,7 +9,7 @@ import optax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
-from mnist_jax.fast.compiling import quick_options
+from mnist_jax.fast.compiling import quick_jit, quick_options
 from mnist_jax.metrics import summarize
 from mnist_jax.steps import (
     Batch,
@@ -26,7 +26,7 @@ from mnist_jax.steps import (
 # formulation; tests/test_fast.py holds it to mnist_jax.model's), in full float32 wherever numbers
 # are compared across programs or batch sizes: under TF32 (a GPU's default) rounding differs more.
 MODEL = model_for(TrainConfig(precision="highest"))
-logits_of = jax.jit(MODEL.apply)
+logits_of = quick_jit(MODEL.apply)
 
 
 def fresh_state(optimizer):
@@ -46,7 +46,7 @@ def test_padded_batches_cover_every_index_once():
 
 def test_shuffle_draws_a_new_order_each_epoch_from_the_state_key():
     state = fresh_state(optax.adam(1e-4))
-    shuffle_1000 = jax.jit(shuffle, static_argnums=(1, 2))
+    shuffle_1000 = quick_jit(shuffle, static_argnums=(1, 2))
     state1, indices1, mask1 = shuffle_1000(state, 1000, 512)
     _, indices2, _ = shuffle_1000(state1, 1000, 512)
     first = np.asarray(indices1)[np.asarray(mask1)]
@@ -62,7 +62,7 @@ def test_masked_short_batch_gives_the_unpadded_gradient(mnist):
     short = Batch(jnp.asarray(images[:96]), jnp.asarray(labels[:96]), jnp.ones(96, bool))
     # Padding filled with other real digits: if the mask leaked, the gradient would change.
     padded = Batch(jnp.asarray(images[:256]), jnp.asarray(labels[:256]), jnp.arange(256) < 96)
-    loss_and_grad = jax.jit(functools.partial(jax.value_and_grad(mean_loss, has_aux=True), model=MODEL))
+    loss_and_grad = quick_jit(functools.partial(jax.value_and_grad(mean_loss, has_aux=True), model=MODEL))
     (loss_short, _), g_short = loss_and_grad(params, short)
     (loss_padded, _), g_padded = loss_and_grad(params, padded)
     for a, b in zip(jax.tree_util.tree_leaves(g_short), jax.tree_util.tree_leaves(g_padded)):
@@ -83,7 +83,7 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
     optimizer = optax.adam(1e-3)
     state = fresh_state(optimizer)
     indices, mask = padded_batches(jnp.arange(300), 128)  # 128, 128, 44 real examples
-    step = jax.jit(functools.partial(train_steps, model=MODEL, optimizer=optimizer))
+    step = quick_jit(functools.partial(train_steps, model=MODEL, optimizer=optimizer))
     end_state, metrics = step(state, images, labels, indices, mask)
     assert int(end_state.step) == 3
     for i in range(3):
@@ -104,7 +104,7 @@ def test_train_steps_report_each_batch_loss_before_its_update(mnist):
 def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
     images, labels = (jnp.asarray(a[:300]) for a in mnist["train"])
     optimizer = optax.adam(3e-3)
-    epoch = jax.jit(functools.partial(train_epoch, batch_size=128, model=MODEL, optimizer=optimizer))
+    epoch = quick_jit(functools.partial(train_epoch, batch_size=128, model=MODEL, optimizer=optimizer))
     state, first = epoch(fresh_state(optimizer), images, labels)
     assert int(state.step) == 3 and np.asarray(first["train_loss"][1]).tolist() == [128, 128, 44]
     state, second = epoch(state, images, labels)
@@ -114,7 +114,7 @@ def test_train_epoch_takes_ceil_n_over_b_steps_and_lowers_the_loss(mnist):
 def test_evaluate_is_exact_whatever_the_batch_size(mnist):
     images, labels = (jnp.asarray(a[:1024]) for a in mnist["test"])
     params = fresh_state(optax.adam(1e-4)).params
-    run = jax.jit(evaluate, static_argnames=("model", "batch_size"))
+    run = quick_jit(evaluate, static_argnames=("model", "batch_size"))
     full_metrics, full_confusion = run(params, images, labels, model=MODEL, batch_size=1024)
     metrics, confusion = run(params, images, labels, model=MODEL, batch_size=1000)  # last batch: 24
     full, batched = summarize(full_metrics), summarize(metrics)

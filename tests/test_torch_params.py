@@ -4,13 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from mnist_jax.apps.torch_params import params_from_torch
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
+from mnist_jax.fast.compiling import quick_jit
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_parity.npz"
 
@@ -20,7 +20,7 @@ def test_params_from_torch_reproduces_pytorch_logits():
     params = params_from_torch({k: fixture[k] for k in fixture.files})
     images = fixture["images_nchw"].transpose(0, 2, 3, 1)
     for conv in ["matmul", "custom_vjp", "xla"]:  # PyTorch's CPU matmuls are full float32: compare at the highest
-        logits = jax.jit(model_for(TrainConfig(conv=conv, precision="highest")).apply)(params, images)
+        logits = quick_jit(model_for(TrainConfig(conv=conv, precision="highest")).apply)(params, images)
         np.testing.assert_allclose(logits, fixture["logits"], atol=1e-5, rtol=0)
 
 
