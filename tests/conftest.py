@@ -59,7 +59,7 @@ def need_fashion_mnist() -> None:
 SLOWEST_FILES = ("test_cli.py", "test_fast.py", "test_scripts.py", "test_parallel.py", "test_experiment.py",
                  "test_web.py", "test_cnn_bn.py", "test_extending.py", "test_data.py", "test_demo.py", "test_sweep.py",
                  "test_steps.py", "test_export.py", "test_images.py", "test_loop.py", "test_explain.py")
-# 63, 25, 48, 27, 30, 28, 16, 24, 19, 19, 20, 16, 11, 6, 9, 8
+# 69, 25, 55, 32, 39, 26, 17, 23, 19, 14, 19, 12, 9, 5, 8, 7
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
