@@ -172,7 +172,9 @@ def free_port() -> int:
 def test_two_hosts_pick_one_run_stop_together_resume_and_match_one_device(small_fits, data_dir, tmp_path):
     flags = ("--seeds", "2", *SMALL_FLAGS)
     port = free_port()
-    hosts = [Host(i, port, tmp_path, data_dir, *flags, "--epochs", "50") for i in range(2)]
+    # 5 epochs: more than it reaches (it stops by epoch 1), and few enough steps (5 x 4 x 2 seeds) that
+    # its programs compile quickly, as those of the 2-epoch run it is resumed to (fast/compiling.py).
+    hosts = [Host(i, port, tmp_path, data_dir, *flags, "--epochs", "5") for i in range(2)]
     # SIGTERM to host 1 alone, as a scheduler preempting one machine would: both stop after one epoch.
     hosts[1].wait_for("[epoch  0]")
     hosts[1].process.send_signal(signal.SIGTERM)

@@ -129,7 +129,9 @@ def test_ctrl_c_stops_training_after_the_epoch_and_the_run_resumes_bit_for_bit(d
     sent in test_parallel's two-host run.) While it trains, the run directory is its own."""
     signum = signal.SIGINT
     run_dir = tmp_path / "my run"  # the hint to resume quotes it for the shell
-    training = Training(tmp_path, "--epochs", 50, *SMALL_FLAGS, "--no-doubts", "--data-dir", data_dir, "--run-dir",
+    # 10 epochs: more than it reaches (it stops by epoch 1), and few enough steps (40) that its
+    # programs compile quickly, as those of the 2-epoch run it is resumed to (fast/compiling.py).
+    training = Training(tmp_path, "--epochs", 10, *SMALL_FLAGS, "--no-doubts", "--data-dir", data_dir, "--run-dir",
                         run_dir)
     # The run's summary is printed once it holds its directory: the two refusals are checked while it
     # starts, so that the signal follows its first epoch line at once (its epochs take ~0.1 s each).
