@@ -3,6 +3,8 @@ compiled epoch against mnist_jax.steps.train_epoch, the sliced gradient against 
 
 import dataclasses
 import functools
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, t
 from mnist_jax.metrics import summarize
 from mnist_jax.model import Classifier, LinenModel
 from mnist_jax.optimizer import make_optimizer
+from mnist_jax.run import environment
 from mnist_jax.steps import Batch, create_train_state, loss_and_gradient, num_batches, train_epoch
 
 # Full float32: under TF32 (a GPU's default) the formulations would differ by more than rounding.
@@ -93,10 +96,17 @@ def test_every_formulation_draws_the_references_params_and_gives_its_logits_and_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
 
 
+# Whether this machine computes the bits of the one that wrote tests/fixtures/run-0.2 (2 AMD EPYC
+# Zen 4 cores), where the quickly compiled programs were compared with XLA's defaults bit for bit.
+RECORDED_SYSTEM = environment.same_numerics(
+    json.loads((Path(__file__).parent / "fixtures" / "run-0.2" / "system.json").read_text()))
+
+
 def test_the_compiled_epoch_is_the_cores_epoch(mnist):
     """The run's programs (the CPU's formulation, gradient slices, the epoch in chunks) train the
     epoch that mnist_jax.steps.train_epoch trains with the reference model, within float rounding;
-    with the reference's formulation and no slices, bit for bit."""
+    with the reference's formulation and no slices, bit for bit where measured. The run's programs
+    are compiled quickly (a short run), the core's at XLA's defaults (fast/compiling.py)."""
     images, labels = (jnp.asarray(a[:200]) for a in mnist["train"])
     config = TrainConfig(precision="highest", learning_rate=1e-3, batch_size=128, epochs=1)
     optimizer = make_optimizer(config, num_batches(200, 128))
@@ -110,8 +120,10 @@ def test_the_compiled_epoch_is_the_cores_epoch(mnist):
         state, sums = run_epoch(programs, initial_state(fast_config), images, labels, chunks=2)
         assert int(state.step) == int(want_state.step) == 2
         for a, b in zip(leaves(state.params), leaves(want_state.params)):
-            if exact:
+            if exact and RECORDED_SYSTEM:
                 np.testing.assert_array_equal(a, b)
+            elif exact:  # another CPU: XLA's two emitters, never compared there, may round apart
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
             else:
                 np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
         for key, value in summarize(sums).items():
