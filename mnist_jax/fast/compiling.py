@@ -1,6 +1,6 @@
 """How hard XLA optimises a program: fully where a run repeats it long enough to repay the compile
 time, quickly where it runs once or briefly (the init, the evaluation, a short run's epoch, the rule
-of doubt, predictions, explanations). Either way the same bits (tests/test_fast.py).
+of doubt, predictions, explanations). Either way the same bits where compared (tests/test_fast.py).
 
     classify = quick_jit(classify_fn, static_argnames="model")     # jax.jit, compiled quickly
     @quick_jit(static_argnames="model")                            # the same, as a decorator
@@ -16,7 +16,7 @@ import jax
 # XLA:CPU's older fusion emitters. On 2 AMD EPYC Zen 4 cores (JAX 0.10.2) an epoch program compiled
 # in 0.5 s instead of 0.9 and ran 64-image steps as fast, 512-image steps 13% slower (83 against 73
 # ms); the 10,000-image evaluation compiled in 0.4 s instead of 0.7 and ran as fast. The same bits
-# in every formulation (tests/test_fast.py).
+# in every formulation and batch size compared there (tests/test_fast.py).
 QUICK_COMPILE = {"cpu": {"xla_cpu_use_fusion_emitters": False}}
 # Programs that mostly draw random numbers (the init, the rule of doubt's made pictures) also get
 # LLVM's level 1: threefry's unrolled rounds compiled in 0.5 s instead of 1.8, the same bits. Not the
