@@ -15,7 +15,7 @@ from conftest import init_params
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
-from mnist_jax.fast.compiling import quick_jit, quick_options
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.fast.programs import initial_state, run_epoch, sliced_gradient, train_programs
 from mnist_jax.metrics import summarize
 from mnist_jax.model import Classifier, LinenModel
@@ -111,8 +111,7 @@ def test_the_compiled_epoch_is_the_cores_epoch(mnist):
     config = TrainConfig(precision="highest", learning_rate=1e-3, batch_size=128, epochs=1)
     optimizer = make_optimizer(config, num_batches(200, 128))
     core = jax.jit(functools.partial(train_epoch, batch_size=128, model=REFERENCE, optimizer=optimizer))
-    start = jax.jit(functools.partial(create_train_state, REFERENCE, optimizer),
-                    compiler_options=quick_options(random_numbers=True))  # as runs compile it
+    start = quick_jit(functools.partial(create_train_state, REFERENCE, optimizer), random_numbers=True)  # as runs do
     want_state, want_sums = core(start(jax.random.key(config.seed)), images, labels)
     for fast, exact in ((dict(conv="xla", microbatch=128), True), (dict(conv="custom_vjp", microbatch=32), False)):
         fast_config = dataclasses.replace(config, **fast)

@@ -9,7 +9,7 @@ import optax
 
 from mnist_jax.config import TrainConfig
 from mnist_jax.fast import model_for
-from mnist_jax.fast.compiling import quick_jit, quick_options
+from mnist_jax.fast.compiling import quick_jit
 from mnist_jax.metrics import summarize
 from mnist_jax.steps import (
     Batch,
@@ -32,8 +32,7 @@ logits_of = quick_jit(MODEL.apply)
 def fresh_state(optimizer):
     """The initial state for seed 0, jitted as a run's init program is (run eagerly, each of its
     small ops would compile alone)."""
-    return jax.jit(functools.partial(create_train_state, MODEL, optimizer),
-                   compiler_options=quick_options(random_numbers=True))(jax.random.key(0))
+    return quick_jit(functools.partial(create_train_state, MODEL, optimizer), random_numbers=True)(jax.random.key(0))
 
 
 def test_padded_batches_cover_every_index_once():
