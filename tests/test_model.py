@@ -47,8 +47,8 @@ def test_initialisation_is_pytorch_default_uniform(form):
     """Both the linen module's draw and the NNX object's own (`Classifier(rngs=...)`) follow PyTorch."""
     if form == "linen":
         params = init_params(LinenModel(Classifier()))
-    else:
-        params = model_nnx.to_params(model_nnx.Classifier(rngs=nnx.Rngs(0)))
+    else:  # the object drawn in one program: eagerly, each of its draws would compile alone (3 s on 2 cores)
+        params = quick_jit(lambda: model_nnx.to_params(model_nnx.Classifier(rngs=nnx.Rngs(0))), random_numbers=True)()
     assert jax.tree_util.tree_map(np.shape, params) == SHAPES
     fan_in = {"conv1": 9, "conv2": 288, "linear": 1600}
     for layer, n in fan_in.items():
@@ -71,7 +71,7 @@ def test_the_nnx_twin_has_linens_parameters_and_gives_its_logits(mnist):
     np.testing.assert_allclose(quick_jit(twin.apply)(params, images), quick_jit(linen.apply)(params, images),
                                rtol=1e-5, atol=1e-6)
     # Both ways between the NNX object and linen's params dict, shapes and names alike.
-    classifier = model_nnx.Classifier(rngs=nnx.Rngs(0))
+    classifier = nnx.eval_shape(lambda: model_nnx.Classifier(rngs=nnx.Rngs(0)))  # its shapes, nothing drawn
     own = model_nnx.to_params(classifier)
     assert jax.tree_util.tree_map(np.shape, own) == jax.tree_util.tree_map(np.shape, params)
     model_nnx.with_params(classifier, params)
